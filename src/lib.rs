@@ -1,0 +1,15 @@
+//! rock and rockd: network connections that survive address changes,
+//! outages and sleep.
+//!
+//! The protocol engine lives in its own crate, [`rock_proto`], because the
+//! preload library shares it and must not link tokio or russh. This crate
+//! holds everything that does I/O around it:
+//!
+//! * [`ssh`] — the bootstrap: resolve the destination with `ssh -G`, check
+//!   the host key, authenticate once, start rockd.
+
+#![warn(missing_docs)]
+
+pub mod ssh;
+
+pub use rock_proto as proto;

@@ -1,0 +1,983 @@
+//! The engine: one reliable, resumable byte stream carried by a succession
+//! of authenticated links. It does no I/O — time and nonces come in as
+//! arguments, bytes come in and go out through buffers the shell drains.
+//!
+//! # Driving a session
+//!
+//! The shell owns the transports and calls, in any order as things happen:
+//!
+//! * inputs — [`Session::open_link`] (client) or [`Session::accept_link`]
+//!   (server) when a transport connects; [`Session::handle_link_input`] with
+//!   bytes read from it (at most [`Session::link_read_window`]);
+//!   [`Session::link_failed`] when it errors or ends;
+//!   [`Session::handle_timeout`] when the time from
+//!   [`Session::poll_timeout`] has come;
+//! * the application side — [`Session::write`], [`Session::finish`],
+//!   [`Session::read`] (or [`Session::peek`] + [`Session::consume`]),
+//!   [`Session::close`].
+//!
+//! After any of these, it drains the outputs in this order:
+//!
+//! 1. [`Session::poll_event`] until `None` — a `LinkDown` means close that
+//!    transport;
+//! 2. for each link, [`Session::poll_transmit`], write what it returns, and
+//!    report what was written with [`Session::advance_transmit`];
+//! 3. [`Session::poll_timeout`] to know when to call back.
+//!
+//! Every link the engine hands out is reported down by exactly one
+//! `LinkDown` event, whatever ends it.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, ConfigError};
+use crate::error::{HandshakeError, LinkError, ProtocolViolation};
+use crate::handshake::{
+    CLIENT_AUTH_LEN, CLIENT_HELLO_LEN, ClientAuth, ClientHello, Nonce, Reject, RejectReason,
+    ServerHello, ServerReply, SessionId, SessionKey,
+};
+use crate::link::{ByteQueue, Flow, Link, LinkId, OUTPUT_CONTROL_CAP, OUTPUT_HIGH, Phase};
+use crate::stream::{RecvHalf, SendHalf};
+use crate::wire::{self, CloseCode, Frame, MAX_DATA};
+
+/// Client hello nonces a server remembers, to refuse replayed hellos early.
+const REMEMBERED_NONCES: usize = 256;
+
+/// Which end of the session this is. The client starts every link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Opens links (rock).
+    Client,
+    /// Accepts links (rockd, or the accepting side under the preload library).
+    Server,
+}
+
+/// What a session tells its shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A link finished its handshake and now carries the stream.
+    LinkUp {
+        /// The link.
+        link: LinkId,
+        /// Whether an earlier link carried this session before.
+        resumed: bool,
+    },
+    /// A link is gone; the shell closes its transport.
+    LinkDown {
+        /// The link.
+        link: LinkId,
+        /// Why it went down.
+        error: LinkError,
+    },
+    /// The peer ended its stream: every byte it sent is readable now.
+    PeerFinished,
+    /// Both directions ended: our end acknowledged, the peer's end read.
+    Finished,
+    /// The session is over. Bytes already readable stay readable.
+    Closed(CloseReason),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Both directions ended and were acknowledged.
+    Finished,
+    /// This side closed it.
+    Local {
+        /// Code sent to the peer.
+        code: CloseCode,
+        /// Message sent to the peer.
+        message: String,
+    },
+    /// The peer closed it.
+    Peer {
+        /// The peer's code.
+        code: CloseCode,
+        /// The peer's message.
+        message: String,
+    },
+    /// No link for the whole suspension timeout.
+    SuspendTimeout,
+}
+
+/// Where the session stands, for status displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// No link has been established yet.
+    Connecting,
+    /// A link carries the stream.
+    Connected,
+    /// The last link was lost at `since`; waiting for a new one.
+    Suspended {
+        /// When the last link went down.
+        since: Instant,
+    },
+    /// The session is over.
+    Closed,
+}
+
+/// Counters for status displays and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Where the session stands.
+    pub state: State,
+    /// Bytes the application wrote.
+    pub written: u64,
+    /// Units (bytes and FIN) the peer acknowledged.
+    pub acked: u64,
+    /// Units (bytes and FIN) received from the peer.
+    pub received: u64,
+    /// Bytes held for replay.
+    pub replay_buffered: usize,
+    /// Bytes waiting for the application to read.
+    pub readable: usize,
+    /// Latest heartbeat round-trip time.
+    pub rtt: Option<Duration>,
+    /// Links that completed their handshake; the first is not a reconnect.
+    pub links_established: u64,
+}
+
+/// The stream state shared by all links, split from the link list so a
+/// frame borrowed from a link's input can update it.
+#[derive(Debug)]
+struct Stream {
+    send: SendHalf,
+    recv: RecvHalf,
+    rtt: Option<Duration>,
+}
+
+/// What a frame asks of the session beyond the stream state.
+enum Control {
+    None,
+    PeerFin,
+    PeerClose { code: CloseCode, message: String },
+}
+
+/// One reliable byte stream and the links that carry it.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    id: SessionId,
+    key: SessionKey,
+    config: Config,
+    /// Origin of heartbeat timestamps.
+    epoch: Instant,
+    /// The latest time passed in.
+    now: Instant,
+    stream: Stream,
+    links: Vec<Link>,
+    next_link: u64,
+    /// The established link, if any; at most one link is established.
+    current: Option<LinkId>,
+    /// When the last established link went down (or the session began).
+    suspended_since: Instant,
+    links_established: u64,
+    closed: Option<CloseReason>,
+    finished_reported: bool,
+    events: VecDeque<Event>,
+    /// Server: recent client nonces, to spot replayed hellos.
+    seen_nonces: VecDeque<Nonce>,
+}
+
+impl Session {
+    /// Creates a session. Both ends must use the same `id` and `key`.
+    pub fn new(
+        role: Role,
+        id: SessionId,
+        key: SessionKey,
+        config: Config,
+        now: Instant,
+    ) -> Result<Session, ConfigError> {
+        config.validate()?;
+        Ok(Session {
+            role,
+            id,
+            key,
+            stream: Stream {
+                send: SendHalf::new(config.replay_bound),
+                recv: RecvHalf::new(config.receive_bound),
+                rtt: None,
+            },
+            config,
+            epoch: now,
+            now,
+            links: Vec::new(),
+            next_link: 0,
+            current: None,
+            suspended_since: now,
+            links_established: 0,
+            closed: None,
+            finished_reported: false,
+            events: VecDeque::new(),
+            seen_nonces: VecDeque::new(),
+        })
+    }
+
+    // ----- getters -----
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The session id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The established link, if any.
+    pub fn current_link(&self) -> Option<LinkId> {
+        self.current
+    }
+
+    /// Every link the engine has not yet reported down.
+    pub fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
+        self.links.iter().map(|l| l.id)
+    }
+
+    /// Why the session ended, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.closed.as_ref()
+    }
+
+    /// Both directions ended (see [`Event::Finished`]).
+    pub fn is_finished(&self) -> bool {
+        self.finished_reported
+    }
+
+    /// Counters and state.
+    pub fn stats(&self) -> Stats {
+        let state = if self.closed.is_some() {
+            State::Closed
+        } else if self.current.is_some() {
+            State::Connected
+        } else if self.links_established == 0 {
+            State::Connecting
+        } else {
+            State::Suspended {
+                since: self.suspended_since,
+            }
+        };
+        Stats {
+            state,
+            written: self.stream.send.written(),
+            acked: self.stream.send.acked(),
+            received: self.stream.recv.received(),
+            replay_buffered: self.stream.send.buffered(),
+            readable: self.stream.recv.readable(),
+            rtt: self.stream.rtt,
+            links_established: self.links_established,
+        }
+    }
+
+    // ----- link inputs -----
+
+    /// Client: a transport connected; the engine starts its handshake.
+    /// Any older link is abandoned (reported down as superseded).
+    pub fn open_link(&mut self, now: Instant, nonce: Nonce) -> LinkId {
+        assert_eq!(self.role, Role::Client, "only a client opens links");
+        self.tick(now);
+        let old: Vec<LinkId> = self.links().collect();
+        for id in old {
+            self.drop_link(id, LinkError::Superseded);
+        }
+        let hello = ClientHello {
+            versions: self.config.versions,
+            session: self.id,
+            nonce,
+        };
+        let id = self.new_link_id();
+        let mut link = Link::new(id, Phase::ClientAwaitServer { hello }, now, nonce);
+        if let Phase::ClientAwaitServer { hello } = &link.phase {
+            link.output.tail().extend_from_slice(&hello.encode());
+        }
+        self.links.push(link);
+        if self.closed.is_some() {
+            self.drop_link(id, LinkError::SessionClosed);
+        }
+        id
+    }
+
+    /// Server: a transport was accepted; the engine waits for its hello.
+    /// When too many links are waiting, the oldest is dropped.
+    pub fn accept_link(&mut self, now: Instant, nonce: Nonce) -> LinkId {
+        assert_eq!(self.role, Role::Server, "only a server accepts links");
+        self.tick(now);
+        let waiting: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|l| l.is_handshaking())
+            .map(|l| l.id)
+            .collect();
+        let excess = (waiting.len() + 1).saturating_sub(self.config.max_pending_links);
+        for &id in &waiting[..excess] {
+            self.drop_link(id, LinkError::TooManyPending);
+        }
+        let id = self.new_link_id();
+        self.links
+            .push(Link::new(id, Phase::ServerAwaitHello, now, nonce));
+        id
+    }
+
+    /// How many bytes the shell may read from `link`'s transport now;
+    /// zero while received data waits for the application.
+    pub fn link_read_window(&self, link: LinkId) -> usize {
+        self.link(link).map_or(0, Link::read_window)
+    }
+
+    /// Bytes arrived on `link`.
+    pub fn handle_link_input(&mut self, now: Instant, link: LinkId, bytes: &[u8]) {
+        self.tick(now);
+        let Some(l) = self.link_mut(link) else { return };
+        if matches!(l.phase, Phase::Closing { .. }) {
+            return;
+        }
+        l.last_rx = now;
+        l.input.tail().extend_from_slice(bytes);
+        self.process_input(link);
+    }
+
+    /// The transport of `link` failed or ended.
+    pub fn link_failed(&mut self, now: Instant, link: LinkId) {
+        self.tick(now);
+        self.drop_link(link, LinkError::TransportClosed);
+    }
+
+    // ----- link outputs -----
+
+    /// The bytes to write to `link`'s transport now (possibly empty).
+    /// Report what was written with [`Session::advance_transmit`].
+    pub fn poll_transmit(&mut self, link: LinkId) -> &[u8] {
+        let Some(i) = self.index(link) else {
+            return &[];
+        };
+        let Session { links, stream, .. } = self;
+        let l = &mut links[i];
+        if let Phase::Established(flow) = &mut l.phase {
+            fill_data(flow, &mut l.output, &stream.send);
+        }
+        l.output.pending()
+    }
+
+    /// `n` bytes from [`Session::poll_transmit`] were written.
+    pub fn advance_transmit(&mut self, link: LinkId, n: usize) {
+        let Some(l) = self.link_mut(link) else { return };
+        l.output.consume(n);
+        if let Phase::Closing { error, .. } = &l.phase
+            && l.output.is_empty()
+        {
+            let error = error.clone();
+            self.drop_link(link, error);
+        }
+    }
+
+    // ----- application side -----
+
+    /// Bytes the application may write now; zero means backpressure.
+    pub fn write_capacity(&self) -> usize {
+        if self.closed.is_some() {
+            0
+        } else {
+            self.stream.send.capacity()
+        }
+    }
+
+    /// Takes as much of `data` as the replay buffer has room for and
+    /// returns how much that was. Nothing taken is ever dropped.
+    pub fn write(&mut self, data: &[u8]) -> usize {
+        if self.closed.is_some() {
+            return 0;
+        }
+        self.stream.send.write(data)
+    }
+
+    /// Ends our stream after the bytes written so far (half-close).
+    pub fn finish(&mut self) {
+        if self.closed.is_none() {
+            self.stream.send.finish();
+        }
+    }
+
+    /// Whether [`Session::finish`] was called.
+    pub fn is_write_finished(&self) -> bool {
+        self.stream.send.is_finished()
+    }
+
+    /// Bytes ready for the application, as one contiguous run.
+    pub fn peek(&self) -> &[u8] {
+        self.stream.recv.peek()
+    }
+
+    /// Bytes ready for the application, in total.
+    pub fn readable(&self) -> usize {
+        self.stream.recv.readable()
+    }
+
+    /// The application consumed `n` bytes from [`Session::peek`].
+    pub fn consume(&mut self, n: usize) {
+        self.stream.recv.consume(n);
+        self.after_read();
+    }
+
+    /// Copies readable bytes into `out`; returns how many.
+    pub fn read(&mut self, out: &mut [u8]) -> usize {
+        let n = self.stream.recv.read(out);
+        self.after_read();
+        n
+    }
+
+    /// The peer's stream has ended and every byte of it has been read.
+    pub fn is_read_finished(&self) -> bool {
+        self.stream.recv.is_complete()
+    }
+
+    /// Ends the session deliberately; the peer learns `code` and `message`.
+    pub fn close(&mut self, now: Instant, code: CloseCode, message: &str) {
+        self.tick(now);
+        if self.closed.is_none() {
+            let reason = CloseReason::Local {
+                code,
+                message: message.to_owned(),
+            };
+            self.shut_down(reason, Some((code, message)));
+        }
+    }
+
+    // ----- time -----
+
+    /// When [`Session::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let c = &self.config;
+        let links = self.links.iter().flat_map(|l| {
+            let deadlines: [Option<Instant>; 3] = match &l.phase {
+                Phase::Established(f) => [
+                    (!f.rx_blocked).then(|| l.last_rx + c.link_timeout),
+                    Some(f.next_ping),
+                    f.ack_due,
+                ],
+                Phase::Closing { deadline, .. } => [Some(*deadline), None, None],
+                _ => [Some(l.opened_at + c.handshake_timeout), None, None],
+            };
+            deadlines.into_iter().flatten()
+        });
+        let suspend = (self.closed.is_none() && self.current.is_none())
+            .then(|| self.suspended_since + c.suspend_timeout);
+        links.chain(suspend).min()
+    }
+
+    /// Runs the timers that are due at `now`: heartbeats, delayed acks,
+    /// dead links, handshake and suspension timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
+        let c = &self.config;
+        let stamp = self.micros(now);
+        let received = self.stream.recv.received();
+        let mut dead = Vec::new();
+        for l in &mut self.links {
+            match &mut l.phase {
+                Phase::Established(flow) => {
+                    if !flow.rx_blocked && now >= l.last_rx + c.link_timeout {
+                        dead.push((l.id, LinkError::Timeout(c.link_timeout)));
+                        continue;
+                    }
+                    if now >= flow.next_ping {
+                        wire::encode(&Frame::Ping(stamp), l.output.tail());
+                        flow.next_ping = now + c.heartbeat_interval;
+                    }
+                    if flow.ack_due.is_some_and(|t| now >= t) {
+                        send_ack(flow, &mut l.output, received);
+                    }
+                }
+                Phase::Closing { error, deadline } => {
+                    if now >= *deadline {
+                        dead.push((l.id, error.clone()));
+                    }
+                }
+                _ => {
+                    if now >= l.opened_at + c.handshake_timeout {
+                        dead.push((l.id, HandshakeError::Timeout.into()));
+                    }
+                }
+            }
+        }
+        for (id, error) in dead {
+            self.drop_link(id, error);
+        }
+        if self.closed.is_none()
+            && self.current.is_none()
+            && now >= self.suspended_since + self.config.suspend_timeout
+        {
+            self.shut_down(CloseReason::SuspendTimeout, None);
+        }
+    }
+
+    // ----- events -----
+
+    /// The next event, if any. Drain until `None` after every input.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- internals -----
+
+    fn tick(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    fn micros(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn new_link_id(&mut self) -> LinkId {
+        self.next_link += 1;
+        LinkId(self.next_link)
+    }
+
+    fn index(&self, id: LinkId) -> Option<usize> {
+        self.links.iter().position(|l| l.id == id)
+    }
+
+    fn link(&self, id: LinkId) -> Option<&Link> {
+        self.links.iter().find(|l| l.id == id)
+    }
+
+    fn link_mut(&mut self, id: LinkId) -> Option<&mut Link> {
+        self.links.iter_mut().find(|l| l.id == id)
+    }
+
+    /// Removes a link and reports it down; the session notices if it was
+    /// the one carrying the stream.
+    fn drop_link(&mut self, id: LinkId, error: LinkError) {
+        let Some(i) = self.index(id) else { return };
+        self.links.remove(i);
+        if self.current == Some(id) {
+            self.current = None;
+            self.suspended_since = self.now;
+        }
+        self.events.push_back(Event::LinkDown { link: id, error });
+    }
+
+    /// Sends its last bytes on a link, then lets it go down with `error`.
+    fn close_link_after(&mut self, id: LinkId, bytes: &[u8], error: LinkError) {
+        let deadline = self.now + self.config.handshake_timeout;
+        if self.current == Some(id) {
+            self.current = None;
+            self.suspended_since = self.now;
+        }
+        if let Some(l) = self.link_mut(id) {
+            l.output.tail().extend_from_slice(bytes);
+            l.input.clear();
+            l.phase = Phase::Closing { error, deadline };
+        }
+    }
+
+    /// Ends the session: the current link, if `close` says so, carries a
+    /// close frame before going down; every other link goes down now.
+    fn shut_down(&mut self, reason: CloseReason, close: Option<(CloseCode, &str)>) {
+        let carrier = self.current.filter(|_| close.is_some());
+        let others: Vec<LinkId> = self.links().filter(|&id| Some(id) != carrier).collect();
+        for id in others {
+            self.drop_link(id, LinkError::SessionClosed);
+        }
+        if let (Some(id), Some((code, message))) = (carrier, close) {
+            let mut frame = Vec::new();
+            wire::encode(&Frame::Close { code, message }, &mut frame);
+            self.close_link_after(id, &frame, LinkError::SessionClosed);
+        }
+        self.current = None;
+        self.closed = Some(reason.clone());
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// Makes `id` the link that carries the stream.
+    fn establish(&mut self, id: LinkId, flow: Flow) {
+        if let Some(old) = self.current.filter(|&old| old != id) {
+            self.drop_link(old, LinkError::Superseded);
+        }
+        let Some(l) = self.link_mut(id) else { return };
+        l.phase = Phase::Established(flow);
+        self.current = Some(id);
+        self.links_established += 1;
+        self.events.push_back(Event::LinkUp {
+            link: id,
+            resumed: self.links_established > 1,
+        });
+    }
+
+    /// Checks a peer's resume point and frees what it says it holds.
+    fn resume_from(&mut self, peer_received: u64) -> Result<(), LinkError> {
+        let acked = self.stream.send.acked();
+        if peer_received < acked {
+            return Err(ProtocolViolation::ResumeBelowAcked {
+                resume: peer_received,
+                acked,
+            }
+            .into());
+        }
+        self.stream.send.ack(peer_received)?;
+        Ok(())
+    }
+
+    fn process_input(&mut self, id: LinkId) {
+        if let Err(error) = self.try_process_input(id) {
+            self.drop_link(id, error);
+        }
+        self.after_input(id);
+    }
+
+    /// Runs the link's input through its handshake, then its frames, until
+    /// input runs out or must wait.
+    fn try_process_input(&mut self, id: LinkId) -> Result<(), LinkError> {
+        loop {
+            let Some(l) = self.link_mut(id) else {
+                return Ok(());
+            };
+            match &l.phase {
+                Phase::ServerAwaitHello => {
+                    let Some(hello) =
+                        ClientHello::decode(l.input.pending()).map_err(HandshakeError::from)?
+                    else {
+                        return Ok(());
+                    };
+                    l.input.consume(CLIENT_HELLO_LEN);
+                    if !self.on_client_hello(id, hello)? {
+                        return Ok(());
+                    }
+                }
+                Phase::ServerAwaitAuth { .. } => {
+                    let Some(auth) =
+                        ClientAuth::decode(l.input.pending()).map_err(HandshakeError::from)?
+                    else {
+                        return Ok(());
+                    };
+                    l.input.consume(CLIENT_AUTH_LEN);
+                    self.on_client_auth(id, auth)?;
+                }
+                Phase::ClientAwaitServer { .. } => {
+                    let Some((reply, used)) =
+                        ServerReply::decode(l.input.pending()).map_err(HandshakeError::from)?
+                    else {
+                        return Ok(());
+                    };
+                    l.input.consume(used);
+                    self.on_server_reply(id, reply)?;
+                }
+                Phase::Established(_) => return self.process_frames(id),
+                Phase::Closing { .. } => return Ok(()),
+            }
+        }
+    }
+
+    /// Server: answers a hello. Returns whether the handshake goes on.
+    fn on_client_hello(&mut self, id: LinkId, hello: ClientHello) -> Result<bool, LinkError> {
+        let ours = self.config.versions;
+        let reject = |reason| {
+            Reject {
+                reason,
+                versions: ours,
+            }
+            .encode()
+        };
+        let Some(version) = ours.negotiate(hello.versions) else {
+            let error = HandshakeError::UnsupportedVersion {
+                ours,
+                theirs: hello.versions,
+            };
+            self.close_link_after(id, &reject(RejectReason::UnsupportedVersion), error.into());
+            return Ok(false);
+        };
+        // A session that finished still answers: the client may have lost
+        // our close and needs to resume to learn the end (see on_client_auth).
+        let ended = self
+            .closed
+            .as_ref()
+            .is_some_and(|r| *r != CloseReason::Finished);
+        if hello.session != self.id || ended {
+            let error = HandshakeError::UnknownSession.into();
+            self.close_link_after(id, &reject(RejectReason::UnknownSession), error);
+            return Ok(false);
+        }
+        if self.seen_nonces.contains(&hello.nonce) {
+            return Err(HandshakeError::ReplayedHello.into());
+        }
+        if self.seen_nonces.len() == REMEMBERED_NONCES {
+            self.seen_nonces.pop_front();
+        }
+        self.seen_nonces.push_back(hello.nonce);
+
+        let received = self.stream.recv.received();
+        let Some(l) = self.links.iter_mut().find(|l| l.id == id) else {
+            return Ok(false);
+        };
+        let server = ServerHello::new(&self.key, &hello, version, l.nonce, received);
+        l.output.tail().extend_from_slice(&server.encode());
+        l.phase = Phase::ServerAwaitAuth { hello, server };
+        Ok(true)
+    }
+
+    /// Server: checks the client's proof and installs the link.
+    fn on_client_auth(&mut self, id: LinkId, auth: ClientAuth) -> Result<(), LinkError> {
+        let Some(Link {
+            phase: Phase::ServerAwaitAuth { hello, server },
+            ..
+        }) = self.link(id)
+        else {
+            return Ok(());
+        };
+        auth.verify(&self.key, hello, server)?;
+        let resume_rx = server.received;
+        self.resume_from(auth.received)?;
+        if self.closed.is_some() {
+            // Finished already: the hello told the client everything arrived;
+            // confirm the end again and let the link go.
+            let mut frame = Vec::new();
+            let close = Frame::Close {
+                code: CloseCode::Normal,
+                message: "",
+            };
+            wire::encode(&close, &mut frame);
+            self.close_link_after(id, &frame, LinkError::SessionClosed);
+            return Ok(());
+        }
+        let flow = self.new_flow(resume_rx, auth.received);
+        self.establish(id, flow);
+        Ok(())
+    }
+
+    /// Client: checks the server's answer and, if it proves the key,
+    /// sends our proof and installs the link.
+    fn on_server_reply(&mut self, id: LinkId, reply: ServerReply) -> Result<(), LinkError> {
+        let server = match reply {
+            ServerReply::Reject(r) => {
+                return Err(match r.reason {
+                    RejectReason::UnsupportedVersion => HandshakeError::UnsupportedVersion {
+                        ours: self.config.versions,
+                        theirs: r.versions,
+                    },
+                    reason => HandshakeError::Rejected(reason),
+                }
+                .into());
+            }
+            ServerReply::Hello(server) => server,
+        };
+        let Some(Link {
+            phase: Phase::ClientAwaitServer { hello },
+            ..
+        }) = self.link(id)
+        else {
+            return Ok(());
+        };
+        if !self.config.versions.contains(server.version) {
+            return Err(HandshakeError::BadVersionChoice(server.version).into());
+        }
+        server.verify(&self.key, hello)?;
+        let received = self.stream.recv.received();
+        let auth = ClientAuth::new(&self.key, hello, &server, received);
+        self.resume_from(server.received)?;
+        let flow = self.new_flow(received, server.received);
+        if let Some(l) = self.link_mut(id) {
+            l.output.tail().extend_from_slice(&auth.encode());
+        }
+        self.establish(id, flow);
+        Ok(())
+    }
+
+    fn new_flow(&self, rx_pos: u64, tx_pos: u64) -> Flow {
+        Flow {
+            rx_pos,
+            tx_pos,
+            last_ack_sent: rx_pos,
+            ack_due: None,
+            next_ping: self.now + self.config.heartbeat_interval,
+            rx_blocked: false,
+        }
+    }
+
+    /// Decodes and applies the frames waiting on an established link.
+    fn process_frames(&mut self, id: LinkId) -> Result<(), LinkError> {
+        let Some(i) = self.index(id) else {
+            return Ok(());
+        };
+        let now_us = self.micros(self.now);
+        let Session {
+            links,
+            stream,
+            events,
+            ..
+        } = self;
+        let Link {
+            phase: Phase::Established(flow),
+            input,
+            output,
+            ..
+        } = &mut links[i]
+        else {
+            return Ok(());
+        };
+        let mut peer_close = None;
+        loop {
+            if stream.recv.is_full() {
+                flow.rx_blocked = true;
+                break;
+            }
+            let Some((frame, used)) = wire::decode(input.pending())? else {
+                break;
+            };
+            let control = apply_frame(frame, flow, output, stream, now_us)?;
+            input.consume(used);
+            match control {
+                Control::None => {}
+                Control::PeerFin => events.push_back(Event::PeerFinished),
+                Control::PeerClose { code, message } => {
+                    peer_close = Some((code, message));
+                    break;
+                }
+            }
+        }
+        if let Some((code, message)) = peer_close {
+            let reason = if code == CloseCode::Normal
+                && self.stream.send.is_complete()
+                && self.stream.recv.fin_received()
+            {
+                CloseReason::Finished
+            } else {
+                CloseReason::Peer { code, message }
+            };
+            self.shut_down(reason, None);
+        }
+        Ok(())
+    }
+
+    /// After input on a link: acknowledge what arrived, as the policy says,
+    /// and notice whether the session has finished.
+    fn after_input(&mut self, id: LinkId) {
+        let received = self.stream.recv.received();
+        let fin = self.stream.recv.fin_received();
+        let (threshold, delay, now) = (self.config.ack_threshold, self.config.ack_delay, self.now);
+        if let Some(l) = self.link_mut(id)
+            && let Phase::Established(flow) = &mut l.phase
+        {
+            let unacked = received - flow.last_ack_sent;
+            if unacked >= threshold || (fin && unacked > 0) {
+                send_ack(flow, &mut l.output, received);
+            } else if unacked > 0 && flow.ack_due.is_none() {
+                flow.ack_due = Some(now + delay);
+            }
+        }
+        self.check_finished();
+    }
+
+    /// The application read: resume input that waited for room.
+    fn after_read(&mut self) {
+        if self.stream.recv.is_full() {
+            return self.check_finished();
+        }
+        let now = self.now;
+        let Some(id) = self.current else {
+            return self.check_finished();
+        };
+        let unblocked = self
+            .link_mut(id)
+            .and_then(Link::flow)
+            .is_some_and(|f| std::mem::replace(&mut f.rx_blocked, false));
+        if unblocked {
+            if let Some(l) = self.link_mut(id) {
+                // The peer was not silent; we were not listening.
+                l.last_rx = now;
+            }
+            self.process_input(id);
+        } else {
+            self.check_finished();
+        }
+    }
+
+    fn check_finished(&mut self) {
+        if self.finished_reported
+            || self.closed.is_some()
+            || !self.stream.send.is_complete()
+            || !self.stream.recv.is_complete()
+        {
+            return;
+        }
+        self.finished_reported = true;
+        self.events.push_back(Event::Finished);
+        // The server confirms the end; the client waits for that close,
+        // so neither side leaves the other waiting for a last ack.
+        if self.role == Role::Server {
+            self.shut_down(CloseReason::Finished, Some((CloseCode::Normal, "")));
+        }
+    }
+}
+
+/// Applies one frame of an established link to the stream.
+fn apply_frame(
+    frame: Frame<'_>,
+    flow: &mut Flow,
+    output: &mut ByteQueue,
+    stream: &mut Stream,
+    now_us: u64,
+) -> Result<Control, LinkError> {
+    match frame {
+        Frame::Data(data) => {
+            stream.recv.accept_data(flow.rx_pos, data)?;
+            flow.rx_pos += data.len() as u64;
+        }
+        Frame::Fin => {
+            let new = stream.recv.accept_fin(flow.rx_pos)?;
+            flow.rx_pos += 1;
+            if new {
+                return Ok(Control::PeerFin);
+            }
+        }
+        Frame::Ack(n) => {
+            stream.send.ack(n)?;
+            // Acks may run ahead of what this link resent (the peer got
+            // those bytes on an earlier link); never resend below them.
+            flow.tx_pos = flow.tx_pos.max(stream.send.acked());
+        }
+        Frame::Ping(stamp) => {
+            if output.len() < OUTPUT_CONTROL_CAP {
+                wire::encode(&Frame::Pong(stamp), output.tail());
+            }
+        }
+        Frame::Pong(stamp) => {
+            if stamp <= now_us {
+                stream.rtt = Some(Duration::from_micros(now_us - stamp));
+            }
+        }
+        Frame::Close { code, message } => {
+            return Ok(Control::PeerClose {
+                code,
+                message: message.to_owned(),
+            });
+        }
+    }
+    Ok(Control::None)
+}
+
+/// Encodes an ack of everything received and records it.
+fn send_ack(flow: &mut Flow, output: &mut ByteQueue, received: u64) {
+    wire::encode(&Frame::Ack(received), output.tail());
+    flow.last_ack_sent = received;
+    flow.ack_due = None;
+}
+
+/// Encodes stream data (and the FIN) into the link's output while there is
+/// room, from the link's send position.
+fn fill_data(flow: &mut Flow, output: &mut ByteQueue, send: &SendHalf) {
+    flow.tx_pos = flow.tx_pos.max(send.acked());
+    while output.len() < OUTPUT_HIGH && flow.tx_pos < send.written() {
+        let chunk = send.chunk_at(flow.tx_pos, MAX_DATA);
+        wire::encode(&Frame::Data(chunk), output.tail());
+        flow.tx_pos += chunk.len() as u64;
+    }
+    if send.is_finished() && flow.tx_pos == send.written() && output.len() < OUTPUT_HIGH {
+        wire::encode(&Frame::Fin, output.tail());
+        flow.tx_pos += 1;
+    }
+}

@@ -1,0 +1,282 @@
+//! Scenarios: resume, backpressure, liveness, close, version skew, and a
+//! server that learns of the new link while the old one still delivers.
+
+use std::time::Duration;
+
+use super::util::{Cut, ID, Pair, key};
+use crate::{CloseCode, CloseReason, Config, Event, LinkError, Role, Session, State, VersionRange};
+
+fn events_of(events: &[Event], f: impl Fn(&Event) -> bool) -> usize {
+    events.iter().filter(|e| f(e)).count()
+}
+
+#[test]
+fn bytes_flow_both_ways_and_the_session_finishes() {
+    let mut pair = Pair::new(Config::default());
+    pair.connect();
+    pair.client.write(100_000);
+    pair.server.write(77_777);
+    pair.settle_reading();
+    assert_eq!(pair.server.delivered.len(), 100_000);
+    assert_eq!(pair.client.delivered.len(), 77_777);
+    pair.finish_both();
+    assert_eq!(
+        events_of(&pair.client.events, |e| matches!(
+            e,
+            Event::LinkUp { resumed: false, .. }
+        )),
+        1
+    );
+    assert_eq!(events_of(&pair.server.events, |e| *e == Event::Finished), 1);
+}
+
+#[test]
+fn a_reset_link_resumes_and_retransmits_only_the_missing_bytes() {
+    let mut pair = Pair::new(Config::default());
+    pair.connect();
+    pair.settle();
+    pair.client.write(1_000_000);
+    pair.plan_cut(300_000, 50, Cut::Reset);
+    pair.settle_reading();
+    let stats = pair.client.session.stats();
+    assert_eq!(stats.state, State::Connected);
+    assert_eq!(stats.links_established, 2);
+    assert!(
+        pair.client
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::LinkUp { resumed: true, .. })),
+        "the second link must be reported as a resumption"
+    );
+    assert_eq!(pair.server.delivered.len(), 1_000_000);
+    pair.server.assert_delivered_prefix_of(&pair.client);
+}
+
+#[test]
+fn a_fin_sent_before_the_cut_is_delivered_once_after_the_resume() {
+    let mut pair = Pair::new(Config::default());
+    pair.connect();
+    pair.client.write(5000);
+    pair.client.session.finish();
+    // The FIN is in the first transport's last bytes; the cut loses them.
+    pair.plan_cut(5000, 1000, Cut::Reset);
+    pair.settle_reading();
+    assert_eq!(pair.server.fins, vec![5000]);
+    pair.server.session.finish();
+    pair.run_until(Duration::from_secs(5), |p| {
+        p.client.session.close_reason().is_some()
+    });
+    assert_eq!(pair.server.fins, vec![5000]);
+    assert_eq!(
+        pair.client.session.close_reason(),
+        Some(&CloseReason::Finished)
+    );
+}
+
+#[test]
+fn a_full_replay_buffer_pushes_back_and_drops_nothing() {
+    let config = Config {
+        replay_bound: 64 << 10,
+        receive_bound: 32 << 10,
+        ..Config::default()
+    };
+    let mut pair = Pair::new(config);
+    pair.connect();
+    // The server's application does not read: the client must stop taking
+    // bytes once its replay buffer is full.
+    let mut taken = 0;
+    for _ in 0..100 {
+        taken += pair.client.write(10_000);
+        pair.settle();
+    }
+    assert!(taken < 1_000_000, "backpressure never came");
+    assert_eq!(pair.client.session.write_capacity(), 0);
+    let stats = pair.client.session.stats();
+    assert!(stats.replay_buffered <= 64 << 10);
+    assert!(pair.server.session.readable() <= (32 << 10) + crate::wire::MAX_DATA);
+    // Blocked for a long time: the link stays up (the receiver does not
+    // judge a link it is not reading) and nothing is lost.
+    for _ in 0..30 {
+        pair.advance(Duration::from_secs(1));
+        pair.settle();
+    }
+    assert_eq!(pair.client.session.stats().links_established, 1);
+    pair.settle_reading();
+    while pair.server.delivered.len() < 1_000_000 {
+        pair.client.write(10_000);
+        pair.settle_reading();
+    }
+    pair.server.assert_delivered_prefix_of(&pair.client);
+}
+
+#[test]
+fn heartbeats_measure_rtt_and_a_silent_link_is_declared_dead_in_time() {
+    let config = Config::default();
+    let mut pair = Pair::new(config.clone());
+    pair.connect();
+    pair.settle();
+    pair.advance(config.heartbeat_interval);
+    pair.settle();
+    assert!(pair.client.session.stats().rtt.is_some());
+
+    // Idle but alive: heartbeats keep the link up for a long time.
+    for _ in 0..60 {
+        pair.advance(Duration::from_secs(1));
+        pair.settle();
+    }
+    assert_eq!(pair.client.session.stats().links_established, 1);
+
+    // Blackhole: nothing tells the engines; they must notice.
+    pair.auto_reconnect = false;
+    pair.plan_cut(0, 0, Cut::Blackhole);
+    let start = pair.now;
+    pair.run_until(Duration::from_secs(60), |p| p.client.link.is_none());
+    let detected = pair.now - start;
+    assert!(
+        detected <= config.link_timeout + config.heartbeat_interval,
+        "dead link noticed after {detected:?}"
+    );
+    assert!(pair.client.events.iter().any(|e| matches!(
+        e,
+        Event::LinkDown {
+            error: LinkError::Timeout(_),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn suspension_timeout_closes_both_sides() {
+    let config = Config {
+        suspend_timeout: Duration::from_secs(120),
+        ..Config::default()
+    };
+    let mut pair = Pair::new(config);
+    pair.connect();
+    pair.settle();
+    pair.auto_reconnect = false;
+    pair.drop_transport(true);
+    pair.settle();
+    assert!(matches!(
+        pair.client.session.stats().state,
+        State::Suspended { .. }
+    ));
+    pair.advance(Duration::from_secs(119));
+    assert_eq!(pair.client.session.close_reason(), None);
+    pair.advance(Duration::from_secs(1));
+    assert_eq!(
+        pair.client.session.close_reason(),
+        Some(&CloseReason::SuspendTimeout)
+    );
+    assert_eq!(
+        pair.server.session.close_reason(),
+        Some(&CloseReason::SuspendTimeout)
+    );
+}
+
+#[test]
+fn a_deliberate_close_reaches_the_peer_with_its_reason() {
+    let mut pair = Pair::new(Config::default());
+    pair.connect();
+    pair.client.write(1000);
+    pair.settle_reading();
+    pair.close_client(CloseCode::Aborted);
+    pair.settle_reading();
+    assert_eq!(
+        pair.server.session.close_reason(),
+        Some(&CloseReason::Peer {
+            code: CloseCode::Aborted,
+            message: "test".into()
+        })
+    );
+    assert_eq!(pair.client.session.links().count(), 0);
+    assert_eq!(pair.server.session.links().count(), 0);
+}
+
+#[test]
+fn every_link_is_reported_down_exactly_once() {
+    let mut pair = Pair::new(Config::default());
+    pair.connect();
+    for _ in 0..5 {
+        pair.client.write(10_000);
+        pair.plan_cut(3000, 3000, Cut::Reset);
+        pair.settle_reading();
+    }
+    pair.finish_both();
+    pair.settle();
+    for side in [&pair.client, &pair.server] {
+        let mut up = Vec::new();
+        let mut down = Vec::new();
+        for e in &side.events {
+            match e {
+                Event::LinkUp { link, .. } => up.push(*link),
+                Event::LinkDown { link, .. } => down.push(*link),
+                _ => {}
+            }
+        }
+        for l in &up {
+            assert_eq!(down.iter().filter(|d| *d == l).count(), 1, "{l}");
+        }
+        assert_eq!(side.session.links().count(), 0);
+    }
+}
+
+#[test]
+fn a_newer_client_talks_to_an_older_server() {
+    let client = Config {
+        versions: VersionRange { min: 1, max: 3 },
+        ..Config::default()
+    };
+    let mut pair = Pair::with_configs(client, Config::default());
+    pair.connect();
+    pair.client.write(1000);
+    pair.settle_reading();
+    assert_eq!(pair.server.delivered.len(), 1000);
+}
+
+/// The client abandons a link the server still thinks alive and opens a new
+/// one; the old link goes on delivering after the server has answered the
+/// new hello, so the server's advertised resume point is stale. Nothing may
+/// be delivered twice.
+#[test]
+fn late_bytes_on_the_old_link_are_not_delivered_twice() {
+    let now = std::time::Instant::now();
+    let mut client = Session::new(Role::Client, ID, key(), Config::default(), now).unwrap();
+    let mut server = Session::new(Role::Server, ID, key(), Config::default(), now).unwrap();
+    let c1 = client.open_link(now, [1; 32]);
+    let s1 = server.accept_link(now, [2; 32]);
+    let shuttle = |from: &mut Session, fl, to: &mut Session, tl| {
+        let out = from.poll_transmit(fl).to_vec();
+        from.advance_transmit(fl, out.len());
+        to.handle_link_input(now, tl, &out);
+        out.len()
+    };
+    shuttle(&mut client, c1, &mut server, s1);
+    shuttle(&mut server, s1, &mut client, c1);
+    shuttle(&mut client, c1, &mut server, s1);
+    assert_eq!(server.current_link(), Some(s1));
+
+    // Client data goes out on link 1 but is held in the network.
+    let data: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
+    assert_eq!(client.write(&data), data.len());
+    let held = client.poll_transmit(c1).to_vec();
+    client.advance_transmit(c1, held.len());
+
+    // The client gives up on link 1 and opens link 2.
+    let c2 = client.open_link(now, [3; 32]);
+    let s2 = server.accept_link(now, [4; 32]);
+    shuttle(&mut client, c2, &mut server, s2); // hello
+    shuttle(&mut server, s2, &mut client, c2); // server hello: resume at 0
+    // Now the held bytes arrive on the old link.
+    server.handle_link_input(now, s1, &held);
+    assert_eq!(server.readable(), data.len());
+    // The client's proof installs link 2; the client resends from 0.
+    for _ in 0..10 {
+        shuttle(&mut client, c2, &mut server, s2);
+        shuttle(&mut server, s2, &mut client, c2);
+    }
+    assert_eq!(server.current_link(), Some(s2));
+    let mut got = vec![0u8; 200_000];
+    let n = server.read(&mut got);
+    assert_eq!(&got[..n], &data[..], "delivered twice or lost");
+}

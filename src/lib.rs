@@ -5,11 +5,13 @@
 //! preload library shares it and must not link tokio or russh. This crate
 //! holds everything that does I/O around it:
 //!
+//! * [`boot`] — the boot exchange between rock and a new rockd.
 //! * [`ssh`] — the bootstrap: resolve the destination with `ssh -G`, check
 //!   the host key, authenticate once, start rockd.
 
 #![warn(missing_docs)]
 
+pub mod boot;
 pub mod ssh;
 
 pub use rock_proto as proto;

@@ -6,12 +6,18 @@
 //! holds everything that does I/O around it:
 //!
 //! * [`boot`] — the boot exchange between rock and a new rockd.
+//! * [`local`] — session directory, control socket, ssh's helpers.
+//! * [`relay`] — the tokio shell that drives a session over real streams.
+//! * [`rockd`] — the remote end: boot, detach, bridge to sshd.
 //! * [`ssh`] — the bootstrap: resolve the destination with `ssh -G`, check
 //!   the host key, authenticate once, start rockd.
 
 #![warn(missing_docs)]
 
 pub mod boot;
+pub mod local;
+pub mod relay;
+pub mod rockd;
 pub mod ssh;
 
 pub use rock_proto as proto;

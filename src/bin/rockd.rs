@@ -1,5 +1,105 @@
-//! `rockd`: the remote end of `rock -d`.
+//! `rockd`: the remote end of `rock -d`. Started by rock over ssh; reads the
+//! session key from stdin, reports its port, detaches and bridges rock
+//! links to the sshd it was started through.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("rockd {}: not implemented yet", env!("CARGO_PKG_VERSION"))
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use rock::boot;
+use rock::rockd::{self, RockdOptions};
+use rock_proto::Config;
+
+/// The remote end of `rock -d`; started by rock, not by hand.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on for rock links (repeatable).
+    #[arg(long, default_values = ["[::]:0", "0.0.0.0:0"])]
+    listen: Vec<SocketAddr>,
+    /// Listen on a port in this inclusive range, e.g. 60000-60100.
+    #[arg(long, value_parser = parse_range)]
+    port_range: Option<(u16, u16)>,
+    /// The sshd to bridge to (host:port); by default the one in SSH_CONNECTION.
+    #[arg(long)]
+    target: Option<String>,
+    /// Seconds without any link before the session is given up.
+    #[arg(long, default_value_t = 72 * 3600)]
+    suspend_timeout: u64,
+    /// Milliseconds between heartbeats.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// Milliseconds of silence after which a link is declared dead.
+    #[arg(long, default_value_t = 6000)]
+    link_timeout_ms: u64,
+    /// Stay in the foreground instead of detaching.
+    #[arg(long)]
+    foreground: bool,
+    /// Log file (default: rockd.log in the user's state directory).
+    #[arg(long)]
+    log: Option<PathBuf>,
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST")?;
+    let (a, b) = (a.parse::<u16>(), b.parse::<u16>());
+    match (a, b) {
+        (Ok(a), Ok(b)) if a <= b && a > 0 => Ok((a, b)),
+        _ => Err(format!("{s:?} is not a port range like 60000-60100")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let options = RockdOptions {
+        listen: args.listen,
+        port_range: args.port_range,
+        target: args.target,
+        config: Config {
+            suspend_timeout: Duration::from_secs(args.suspend_timeout),
+            heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
+            link_timeout: Duration::from_millis(args.link_timeout_ms),
+            ..Config::default()
+        },
+        foreground: args.foreground,
+        log: args.log,
+    };
+    let mut stdout = std::io::stdout();
+    let ssh_connection = std::env::var("SSH_CONNECTION").ok();
+    let prepared = rockd::prepare(
+        options,
+        &mut std::io::stdin().lock(),
+        ssh_connection.as_deref(),
+    );
+    let (prepared, ready) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = rockd::report(&mut stdout, &boot::error_line(&e.to_string()));
+            return ExitCode::FAILURE;
+        }
+    };
+    let log = rockd::open_log(prepared.log_path());
+    if let Err(e) = rockd::report(&mut stdout, &ready.encode()) {
+        eprintln!("rockd: cannot report readiness: {e}");
+        return ExitCode::FAILURE;
+    }
+    if !prepared.foreground()
+        && let Err(e) = rockd::detach(log.as_ref())
+    {
+        eprintln!("rockd: {e}");
+        return ExitCode::FAILURE;
+    }
+    rockd::init_logging(log);
+    match rockd::serve(prepared) {
+        Ok(outcome) => {
+            tracing::info!(?outcome, "session over");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("rockd stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,136 @@
+//! The rock process's control socket: where the proxy helper delivers the
+//! inner ssh's connection and the askpass helper asks for the password.
+//!
+//! Only processes of the same user may talk to it (the directory is private
+//! and the peer's uid is checked). The password is answered at most once,
+//! and only to a prompt that asks for the account password.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use zeroize::Zeroizing;
+
+use super::helper::{CONTROL_SOCKET, MAX_REQUEST, is_password_prompt};
+
+/// The listening control socket and the secret it may hand out.
+pub struct Control {
+    listener: UnixListener,
+    password: Option<Zeroizing<String>>,
+}
+
+async fn read_line(stream: &mut UnixStream) -> io::Result<Zeroizing<String>> {
+    let mut line = Zeroizing::new(Vec::new());
+    loop {
+        let b = stream.read_u8().await?;
+        if b == b'\n' {
+            break;
+        }
+        if line.len() == MAX_REQUEST {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request too long",
+            ));
+        }
+        line.push(b);
+    }
+    String::from_utf8(line.to_vec())
+        .map(Zeroizing::new)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request is not UTF-8"))
+}
+
+impl Control {
+    /// Listens in `dir`; `password` is what askpass may be told.
+    pub fn bind(dir: &Path, password: Option<Zeroizing<String>>) -> io::Result<Control> {
+        let path = dir.join(CONTROL_SOCKET);
+        let listener = UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(Control { listener, password })
+    }
+
+    /// Serves askpass requests until the proxy helper delivers the inner
+    /// ssh's connection, and returns that connection.
+    pub async fn next_proxy(&mut self) -> io::Result<UnixStream> {
+        loop {
+            let (mut stream, _) = self.listener.accept().await?;
+            // SAFETY: getuid cannot fail.
+            let me = unsafe { libc::getuid() };
+            if stream.peer_cred().map(|c| c.uid()).ok() != Some(me) {
+                tracing::warn!("refused a control connection from another user");
+                continue;
+            }
+            let line = match read_line(&mut stream).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!("bad control request: {e}");
+                    continue;
+                }
+            };
+            if line.as_str() == "proxy" {
+                return Ok(stream);
+            }
+            if let Some(prompt) = line.strip_prefix("askpass ") {
+                self.answer(&mut stream, prompt).await;
+            }
+        }
+    }
+
+    /// Serves askpass requests for as long as it runs (after the proxy).
+    pub async fn serve_askpass(mut self) {
+        loop {
+            match self.next_proxy().await {
+                // A second ssh connection is not ours to relay.
+                Ok(stream) => drop(stream),
+                Err(e) => {
+                    tracing::debug!("control socket stopped: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn answer(&mut self, stream: &mut UnixStream, prompt: &str) {
+        let reply = match &self.password {
+            Some(_) if is_password_prompt(prompt) => {
+                // Once: a second request means the password did not work.
+                let password = self.password.take().unwrap_or_default();
+                Zeroizing::new(format!("ok {}\n", password.as_str()))
+            }
+            _ => {
+                tracing::debug!("declined askpass prompt {prompt:?}");
+                Zeroizing::new("no\n".to_owned())
+            }
+        };
+        let _ = stream.write_all(reply.as_bytes()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::helper;
+
+    #[tokio::test]
+    async fn the_password_is_given_once_and_only_for_a_password_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut control =
+            Control::bind(dir.path(), Some(Zeroizing::new("s3cret pw".into()))).unwrap();
+        let path = dir.path().to_owned();
+        let asks = tokio::task::spawn_blocking(move || {
+            let host_key = helper::ask(&path, "Are you sure (yes/no)? ").unwrap();
+            let first = helper::ask(&path, "me@host's password: ").unwrap();
+            let second = helper::ask(&path, "me@host's password: ").unwrap();
+            let mut s = std::os::unix::net::UnixStream::connect(path.join(CONTROL_SOCKET)).unwrap();
+            std::io::Write::write_all(&mut s, b"proxy\n").unwrap();
+            (host_key, first, second)
+        });
+        let proxy = control.next_proxy().await;
+        assert!(proxy.is_ok());
+        let (host_key, first, second) = asks.await.unwrap();
+        assert_eq!(host_key, None);
+        assert_eq!(first.as_deref().map(String::as_str), Some("s3cret pw"));
+        assert_eq!(second, None);
+    }
+}

@@ -1,0 +1,185 @@
+//! Making client links: the dialer that opens a transport, and the retry
+//! policy (at once after a loss, then backing off to about a second).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use super::BoxLink;
+
+/// A transport being opened.
+pub type DialFuture = Pin<Box<dyn Future<Output = io::Result<BoxLink>> + Send>>;
+
+/// Opens a new transport to the server each time it is asked.
+pub trait Dialer: Send {
+    /// Starts opening a transport.
+    fn dial(&mut self) -> DialFuture;
+    /// Names the target, for messages.
+    fn describe(&self) -> String;
+}
+
+/// Dials `host:port` over TCP, looking the name up again on every attempt so
+/// a server that moved (and whose name followed) is found.
+#[derive(Debug, Clone)]
+pub struct TcpDialer {
+    host: String,
+    port: u16,
+    connect_timeout: Duration,
+}
+
+impl TcpDialer {
+    /// A dialer for `host` (name or address) and `port`.
+    pub fn new(host: impl Into<String>, port: u16, connect_timeout: Duration) -> Self {
+        TcpDialer {
+            host: host.into(),
+            port,
+            connect_timeout,
+        }
+    }
+}
+
+impl Dialer for TcpDialer {
+    fn dial(&mut self) -> DialFuture {
+        let (host, port, limit) = (self.host.clone(), self.port, self.connect_timeout);
+        Box::pin(async move {
+            let mut last = None;
+            for addr in tokio::net::lookup_host((host.as_str(), port)).await? {
+                match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+                    Ok(Ok(stream)) => {
+                        stream.set_nodelay(true)?;
+                        return Ok(Box::new(stream) as BoxLink);
+                    }
+                    Ok(Err(e)) => last = Some(e),
+                    Err(_) => {
+                        last = Some(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("connecting to {addr} timed out after {limit:?}"),
+                        ))
+                    }
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
+            }))
+        })
+    }
+
+    fn describe(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Delays between failed attempts: doubling from `first` up to `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// A backoff from `first` doubling to `max`.
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Backoff {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    /// Starts over (after a success).
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(1))
+    }
+}
+
+/// The client relay's dialling state.
+pub(crate) struct DialState {
+    dialer: Box<dyn Dialer>,
+    pub(crate) connecting: Option<DialFuture>,
+    pub(crate) next_attempt: Instant,
+    /// Failed attempts since the last established link.
+    pub(crate) failures: u32,
+    pub(crate) last_error: Option<String>,
+    backoff: Backoff,
+}
+
+impl DialState {
+    pub(crate) fn new(dialer: Box<dyn Dialer>) -> Self {
+        DialState {
+            dialer,
+            connecting: None,
+            next_attempt: Instant::now(),
+            failures: 0,
+            last_error: None,
+            backoff: Backoff::default(),
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        self.dialer.describe()
+    }
+
+    pub(crate) fn start(&mut self) {
+        self.connecting = Some(self.dialer.dial());
+    }
+
+    /// An attempt failed: wait before the next. An attempt that timed out
+    /// has waited already, so the next one starts at once — after a
+    /// blackhole lifts, a fresh SYN is never more than a timeout away.
+    pub(crate) fn failed(&mut self, now: Instant, error: String, timed_out: bool) {
+        self.failures += 1;
+        self.last_error = Some(error);
+        self.next_attempt = if timed_out {
+            now
+        } else {
+            now + self.backoff.next_delay()
+        };
+    }
+
+    /// An established link was lost: try again at once.
+    pub(crate) fn lost(&mut self, now: Instant) {
+        self.next_attempt = now;
+    }
+
+    /// A link was established.
+    pub(crate) fn connected(&mut self) {
+        self.failures = 0;
+        self.last_error = None;
+        self.backoff.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::default();
+        let delays: Vec<u64> = (0..6).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,479 @@
+//! The tokio shell around the protocol engine: moves bytes between the
+//! application stream, the engine and whatever link is current, runs the
+//! engine's timers, and (as client) redials when a link is lost.
+//!
+//! The relay is one task and one poll loop over every readiness source —
+//! application, links, link source, timer — so the engine is only ever
+//! touched from one place and needs no locks. Links are any async byte
+//! stream (a TCP connection, or an SSH channel in firewall-friendly mode).
+//!
+//! Invariant: the loop returns `Pending` only after every source it is
+//! interested in has returned `Pending` (and so registered a wakeup).
+
+mod dial;
+mod status;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use rock_proto::{CloseCode, CloseReason, Event, HandshakeError, LinkError, LinkId, Session};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::time::Sleep;
+
+pub use dial::{Backoff, DialFuture, Dialer, TcpDialer};
+pub use status::{Status, StatusWatch, suspended_for};
+
+/// A byte stream a link can run over.
+pub trait LinkIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> LinkIo for T {}
+
+/// A link's transport, whatever it is.
+pub type BoxLink = Box<dyn LinkIo>;
+
+/// Size of the relay's read buffer: one maximal data frame.
+const BUF: usize = 64 * 1024;
+/// Consecutive "no such session" answers after which a client gives up.
+const REJECTIONS_BEFORE_GIVING_UP: u32 = 3;
+
+/// How a relay ended without error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both directions ended and were delivered.
+    Finished,
+    /// The session was closed (by either side, or the suspension timeout).
+    Closed(CloseReason),
+}
+
+/// Why a relay stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The first link could never be made.
+    #[error("cannot reach {target} ({attempts} attempts): {last}")]
+    Unreachable {
+        /// What was dialled.
+        target: String,
+        /// How many times.
+        attempts: u32,
+        /// The last error.
+        last: String,
+    },
+    /// The server refused the session for good.
+    #[error("the server refused the session: {0}")]
+    Refused(HandshakeError),
+    /// The operating system's random source failed.
+    #[error("cannot read random bytes for a handshake nonce: {0}")]
+    Random(String),
+}
+
+/// Where new links come from.
+enum Source {
+    /// Client: dial, and redial after a loss.
+    Dial(dial::DialState),
+    /// Server: accept.
+    Listen(TcpListener),
+}
+
+/// Tunables of the shell (the engine's are in its `Config`).
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Dial failures before the first link after which the client gives up.
+    pub first_connect_attempts: u32,
+    /// After the session finished, how long a client waits for the server's
+    /// confirmation before leaving anyway.
+    pub finish_linger: Duration,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            first_connect_attempts: 3,
+            finish_linger: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One session, its application stream and its links.
+pub struct Relay<A> {
+    session: Session,
+    app: A,
+    /// The application ended its stream (or failed); no more reads.
+    app_eof: bool,
+    /// Writing to the application failed: received bytes are discarded.
+    app_write_dead: bool,
+    /// The application's write side has been shut down after the peer's FIN.
+    app_shut: bool,
+    links: Vec<(LinkId, BoxLink)>,
+    source: Source,
+    options: RelayOptions,
+    sleep: Pin<Box<Sleep>>,
+    buf: Box<[u8]>,
+    /// When a finished client stops waiting for the server's close.
+    linger_until: Option<Instant>,
+    rejections: u32,
+    status: status::StatusTx,
+}
+
+fn now() -> Instant {
+    // Through tokio, so tests may pause and advance the clock.
+    tokio::time::Instant::now().into_std()
+}
+
+fn nonce() -> Result<[u8; 32], RelayError> {
+    let mut n = [0u8; 32];
+    getrandom::fill(&mut n).map_err(|e| RelayError::Random(e.to_string()))?;
+    Ok(n)
+}
+
+impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
+    /// A client relay: `dialer` makes each new link.
+    pub fn client(
+        session: Session,
+        app: A,
+        dialer: Box<dyn Dialer>,
+        options: RelayOptions,
+    ) -> Self {
+        Self::new(
+            session,
+            app,
+            Source::Dial(dial::DialState::new(dialer)),
+            options,
+        )
+    }
+
+    /// A server relay: links arrive on `listener`.
+    pub fn server(session: Session, app: A, listener: TcpListener, options: RelayOptions) -> Self {
+        Self::new(session, app, Source::Listen(listener), options)
+    }
+
+    fn new(session: Session, app: A, source: Source, options: RelayOptions) -> Self {
+        let status = status::StatusTx::new(&session);
+        Relay {
+            session,
+            app,
+            app_eof: false,
+            app_write_dead: false,
+            app_shut: false,
+            links: Vec::new(),
+            source,
+            options,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            buf: vec![0u8; BUF].into_boxed_slice(),
+            linger_until: None,
+            rejections: 0,
+            status,
+        }
+    }
+
+    /// A live view of the session's state, for status displays.
+    pub fn status(&self) -> StatusWatch {
+        self.status.subscribe()
+    }
+
+    /// Runs until the session ends. When `shutdown` completes first, the
+    /// session is closed as aborted (the peer is told if a link is up).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<Outcome, RelayError> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut shut = false;
+        std::future::poll_fn(|cx| {
+            if !shut && shutdown.as_mut().poll(cx).is_ready() {
+                shut = true;
+                self.session.close(now(), CloseCode::Aborted, "stopped");
+            }
+            self.poll_run(cx)
+        })
+        .await
+    }
+
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outcome, RelayError>> {
+        loop {
+            let now = now();
+            let mut progress = false;
+            progress |= self.poll_source(cx, now)?;
+            progress |= self.poll_links(cx, now);
+            progress |= self.poll_app(cx, now);
+            if self.session.poll_timeout().is_some_and(|t| t <= now) {
+                self.session.handle_timeout(now);
+                progress = true;
+            }
+            progress |= self.drain_events(now)?;
+            self.status.publish(&self.session, self.dial_attempts());
+            if let Some(outcome) = self.outcome(now) {
+                return Poll::Ready(Ok(outcome));
+            }
+            if progress {
+                continue;
+            }
+            let wake = [
+                self.session.poll_timeout(),
+                self.next_dial(),
+                self.linger_until,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match wake {
+                Some(t) => self.sleep.as_mut().reset(t.into()),
+                None => self
+                    .sleep
+                    .as_mut()
+                    .reset((now + Duration::from_secs(3600)).into()),
+            }
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn dial_attempts(&self) -> u32 {
+        match &self.source {
+            Source::Dial(d) => d.failures,
+            Source::Listen(_) => 0,
+        }
+    }
+
+    fn next_dial(&self) -> Option<Instant> {
+        match &self.source {
+            Source::Dial(d) if self.links.is_empty() && d.connecting.is_none() => {
+                Some(d.next_attempt)
+            }
+            _ => None,
+        }
+    }
+
+    /// Makes new links: dials (client) or accepts (server).
+    fn poll_source(&mut self, cx: &mut Context<'_>, now: Instant) -> Result<bool, RelayError> {
+        let mut progress = false;
+        match &mut self.source {
+            Source::Dial(d) => {
+                let wanted = self.links.is_empty() && self.session.close_reason().is_none();
+                if wanted && d.connecting.is_none() && now >= d.next_attempt {
+                    d.start();
+                    progress = true;
+                }
+                if let Some(fut) = &mut d.connecting
+                    && let Poll::Ready(result) = fut.as_mut().poll(cx)
+                {
+                    d.connecting = None;
+                    progress = true;
+                    match result {
+                        Ok(io) => {
+                            let id = self.session.open_link(now, nonce()?);
+                            self.links.push((id, io));
+                        }
+                        Err(e) => {
+                            tracing::debug!("dialling {} failed: {e}", d.describe());
+                            let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
+                            d.failed(now, e.to_string(), timed_out);
+                            let never_connected = self.session.stats().links_established == 0;
+                            if never_connected && d.failures >= self.options.first_connect_attempts
+                            {
+                                return Err(RelayError::Unreachable {
+                                    target: d.describe(),
+                                    attempts: d.failures,
+                                    last: d.last_error.clone().unwrap_or_default(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            Source::Listen(listener) => {
+                while let Poll::Ready(accepted) = listener.poll_accept(cx) {
+                    progress = true;
+                    match accepted {
+                        Ok((stream, peer)) => {
+                            tracing::debug!("link connection from {peer}");
+                            let _ = stream.set_nodelay(true);
+                            let id = self.session.accept_link(now, nonce()?);
+                            self.links.push((id, Box::new(stream)));
+                        }
+                        Err(e) => {
+                            // Out of descriptors, say: the pending-link cap
+                            // frees some; try again on the next wakeup.
+                            tracing::warn!("accepting a link failed: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Writes pending output to every link and reads what the engine can take.
+    fn poll_links(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut progress = false;
+        let mut failed = Vec::new();
+        for (id, io) in &mut self.links {
+            let id = *id;
+            loop {
+                let out = self.session.poll_transmit(id);
+                if out.is_empty() {
+                    break;
+                }
+                match Pin::new(&mut *io).poll_write(cx, out) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        self.session.advance_transmit(id, n);
+                        progress = true;
+                    }
+                    Poll::Ready(_) => {
+                        failed.push(id);
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            // Channel-backed links buffer; TCP's flush is a no-op.
+            let _ = Pin::new(&mut *io).poll_flush(cx);
+            let window = self.session.link_read_window(id).min(BUF);
+            if window == 0 {
+                continue;
+            }
+            let mut rb = ReadBuf::new(&mut self.buf[..window]);
+            match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                    self.session.handle_link_input(now, id, rb.filled());
+                    progress = true;
+                }
+                Poll::Ready(_) => failed.push(id),
+                Poll::Pending => {}
+            }
+        }
+        for id in failed {
+            self.session.link_failed(now, id);
+            progress = true;
+        }
+        progress
+    }
+
+    /// Moves bytes between the application and the engine.
+    fn poll_app(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut progress = false;
+        let capacity = self.session.write_capacity().min(BUF);
+        if !self.app_eof && capacity > 0 {
+            let mut rb = ReadBuf::new(&mut self.buf[..capacity]);
+            match Pin::new(&mut self.app).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                    self.app_eof = true;
+                    self.session.finish();
+                    progress = true;
+                }
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    let taken = self.session.write(rb.filled());
+                    debug_assert_eq!(taken, n, "read no more than the capacity");
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.app_eof = true;
+                    let message = format!("application stream failed: {e}");
+                    self.session.close(now, CloseCode::Error, &message);
+                    progress = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        while self.session.readable() > 0 {
+            if self.app_write_dead {
+                self.session.consume(self.session.readable());
+                progress = true;
+                break;
+            }
+            match Pin::new(&mut self.app).poll_write(cx, self.session.peek()) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    self.session.consume(n);
+                    progress = true;
+                }
+                Poll::Ready(_) => {
+                    tracing::debug!("the application stopped reading; discarding its input");
+                    self.app_write_dead = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.session.is_read_finished() && !self.app_shut {
+            match Pin::new(&mut self.app).poll_shutdown(cx) {
+                Poll::Ready(_) => {
+                    self.app_shut = true;
+                    progress = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        progress
+    }
+
+    /// Applies the engine's events: closes dead links, schedules redials.
+    fn drain_events(&mut self, now: Instant) -> Result<bool, RelayError> {
+        let mut progress = false;
+        while let Some(event) = self.session.poll_event() {
+            progress = true;
+            match event {
+                Event::LinkUp { link, resumed } => {
+                    tracing::info!(%link, resumed, "link up");
+                    self.rejections = 0;
+                    if let Source::Dial(d) = &mut self.source {
+                        d.connected();
+                    }
+                }
+                Event::LinkDown { link, error } => {
+                    tracing::info!(%link, %error, "link down");
+                    self.links.retain(|(id, _)| *id != link);
+                    self.on_link_down(now, &error)?;
+                }
+                Event::PeerFinished => tracing::debug!("peer finished its stream"),
+                Event::Finished => {
+                    tracing::debug!("session finished");
+                    self.linger_until = Some(now + self.options.finish_linger);
+                }
+                Event::Closed(reason) => tracing::info!(?reason, "session closed"),
+            }
+        }
+        Ok(progress)
+    }
+
+    fn on_link_down(&mut self, now: Instant, error: &LinkError) -> Result<(), RelayError> {
+        let Source::Dial(d) = &mut self.source else {
+            return Ok(());
+        };
+        match error {
+            LinkError::Handshake(h @ HandshakeError::UnsupportedVersion { .. }) => {
+                return Err(RelayError::Refused(h.clone()));
+            }
+            LinkError::Handshake(h @ HandshakeError::Rejected(_)) => {
+                // Unauthenticated: could be forged, so one is not enough —
+                // unless we have everything and only wanted the goodbye.
+                self.rejections += 1;
+                if !self.session.is_finished() && self.rejections >= REJECTIONS_BEFORE_GIVING_UP {
+                    return Err(RelayError::Refused(h.clone()));
+                }
+                d.failed(now, error.to_string(), false);
+            }
+            LinkError::Handshake(HandshakeError::Timeout) => d.failed(now, error.to_string(), true),
+            LinkError::Handshake(_) => d.failed(now, error.to_string(), false),
+            // An established link died: try again at once.
+            _ => d.lost(now),
+        }
+        Ok(())
+    }
+
+    fn outcome(&self, now: Instant) -> Option<Outcome> {
+        if let Some(reason) = self.session.close_reason() {
+            let drained = self.session.readable() == 0 || self.app_write_dead;
+            if self.links.is_empty() && drained {
+                return Some(match reason {
+                    CloseReason::Finished => Outcome::Finished,
+                    other => Outcome::Closed(other.clone()),
+                });
+            }
+        }
+        let lingered = self.linger_until.is_some_and(|t| now >= t);
+        let unreachable = self.session.is_finished()
+            && self.links.is_empty()
+            && matches!(&self.source, Source::Dial(d) if d.failures > 0);
+        (self.session.is_finished() && (lingered || unreachable)).then_some(Outcome::Finished)
+    }
+}

@@ -6,6 +6,7 @@
 //! holds everything that does I/O around it:
 //!
 //! * [`boot`] — the boot exchange between rock and a new rockd.
+//! * [`launch`] — `rock -d`: bootstrap, run the user's ssh, relay.
 //! * [`local`] — session directory, control socket, ssh's helpers.
 //! * [`relay`] — the tokio shell that drives a session over real streams.
 //! * [`rockd`] — the remote end: boot, detach, bridge to sshd.
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod boot;
+pub mod launch;
 pub mod local;
 pub mod relay;
 pub mod rockd;

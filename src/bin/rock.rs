@@ -1,25 +1,148 @@
-//! `rock`: runs a command so that its network connections survive failures.
+//! `rock`: runs a command so that its network connections survive link
+//! loss, address changes and long outages. Also the proxy and askpass
+//! helpers of `rock -d`, when started under their names.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
+use rock::launch::{self, LaunchOptions};
+use rock::local::helper::{self, Helper};
+use rock_proto::Config;
 
 /// Run a command over reliable, resumable connections.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    override_usage = "rock [-l] [-v] [-d [USER]] COMMAND [ARG]..."
+)]
 struct Args {
-    /// Redirect the command's ssh transport through a rockd started on the
-    /// remote host (ssh, scp, sftp).
-    #[arg(short = 'd')]
-    daemon: bool,
+    /// Carry the command's ssh transport through a rockd started on the
+    /// remote host (ssh, scp, sftp). An optional USER is the remote login.
+    #[arg(short = 'd', num_args = 0..=1, default_missing_value = "", value_name = "USER")]
+    daemon: Option<String>,
+    /// Reconnect suspended links to 127.0.0.1 instead of the host's name.
+    #[arg(short = 'l')]
+    localhost: bool,
+    /// Load the checkpoint library (not supported).
+    #[arg(short = 'k', hide = true)]
+    checkpoint: bool,
+    /// More log output on stderr (repeat for more).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Path of rockd on the remote host, if it is not on PATH.
+    #[arg(long, value_name = "PATH")]
+    rockd: Option<String>,
+    /// Seconds a session waits for a lost link before giving up.
+    #[arg(long, default_value_t = 72 * 3600, value_name = "SECS")]
+    suspend_timeout: u64,
     /// The command to run and its arguments.
-    #[arg(trailing_var_arg = true, required = true)]
-    command: Vec<String>,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<OsString>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    anyhow::bail!(
-        "rock {}: running `{}` is not implemented yet",
-        env!("CARGO_PKG_VERSION"),
-        args.command.join(" ")
-    )
+/// Programs `-d` carries; `-d ssh` means no user was given.
+const CARRIED: [&str; 3] = ["ssh", "scp", "sftp"];
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    if let Some(helper) = argv.next().as_deref().and_then(Helper::from_argv0) {
+        return run_helper(helper, argv.collect());
+    }
+    let mut args = Args::parse();
+    // `-d ssh host`: clap took the command's name for the optional user.
+    if let Some(user) = args.daemon.as_deref()
+        && CARRIED.contains(&user)
+    {
+        args.command.insert(0, user.into());
+        args.daemon = Some(String::new());
+    }
+    init_logging(args.verbose);
+    match run(args) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::from(255)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<i32> {
+    if args.checkpoint {
+        anyhow::bail!("rock: -k (checkpointing) is not supported by this rock");
+    }
+    let Some(user) = args.daemon else {
+        anyhow::bail!(
+            "rock: running a command without -d needs librocks.so, which this build does not \
+             include yet; use `rock -d ssh host`, `rock -d scp ...` or `rock -d sftp host`"
+        );
+    };
+    let options = LaunchOptions {
+        command: args.command,
+        user: (!user.is_empty()).then_some(user),
+        localhost: args.localhost,
+        rockd_path: args.rockd,
+        config: Config {
+            suspend_timeout: Duration::from_secs(args.suspend_timeout),
+            ..Config::default()
+        },
+        exit_linger: Duration::from_secs(10),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(launch::run(options)) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(e.exit_code())
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The helpers the inner ssh starts; see `rock::local::helper`.
+fn run_helper(helper: Helper, args: Vec<OsString>) -> ExitCode {
+    match helper {
+        Helper::Proxy { dir } => match helper::run_proxy(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rock-proxy: {e}");
+                ExitCode::from(255)
+            }
+        },
+        Helper::Askpass { dir } => {
+            let prompt = args
+                .first()
+                .map(|a| a.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match helper::ask(&dir, &prompt) {
+                Ok(Some(password)) => {
+                    println!("{}", password.as_str());
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("rock-askpass: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }

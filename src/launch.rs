@@ -1,0 +1,316 @@
+//! `rock -d`: runs the user's ssh, scp or sftp through a rock session.
+//!
+//! Resolve the destination with `ssh -G`, bootstrap rockd over one russh
+//! connection (the only authentication the user sees), then start the
+//! user's own command with its transport redirected into this process (the
+//! proxy helper) and, if a password was typed, answered from memory (the
+//! askpass helper). The relay carries the bytes to rockd over links it
+//! re-makes whenever they die. The command's exit status is rock's.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rock_proto::handshake::SUPPORTED_VERSIONS;
+use rock_proto::{Config, Role, Session, SessionId, SessionKey};
+use tokio::process::Command;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::boot::BootRequest;
+use crate::local::control::Control;
+use crate::local::helper::{ASKPASS_NAME, PROXY_NAME};
+use crate::local::rundir::{RunDirError, SessionDir};
+use crate::relay::{Relay, RelayError, RelayOptions, TcpDialer};
+use crate::ssh::bootstrap::{self, BootstrapError, BootstrapTarget, Bootstrapped, RockdCommand};
+use crate::ssh::cmdline::{CmdlineError, ParsedCommand};
+use crate::ssh::prompt::TerminalPrompter;
+use crate::ssh::resolve::{self, IdentityAgent, ResolveError, Resolved};
+
+/// What `rock -d` was asked to do.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    /// The command after `-d`: ssh, scp or sftp and its arguments.
+    pub command: Vec<OsString>,
+    /// `-d user`: the remote login.
+    pub user: Option<String>,
+    /// `-l`: redial 127.0.0.1 instead of the host name.
+    pub localhost: bool,
+    /// rockd's path on the remote, if not on PATH.
+    pub rockd_path: Option<String>,
+    /// Engine settings; rockd gets the same timeouts.
+    pub config: Config,
+    /// How long to wait, after the command exits, for the session to end.
+    pub exit_linger: Duration,
+}
+
+/// Why `rock -d` could not run the command. Each maps to ssh's 255.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The command line is not one rock can carry.
+    #[error(transparent)]
+    Cmdline(#[from] CmdlineError),
+    /// `ssh -G` failed.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The configuration asks for something rock -d cannot do yet.
+    #[error("rock -d: {0}")]
+    Unsupported(String),
+    /// Connecting, authenticating or starting rockd failed.
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// rockd speaks no protocol version we do.
+    #[error(
+        "rockd {version} on the remote speaks link protocol {theirs}, this rock speaks {ours}; \
+         install a matching rockd on the remote"
+    )]
+    Incompatible {
+        /// rockd's version.
+        version: String,
+        /// Its protocol range.
+        theirs: rock_proto::VersionRange,
+        /// Ours.
+        ours: rock_proto::VersionRange,
+    },
+    /// The private session directory could not be made.
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
+    /// Something local failed.
+    #[error("rock -d: {what}: {error}")]
+    Local {
+        /// What was being done.
+        what: String,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// The rock link to rockd could not be made or was refused.
+    #[error("rock -d: the link to rockd failed: {0}")]
+    Relay(#[from] RelayError),
+}
+
+impl LaunchError {
+    /// The exit status, as ssh would give for a connection failure.
+    pub fn exit_code(&self) -> i32 {
+        255
+    }
+}
+
+fn local(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
+    let what = what.into();
+    move |error| LaunchError::Local { what, error }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], LaunchError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| LaunchError::Local {
+        what: "reading random bytes for the session key".into(),
+        error: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(b)
+}
+
+/// The bootstrap's view of what `ssh -G` resolved.
+fn target_of(destination: &str, r: &Resolved) -> BootstrapTarget {
+    let agent_socket = match &r.identity_agent {
+        IdentityAgent::Default => bootstrap::agent_socket_from_env(),
+        IdentityAgent::None => None,
+        IdentityAgent::Env(name) => std::env::var_os(name).map(Into::into),
+        IdentityAgent::Path(p) => Some(p.clone()),
+    };
+    BootstrapTarget {
+        destination: destination.to_owned(),
+        user: r.user.clone(),
+        hostname: r.hostname.clone(),
+        port: r.port,
+        identity_files: r.identity_files.clone(),
+        identities_only: r.identities_only,
+        known_hosts_files: r
+            .user_known_hosts_files
+            .iter()
+            .chain(&r.global_known_hosts_files)
+            .cloned()
+            .collect(),
+        host_key_alias: r.host_key_alias.clone(),
+        batch_mode: r.batch_mode,
+        connect_timeout: r.connect_timeout,
+        password_authentication: r.password_authentication,
+        kbd_interactive_authentication: r.kbd_interactive_authentication,
+        agent_socket,
+    }
+}
+
+/// rockd's arguments for the engine settings both ends must share.
+fn rockd_args(config: &Config) -> Vec<String> {
+    vec![
+        format!(
+            "--suspend-timeout={}",
+            config.suspend_timeout.as_secs().max(1)
+        ),
+        format!("--heartbeat-ms={}", config.heartbeat_interval.as_millis()),
+        format!("--link-timeout-ms={}", config.link_timeout.as_millis()),
+    ]
+}
+
+/// Quotes a path for the shell ssh runs ProxyCommand with, and escapes
+/// ssh's own `%` tokens.
+fn proxy_command(path: &Path) -> String {
+    let s = path.to_string_lossy().replace('%', "%%");
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The exit status a shell would report for `status`.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(255)
+}
+
+fn ssh_for_version(command: &[OsString]) -> OsString {
+    let argv0 = command.first().map(|a| Path::new(a));
+    match argv0.and_then(Path::file_name) {
+        Some(name) if name == OsStr::new("ssh") => command[0].clone(),
+        _ => "ssh".into(),
+    }
+}
+
+/// Runs `rock -d <command>` and returns the command's exit status.
+pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
+    let version = resolve::openssh_version(&ssh_for_version(&options.command))?;
+    let parsed = ParsedCommand::parse(&options.command, version)?;
+    let mut resolve_args: Vec<OsString> = Vec::new();
+    if let Some(user) = &options.user {
+        resolve_args.extend(["-l".into(), user.into()]);
+    }
+    resolve_args.extend(parsed.resolve_args().iter().cloned());
+    let host = parsed.destination().host.clone();
+    let resolved = resolve::resolve(parsed.ssh_program(), &resolve_args, &host)?;
+    if let Some(jump) = &resolved.proxy_jump {
+        return Err(LaunchError::Unsupported(format!(
+            "{host} is reached through ProxyJump {jump}, which rock -d cannot carry yet; \
+             run rock -d on the jump host, or connect without ProxyJump"
+        )));
+    }
+    if let Some(cmd) = &resolved.proxy_command {
+        return Err(LaunchError::Unsupported(format!(
+            "{host} is reached through ProxyCommand {cmd}, which rock -d cannot carry yet"
+        )));
+    }
+
+    let request = BootRequest {
+        id: SessionId(random()?),
+        key: SessionKey(random()?),
+    };
+    let target = target_of(&host, &resolved);
+    let rockd =
+        RockdCommand::with_defaults(options.rockd_path.as_deref(), rockd_args(&options.config));
+    let boot = bootstrap::bootstrap(&target, &rockd, &request, Arc::new(TerminalPrompter)).await?;
+    if SUPPORTED_VERSIONS.negotiate(boot.ready.proto).is_none() {
+        return Err(LaunchError::Incompatible {
+            version: boot.ready.version.clone(),
+            theirs: boot.ready.proto,
+            ours: SUPPORTED_VERSIONS,
+        });
+    }
+    tracing::info!(
+        "rockd {} listening on port {} of {}",
+        boot.ready.version,
+        boot.ready.port,
+        boot.peer_addr.ip()
+    );
+    let dial_host = if options.localhost {
+        "127.0.0.1".to_owned()
+    } else {
+        resolved.hostname.clone()
+    };
+    relay_command(&options, &parsed, request, boot, dial_host).await
+}
+
+/// Starts the user's command with its transport redirected to us, and
+/// relays until both are done.
+async fn relay_command(
+    options: &LaunchOptions,
+    parsed: &ParsedCommand,
+    request: BootRequest,
+    boot: Bootstrapped,
+    dial_host: String,
+) -> Result<i32, LaunchError> {
+    let dir = SessionDir::create(&request.id.to_string()[..16])?;
+    let exe = std::env::current_exe().map_err(local("finding rock's own executable"))?;
+    for name in [PROXY_NAME, ASKPASS_NAME] {
+        std::os::unix::fs::symlink(&exe, dir.path().join(name))
+            .map_err(local(format!("linking the {name} helper")))?;
+    }
+    let use_askpass = boot.password.is_some();
+    let mut control =
+        Control::bind(dir.path(), boot.password).map_err(local("opening the control socket"))?;
+
+    let mut argv = parsed.with_transport(&proxy_command(&dir.path().join(PROXY_NAME)));
+    if let Some(user) = &options.user {
+        argv.splice(1..1, ["-o".into(), format!("User={user}").into()]);
+    }
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    if use_askpass {
+        command
+            .env("SSH_ASKPASS", dir.path().join(ASKPASS_NAME))
+            .env("SSH_ASKPASS_REQUIRE", "force");
+    }
+    let mut child = command
+        .spawn()
+        .map_err(local(format!("starting {}", argv[0].to_string_lossy())))?;
+
+    // Interrupts at the terminal are for the command; rock ends when it does.
+    let mut interrupts = signal(SignalKind::interrupt()).map_err(local("handling SIGINT"))?;
+    let app = tokio::select! {
+        proxy = control.next_proxy() => proxy.map_err(local("accepting the ssh connection"))?,
+        status = child.wait() => {
+            // The command never connected (e.g. `ssh -V`, or a usage error).
+            return Ok(exit_code(status.map_err(local("waiting for the command"))?));
+        }
+    };
+    tokio::spawn(control.serve_askpass());
+
+    let now = tokio::time::Instant::now().into_std();
+    let session = Session::new(
+        Role::Client,
+        request.id,
+        request.key,
+        options.config.clone(),
+        now,
+    )
+    .map_err(|e| LaunchError::Unsupported(format!("invalid settings: {e}")))?;
+    let dialer = TcpDialer::new(dial_host, boot.ready.port, Duration::from_secs(1));
+    let relay = Relay::client(session, app, Box::new(dialer), RelayOptions::default());
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let mut relay = tokio::spawn(relay.run(async move { stopped.notified().await }));
+
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(local("waiting for the command"))?,
+            result = &mut relay => {
+                // The session ended first: the command sees its connection
+                // close and exits on its own; a relay error is ours to report.
+                if let Ok(Err(e)) = result {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    return Err(e.into());
+                }
+                let status = child.wait().await.map_err(local("waiting for the command"))?;
+                return Ok(exit_code(status));
+            }
+            _ = interrupts.recv() => {}
+        }
+    };
+    // The command is done; give the session a moment to deliver its end.
+    if tokio::time::timeout(options.exit_linger, &mut relay)
+        .await
+        .is_err()
+    {
+        stop.notify_one();
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut relay).await;
+    }
+    Ok(exit_code(status))
+}

@@ -1,0 +1,714 @@
+//! User authentication for the bootstrap connection, in OpenSSH's order.
+//!
+//! Owns the choice and order of methods: `none` (to learn what the server
+//! accepts), then public keys — the agent's (unless `IdentitiesOnly`
+//! limits them to the configured files' keys), then identity files — then
+//! keyboard-interactive, then password.
+//!
+//! Invariants:
+//! * Each secret is asked for at most once: one passphrase per key file,
+//!   one password. A key file is decrypted (and its passphrase asked) only
+//!   after the server said it would accept that key, as OpenSSH does.
+//! * RSA signatures use the best hash the server supports
+//!   (`best_supported_rsa_hash`), for agent keys too: OpenSSH 8.8+ refuses
+//!   SHA-1.
+//! * Under `BatchMode` nothing is asked; `PasswordAuthentication no` and
+//!   `KbdInteractiveAuthentication no` switch those methods off.
+//! * The password the user typed is kept (in [`Zeroizing`]) only if it
+//!   authenticated: it is handed to the inner ssh later so that the user
+//!   types it once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::client::{AuthResult, Handle, Handler, KeyboardInteractiveAuthResponse};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{HashAlg, PrivateKey, PublicKey};
+use russh::{MethodKind, MethodSet, Signer};
+use zeroize::Zeroizing;
+
+use super::bootstrap::{BootstrapTarget, expand_tilde};
+use super::known_hosts::fingerprint;
+use super::prompt::{PromptError, Prompter};
+
+/// The keys OpenSSH tries when no `IdentityFile` is configured (those rock
+/// can use).
+pub const DEFAULT_IDENTITY_FILES: [&str; 3] =
+    ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"];
+
+/// Most keyboard-interactive rounds answered before giving up.
+const MAX_KBD_ROUNDS: usize = 16;
+
+/// A successful authentication.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// The method that succeeded (`publickey`, `password`, ...).
+    pub method: &'static str,
+    /// The password the user typed, if one authenticated.
+    pub password: Option<Zeroizing<String>>,
+}
+
+/// Authentication did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Every method available was tried and refused.
+    #[error("{}", denied_message(.user, .host, .tried, .server_methods, .notes))]
+    Denied {
+        /// The user name.
+        user: String,
+        /// The host as shown in prompts.
+        host: String,
+        /// What was tried, in order ("publickey /home/u/.ssh/id_ed25519").
+        tried: Vec<String>,
+        /// The methods the server accepts.
+        server_methods: Vec<String>,
+        /// Why methods were skipped or failed (no agent, no terminal, ...).
+        notes: Vec<String>,
+    },
+    /// The connection failed during authentication.
+    #[error("connection lost during authentication: {0}")]
+    Transport(#[source] russh::Error),
+}
+
+fn denied_message(
+    user: &str,
+    host: &str,
+    tried: &[String],
+    server_methods: &[String],
+    notes: &[String],
+) -> String {
+    let tried = if tried.is_empty() {
+        "nothing".to_owned()
+    } else {
+        tried.join(", ")
+    };
+    let mut msg = format!(
+        "{user}@{host}: permission denied (the server accepts {}; rock tried {tried})",
+        server_methods.join(",")
+    );
+    for note in notes {
+        msg.push_str("\n  ");
+        msg.push_str(note);
+    }
+    msg.push_str(
+        "\n  Check that `ssh` alone can log in (key in authorized_keys, agent running, \
+         right password).",
+    );
+    msg
+}
+
+/// Authenticates `target.user` on `handle`, asking `prompter` for secrets.
+pub async fn authenticate<H: Handler>(
+    handle: &mut Handle<H>,
+    target: &BootstrapTarget,
+    prompter: Arc<dyn Prompter>,
+) -> Result<Authenticated, AuthError> {
+    let mut auth = Auth {
+        handle,
+        target,
+        prompter,
+        allowed: MethodSet::empty(),
+        tried: Vec::new(),
+        notes: Vec::new(),
+        offered: Vec::new(),
+        rsa_hash: None,
+    };
+    auth.run().await
+}
+
+/// What one attempt led to.
+enum Step {
+    Done(Authenticated),
+    Continue,
+}
+
+struct Auth<'a, H: Handler> {
+    handle: &'a mut Handle<H>,
+    target: &'a BootstrapTarget,
+    prompter: Arc<dyn Prompter>,
+    /// What the server still accepts, from its last failure message.
+    allowed: MethodSet,
+    tried: Vec<String>,
+    notes: Vec<String>,
+    /// Public keys already offered, so a key is never offered twice.
+    offered: Vec<PublicKey>,
+    /// The server's preferred RSA hash, once asked.
+    rsa_hash: Option<Option<HashAlg>>,
+}
+
+impl<H: Handler> Auth<'_, H> {
+    async fn run(&mut self) -> Result<Authenticated, AuthError> {
+        let none = self
+            .handle
+            .authenticate_none(self.target.user.clone())
+            .await
+            .map_err(AuthError::Transport)?;
+        if let Step::Done(done) = self.settle(none, "none", None) {
+            return Ok(done);
+        }
+        if let Step::Done(done) = self.public_keys().await? {
+            return Ok(done);
+        }
+        let mut password_rejected = false;
+        if let Step::Done(done) = self.keyboard_interactive(&mut password_rejected).await? {
+            return Ok(done);
+        }
+        if password_rejected {
+            self.notes.push(
+                "password: not asked again, keyboard-interactive already refused it".to_owned(),
+            );
+        } else if let Step::Done(done) = self.password().await? {
+            return Ok(done);
+        }
+        Err(self.denied())
+    }
+
+    fn denied(&mut self) -> AuthError {
+        AuthError::Denied {
+            user: self.target.user.clone(),
+            host: self.target.prompt_host().to_owned(),
+            tried: std::mem::take(&mut self.tried),
+            server_methods: self.allowed.iter().map(String::from).collect(),
+            notes: std::mem::take(&mut self.notes),
+        }
+    }
+
+    fn allows(&self, method: MethodKind) -> bool {
+        self.allowed.contains(&method)
+    }
+
+    /// Records the server's answer to one attempt.
+    fn settle(
+        &mut self,
+        result: AuthResult,
+        method: &'static str,
+        password: Option<Zeroizing<String>>,
+    ) -> Step {
+        match result {
+            AuthResult::Success => Step::Done(Authenticated { method, password }),
+            AuthResult::Failure {
+                remaining_methods,
+                partial_success,
+            } => {
+                if partial_success {
+                    self.notes.push(format!(
+                        "{method}: accepted, but the server requires a further method"
+                    ));
+                }
+                self.allowed = remaining_methods;
+                Step::Continue
+            }
+        }
+    }
+
+    fn can_prompt(&self) -> bool {
+        !self.target.batch_mode
+    }
+
+    async fn ask(&self, prompt: String, echo: bool) -> Result<Zeroizing<String>, PromptError> {
+        ask(&self.prompter, prompt, echo).await
+    }
+
+    async fn rsa_hash(&mut self) -> Option<HashAlg> {
+        if let Some(hash) = self.rsa_hash {
+            return hash;
+        }
+        // Ok(Some(h)): the server listed its signature algorithms.
+        // Anything else: it did not, and only SHA-1 is safe to assume.
+        let hash = match self.handle.best_supported_rsa_hash().await {
+            Ok(Some(hash)) => hash,
+            _ => None,
+        };
+        self.rsa_hash = Some(hash);
+        hash
+    }
+
+    async fn hash_for(&mut self, key: &PublicKey) -> Option<HashAlg> {
+        if key.algorithm().is_rsa() {
+            self.rsa_hash().await
+        } else {
+            None
+        }
+    }
+
+    // ---- public keys -------------------------------------------------
+
+    async fn public_keys(&mut self) -> Result<Step, AuthError> {
+        let files = self.identity_files();
+        let file_publics: Vec<PublicKey> = files.iter().filter_map(|f| f.public.clone()).collect();
+        if let Step::Done(done) = self.agent_keys(&file_publics).await? {
+            return Ok(Step::Done(done));
+        }
+        for file in files {
+            if !self.allows(MethodKind::PublicKey) {
+                break;
+            }
+            if let Step::Done(done) = self.file_key(file).await? {
+                return Ok(Step::Done(done));
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    fn identity_files(&mut self) -> Vec<IdentityFile> {
+        let configured: Vec<PathBuf> = if self.target.identity_files.is_empty() {
+            DEFAULT_IDENTITY_FILES.iter().map(PathBuf::from).collect()
+        } else {
+            self.target.identity_files.clone()
+        };
+        let mut files = Vec::new();
+        for path in configured.iter().map(|p| expand_tilde(p)) {
+            if files.iter().any(|f: &IdentityFile| f.path == path) {
+                continue;
+            }
+            match IdentityFile::read(&path) {
+                Ok(Some(file)) => files.push(file),
+                Ok(None) => tracing::debug!("identity file {} does not exist", path.display()),
+                Err(why) => self.notes.push(format!("{}: {why}", path.display())),
+            }
+        }
+        files
+    }
+
+    async fn agent_keys(&mut self, file_publics: &[PublicKey]) -> Result<Step, AuthError> {
+        let Some(socket) = self.target.agent_socket.clone() else {
+            return Ok(Step::Continue);
+        };
+        if !self.allows(MethodKind::PublicKey) {
+            return Ok(Step::Continue);
+        }
+        let mut agent = match AgentClient::connect_uds(&socket).await {
+            Ok(agent) => agent,
+            Err(e) => {
+                self.notes
+                    .push(format!("agent {}: cannot connect: {e}", socket.display()));
+                return Ok(Step::Continue);
+            }
+        };
+        if let Some(binding) = self.handle.agent_session_binding() {
+            // Older agents do not know session binding; that is not an error.
+            if let Err(e) = agent.bind_session(binding, false).await {
+                tracing::debug!("agent session-bind: {e}");
+            }
+        }
+        let identities = match agent.request_identities().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.notes.push(format!("agent: cannot list keys: {e}"));
+                return Ok(Step::Continue);
+            }
+        };
+        for identity in identities {
+            let public = identity.public_key().into_owned();
+            if self.target.identities_only
+                && !file_publics
+                    .iter()
+                    .any(|p| p.key_data() == public.key_data())
+            {
+                continue;
+            }
+            if !self.allows(MethodKind::PublicKey) {
+                break;
+            }
+            if let Step::Done(done) = self.agent_key(&mut agent, identity, &public).await? {
+                return Ok(Step::Done(done));
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    async fn agent_key(
+        &mut self,
+        agent: &mut AgentClient<tokio::net::UnixStream>,
+        identity: AgentIdentity,
+        public: &PublicKey,
+    ) -> Result<Step, AuthError> {
+        if self.already_offered(public) {
+            return Ok(Step::Continue);
+        }
+        let hash = self.hash_for(public).await;
+        let user = self.target.user.clone();
+        self.tried
+            .push(format!("publickey (agent key {})", fingerprint(public)));
+        let result = match identity {
+            AgentIdentity::PublicKey { key, .. } => {
+                self.handle
+                    .authenticate_publickey_with(user, key, hash, agent)
+                    .await
+            }
+            AgentIdentity::Certificate { certificate, .. } => {
+                self.handle
+                    .authenticate_certificate_with(user, certificate, hash, agent)
+                    .await
+            }
+        };
+        match result {
+            Ok(result) => Ok(self.settle(result, "publickey", None)),
+            Err(e) => {
+                self.notes
+                    .push(format!("agent key {}: {e}", fingerprint(public)));
+                Ok(Step::Continue)
+            }
+        }
+    }
+
+    fn already_offered(&mut self, key: &PublicKey) -> bool {
+        if self.offered.iter().any(|k| k.key_data() == key.key_data()) {
+            return true;
+        }
+        self.offered.push(key.clone());
+        false
+    }
+
+    async fn file_key(&mut self, mut file: IdentityFile) -> Result<Step, AuthError> {
+        let public = match file.public.clone() {
+            Some(public) => public,
+            // No public half anywhere: the key must be decrypted first.
+            None => match file.unlock(&self.prompter, self.can_prompt()).await {
+                Ok(key) => key.public_key().clone(),
+                Err(why) => {
+                    self.notes.push(format!("{}: {why}", file.path.display()));
+                    return Ok(Step::Continue);
+                }
+            },
+        };
+        if self.already_offered(&public) {
+            return Ok(Step::Continue);
+        }
+        let hash = self.hash_for(&public).await;
+        self.tried
+            .push(format!("publickey ({})", file.path.display()));
+        let mut signer = FileSigner {
+            file: &mut file,
+            prompter: Arc::clone(&self.prompter),
+            can_prompt: self.can_prompt(),
+        };
+        let user = self.target.user.clone();
+        match self
+            .handle
+            .authenticate_publickey_with(user, public, hash, &mut signer)
+            .await
+        {
+            Ok(result) => Ok(self.settle(result, "publickey", None)),
+            Err(SignError::Send(_)) => Err(AuthError::Transport(russh::Error::SendError)),
+            Err(e) => {
+                self.notes.push(format!("{}: {e}", file.path.display()));
+                Ok(Step::Continue)
+            }
+        }
+    }
+
+    // ---- keyboard-interactive -------------------------------------------
+
+    async fn keyboard_interactive(
+        &mut self,
+        password_rejected: &mut bool,
+    ) -> Result<Step, AuthError> {
+        if !self.allows(MethodKind::KeyboardInteractive)
+            || !self.target.kbd_interactive_authentication
+        {
+            return Ok(Step::Continue);
+        }
+        if !self.can_prompt() {
+            self.notes
+                .push("keyboard-interactive: not tried (BatchMode)".to_owned());
+            return Ok(Step::Continue);
+        }
+        self.tried.push("keyboard-interactive".to_owned());
+        let user = self.target.user.clone();
+        let mut reply = self
+            .handle
+            .authenticate_keyboard_interactive_start(user, None)
+            .await
+            .map_err(AuthError::Transport)?;
+        let mut typed_password: Option<Zeroizing<String>> = None;
+        for _ in 0..MAX_KBD_ROUNDS {
+            match reply {
+                KeyboardInteractiveAuthResponse::Success => {
+                    return Ok(Step::Done(Authenticated {
+                        method: "keyboard-interactive",
+                        password: typed_password,
+                    }));
+                }
+                KeyboardInteractiveAuthResponse::Failure {
+                    remaining_methods,
+                    partial_success,
+                } => {
+                    *password_rejected = typed_password.is_some();
+                    let result = AuthResult::Failure {
+                        remaining_methods,
+                        partial_success,
+                    };
+                    return Ok(self.settle(result, "keyboard-interactive", None));
+                }
+                KeyboardInteractiveAuthResponse::InfoRequest {
+                    name,
+                    instructions,
+                    prompts,
+                } => {
+                    let answers = match self
+                        .kbd_answers(&name, &instructions, &prompts, &mut typed_password)
+                        .await
+                    {
+                        Ok(answers) => answers,
+                        Err(e) => {
+                            self.notes.push(format!("keyboard-interactive: {e}"));
+                            return Ok(Step::Continue);
+                        }
+                    };
+                    reply = self
+                        .handle
+                        .authenticate_keyboard_interactive_respond(answers)
+                        .await
+                        .map_err(AuthError::Transport)?;
+                }
+            }
+        }
+        self.notes
+            .push("keyboard-interactive: the server kept asking; gave up".to_owned());
+        Ok(Step::Continue)
+    }
+
+    /// Answers one info request. A hidden prompt that asks for a password
+    /// is remembered as the password.
+    async fn kbd_answers(
+        &self,
+        name: &str,
+        instructions: &str,
+        prompts: &[russh::client::Prompt],
+        typed_password: &mut Option<Zeroizing<String>>,
+    ) -> Result<Vec<String>, PromptError> {
+        for text in [name, instructions] {
+            if !text.is_empty() {
+                self.prompter.show(text);
+            }
+        }
+        let mut answers = Vec::with_capacity(prompts.len());
+        for prompt in prompts {
+            // OpenSSH names the account in front of the server's prompt.
+            let shown = format!(
+                "({}@{}) {}",
+                self.target.user,
+                self.target.prompt_host(),
+                prompt.prompt
+            );
+            let answer = self.ask(shown, prompt.echo).await?;
+            if !prompt.echo && prompt.prompt.to_ascii_lowercase().contains("password") {
+                *typed_password = Some(answer.clone());
+            }
+            answers.push(answer.as_str().to_owned());
+        }
+        Ok(answers)
+    }
+
+    // ---- password ------------------------------------------------------
+
+    async fn password(&mut self) -> Result<Step, AuthError> {
+        if !self.allows(MethodKind::Password) || !self.target.password_authentication {
+            return Ok(Step::Continue);
+        }
+        if !self.can_prompt() {
+            self.notes
+                .push("password: not asked (BatchMode)".to_owned());
+            return Ok(Step::Continue);
+        }
+        let prompt = format!(
+            "{}@{}'s password: ",
+            self.target.user,
+            self.target.prompt_host()
+        );
+        let password = match self.ask(prompt, false).await {
+            Ok(password) => password,
+            Err(e) => {
+                self.notes.push(format!("password: {e}"));
+                return Ok(Step::Continue);
+            }
+        };
+        self.tried.push("password".to_owned());
+        let user = self.target.user.clone();
+        let result = self
+            .handle
+            .authenticate_password(user, password.as_str())
+            .await
+            .map_err(AuthError::Transport)?;
+        Ok(self.settle(result, "password", Some(password)))
+    }
+}
+
+/// Runs a prompt on tokio's blocking pool: the terminal read blocks.
+async fn ask(
+    prompter: &Arc<dyn Prompter>,
+    prompt: String,
+    echo: bool,
+) -> Result<Zeroizing<String>, PromptError> {
+    let prompter = Arc::clone(prompter);
+    let what = prompt.clone();
+    tokio::task::spawn_blocking(move || {
+        if echo {
+            prompter.answer(&prompt)
+        } else {
+            prompter.password(&prompt)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(PromptError::Io {
+            what,
+            source: std::io::Error::other(e),
+        })
+    })
+}
+
+// ---- identity files ----------------------------------------------------
+
+/// A key file: its text, its public half if readable without the
+/// passphrase, and the private key once decrypted.
+struct IdentityFile {
+    path: PathBuf,
+    text: Zeroizing<String>,
+    public: Option<PublicKey>,
+    private: Option<Arc<PrivateKey>>,
+    /// The passphrase was asked once already (and failed).
+    asked: bool,
+}
+
+impl IdentityFile {
+    /// Reads the file; `Ok(None)` if it does not exist.
+    fn read(path: &Path) -> Result<Option<IdentityFile>, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => Zeroizing::new(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read: {e}")),
+        };
+        let mut file = IdentityFile {
+            path: path.to_path_buf(),
+            text,
+            public: None,
+            private: None,
+            asked: false,
+        };
+        file.find_public();
+        Ok(Some(file))
+    }
+
+    /// Finds the public key without a passphrase: from an unencrypted key,
+    /// the public section of an OpenSSH-format key, or `<file>.pub`.
+    fn find_public(&mut self) {
+        if let Ok(key) = russh::keys::decode_secret_key(&self.text, None) {
+            self.public = Some(key.public_key().clone());
+            self.private = Some(Arc::new(key));
+            return;
+        }
+        if let Ok(key) = PrivateKey::from_openssh(self.text.as_bytes()) {
+            self.public = Some(key.public_key().clone());
+            return;
+        }
+        let mut pub_path = self.path.clone().into_os_string();
+        pub_path.push(".pub");
+        if let Ok(key) = russh::keys::load_public_key(PathBuf::from(pub_path)) {
+            self.public = Some(key);
+        }
+    }
+
+    /// The private key, asking for the passphrase (once) if needed.
+    async fn unlock(
+        &mut self,
+        prompter: &Arc<dyn Prompter>,
+        can_prompt: bool,
+    ) -> Result<Arc<PrivateKey>, SignError> {
+        if let Some(key) = &self.private {
+            return Ok(Arc::clone(key));
+        }
+        match russh::keys::decode_secret_key(&self.text, None) {
+            Ok(key) => return Ok(self.keep(key)),
+            Err(russh::keys::Error::KeyIsEncrypted) => {}
+            Err(e) => return Err(SignError::Key(e.to_string())),
+        }
+        if self.asked {
+            return Err(SignError::Key("wrong passphrase".to_owned()));
+        }
+        if !can_prompt {
+            return Err(SignError::Prompt(PromptError::Disabled {
+                what: "the key's passphrase".to_owned(),
+            }));
+        }
+        self.asked = true;
+        let prompt = format!("Enter passphrase for key '{}': ", self.path.display());
+        let passphrase = ask(prompter, prompt, false)
+            .await
+            .map_err(SignError::Prompt)?;
+        match russh::keys::decode_secret_key(&self.text, Some(passphrase.as_str())) {
+            Ok(key) => Ok(self.keep(key)),
+            Err(_) => Err(SignError::Key(
+                "wrong passphrase (or a key format rock cannot read)".to_owned(),
+            )),
+        }
+    }
+
+    fn keep(&mut self, key: PrivateKey) -> Arc<PrivateKey> {
+        let key = Arc::new(key);
+        self.private = Some(Arc::clone(&key));
+        key
+    }
+}
+
+/// Why a key file could not sign.
+#[derive(Debug, thiserror::Error)]
+enum SignError {
+    #[error("{0}")]
+    Send(#[from] russh::SendError),
+    #[error("{0}")]
+    Prompt(PromptError),
+    #[error("{0}")]
+    Key(String),
+}
+
+/// Signs with a key file, decrypting it only when the server has accepted
+/// the key (SSH_MSG_USERAUTH_PK_OK), so that no passphrase is asked for a
+/// key the server would refuse.
+struct FileSigner<'a> {
+    file: &'a mut IdentityFile,
+    prompter: Arc<dyn Prompter>,
+    can_prompt: bool,
+}
+
+impl Signer for FileSigner<'_> {
+    type Error = SignError;
+
+    async fn auth_sign(
+        &mut self,
+        _key: &AgentIdentity,
+        hash_alg: Option<HashAlg>,
+        to_sign: Vec<u8>,
+    ) -> Result<Vec<u8>, SignError> {
+        let key = self.file.unlock(&self.prompter, self.can_prompt).await?;
+        append_signature(&key, hash_alg, to_sign)
+    }
+}
+
+/// Appends the SSH signature blob of `data` to `data`, as the agent
+/// signer does: what russh sends after a `PK_OK`.
+fn append_signature(
+    key: &PrivateKey,
+    hash_alg: Option<HashAlg>,
+    mut data: Vec<u8>,
+) -> Result<Vec<u8>, SignError> {
+    use russh::keys::signature::Signer as _;
+    use russh::keys::ssh_encoding::Encode as _;
+    use russh::keys::ssh_key::Signature;
+    use russh::keys::ssh_key::private::KeypairData;
+
+    let signed: Result<Signature, _> = match key.key_data() {
+        KeypairData::Rsa(pair) => (pair, hash_alg).try_sign(&data),
+        _ => key.try_sign(&data),
+    };
+    let signature = signed.map_err(|e| SignError::Key(format!("cannot sign: {e}")))?;
+    let blob = signature
+        .encode_vec()
+        .map_err(|e| SignError::Key(format!("cannot encode the signature: {e}")))?;
+    blob.as_slice()
+        .encode(&mut data)
+        .map_err(|e| SignError::Key(format!("cannot encode the signature: {e}")))?;
+    Ok(data)
+}

@@ -1,0 +1,194 @@
+//! Asking the user for secrets during the bootstrap.
+//!
+//! Owns the [`Prompter`] trait through which authentication asks for
+//! passwords, key passphrases and keyboard-interactive answers, and its
+//! terminal implementation, which talks to `/dev/tty` (never stdin or
+//! stdout: those may carry the user's data).
+//!
+//! Invariants:
+//! * Secrets are returned in [`Zeroizing`] buffers and never logged.
+//! * With no terminal a prompt fails with [`PromptError::NoTty`] rather
+//!   than reading from somewhere else; under `BatchMode` the caller never
+//!   prompts at all (see [`NoPrompter`]).
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+
+use zeroize::Zeroizing;
+
+/// Why a prompt produced no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    /// There is no controlling terminal to ask on.
+    #[error(
+        "cannot ask for {what}: no terminal ({source}); \
+         use an ssh-agent or a key without a passphrase, or run rock from a terminal"
+    )]
+    NoTty {
+        /// What was to be asked ("a password", ...).
+        what: String,
+        /// Why `/dev/tty` could not be opened.
+        source: std::io::Error,
+    },
+    /// Prompting is switched off (BatchMode).
+    #[error("cannot ask for {what}: prompting is disabled (BatchMode)")]
+    Disabled {
+        /// What was to be asked.
+        what: String,
+    },
+    /// The user ended the input (Ctrl-D) or interrupted it (Ctrl-C).
+    #[error("{what}: input cancelled")]
+    Cancelled {
+        /// What was asked.
+        what: String,
+    },
+    /// Reading from the terminal failed.
+    #[error("reading {what} from the terminal: {source}")]
+    Io {
+        /// What was asked.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Asks the user things during authentication.
+///
+/// Each method is called from a blocking context (the bootstrap runs it on
+/// tokio's blocking pool), so an implementation may block on input.
+pub trait Prompter: Send + Sync {
+    /// Asks for a secret without echo: a password, a key passphrase, a
+    /// hidden keyboard-interactive answer. `prompt` is shown as is.
+    fn password(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError>;
+
+    /// Asks for an answer that may be echoed (keyboard-interactive prompts
+    /// marked for echo, such as a user name).
+    fn answer(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError>;
+
+    /// Shows a message: a login banner, keyboard-interactive instructions.
+    fn show(&self, message: &str);
+}
+
+/// Prompts on the controlling terminal.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TerminalPrompter;
+
+/// Refuses every prompt: for `BatchMode` and for tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoPrompter;
+
+const TTY: &str = "/dev/tty";
+
+/// A short description of a prompt for error messages ("a password",
+/// "the passphrase for ..."), taken from the prompt text itself.
+fn describe(prompt: &str) -> String {
+    let trimmed = prompt.trim().trim_end_matches(':').trim();
+    if trimmed.is_empty() {
+        "an answer".to_owned()
+    } else {
+        format!("\"{trimmed}\"")
+    }
+}
+
+fn map_read_error(prompt: &str, e: std::io::Error) -> PromptError {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::UnexpectedEof | ErrorKind::Interrupted => PromptError::Cancelled {
+            what: describe(prompt),
+        },
+        _ => PromptError::Io {
+            what: describe(prompt),
+            source: e,
+        },
+    }
+}
+
+/// Opens the terminal for reading and writing, or says why not.
+fn open_tty(prompt: &str) -> Result<std::fs::File, PromptError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(TTY)
+        .map_err(|source| PromptError::NoTty {
+            what: describe(prompt),
+            source,
+        })
+}
+
+impl Prompter for TerminalPrompter {
+    fn password(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError> {
+        // Opening first turns "no terminal" into a clear error; rpassword
+        // then opens /dev/tty itself to switch echo off.
+        drop(open_tty(prompt)?);
+        rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .map_err(|e| map_read_error(prompt, e))
+    }
+
+    fn answer(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError> {
+        let mut tty = open_tty(prompt)?;
+        tty.write_all(prompt.as_bytes())
+            .and_then(|()| tty.flush())
+            .map_err(|e| map_read_error(prompt, e))?;
+        let mut line = Zeroizing::new(String::new());
+        let n = BufReader::new(tty)
+            .read_line(&mut line)
+            .map_err(|e| map_read_error(prompt, e))?;
+        if n == 0 {
+            return Err(PromptError::Cancelled {
+                what: describe(prompt),
+            });
+        }
+        let end = line.trim_end_matches(['\r', '\n']).len();
+        line.truncate(end);
+        Ok(line)
+    }
+
+    fn show(&self, message: &str) {
+        // Banners go to stderr, as OpenSSH writes them.
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(message.as_bytes());
+        if !message.ends_with('\n') {
+            let _ = err.write_all(b"\n");
+        }
+    }
+}
+
+impl Prompter for NoPrompter {
+    fn password(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError> {
+        Err(PromptError::Disabled {
+            what: describe(prompt),
+        })
+    }
+
+    fn answer(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError> {
+        Err(PromptError::Disabled {
+            what: describe(prompt),
+        })
+    }
+
+    fn show(&self, _message: &str) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_prompter_refuses_and_names_the_prompt() {
+        let err = NoPrompter
+            .password("bob@host's password: ")
+            .expect_err("refused");
+        assert!(err.to_string().contains("bob@host's password"), "{err}");
+        assert!(err.to_string().contains("BatchMode"), "{err}");
+    }
+
+    #[test]
+    fn errors_are_specific() {
+        let eof = map_read_error("Password:", std::io::ErrorKind::UnexpectedEof.into());
+        assert!(matches!(eof, PromptError::Cancelled { .. }));
+        let other = map_read_error("Password:", std::io::ErrorKind::PermissionDenied.into());
+        assert!(matches!(other, PromptError::Io { .. }));
+        assert_eq!(describe("  "), "an answer");
+    }
+}

@@ -1,0 +1,204 @@
+//! Helpers shared by the black-box tests: a real OpenSSH sshd per test
+//! ([`Sshd`]), test data with checksums, a bounded way to run a client, and
+//! a guard for tests that need root.
+//!
+//! Each integration test file includes this with `mod common;` and uses what
+//! it needs; the rest would be dead code in that test crate, hence the allow.
+//!
+//! Nothing here skips a test: a missing tool, user or privilege is a panic
+//! that says what to run (`scripts/setup`), because a test that quietly
+//! passes without testing anything is worse than one that fails.
+
+#![allow(dead_code)]
+
+mod sshd;
+
+// Not every test file uses every item.
+#[allow(unused_imports)]
+pub use sshd::{PASSWORD, PASSWORD_USER, Proc, Sshd, SshdBuilder};
+pub use tempfile::TempDir;
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// A fresh temporary directory for a test's data, removed when dropped.
+pub fn temp_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("rock-test-")
+        .tempdir()
+        .expect("create a temporary directory for test data")
+}
+
+/// Writes `bytes` random bytes (from `/dev/urandom`) to `path`.
+pub fn random_file(path: &Path, bytes: u64) {
+    let mut urandom = File::open("/dev/urandom").expect("open /dev/urandom");
+    let file = File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let copied = io::copy(&mut (&mut urandom).take(bytes), &mut out)
+        .unwrap_or_else(|e| panic!("write random data to {}: {e}", path.display()));
+    assert_eq!(copied, bytes, "short read from /dev/urandom");
+    out.flush()
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// The SHA-256 of a file's contents, as lowercase hex.
+pub fn sha256_file(path: &Path) -> String {
+    let mut file = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Panics unless the tests run as root. Call it first in a test that needs
+/// root (network namespaces, iptables, a second local user): such a test
+/// must fail loudly, never pass by skipping.
+pub fn require_root(why: &str) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "this test needs root ({why}) but runs as uid {euid}. \
+         Run the suite as root, e.g. `sudo scripts/test` (CI runs as root). \
+         It is not skipped on purpose: a skipped test proves nothing."
+    );
+}
+
+/// The name of the user the tests run as.
+pub fn current_user() -> String {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    user_name(uid).unwrap_or_else(|| panic!("uid {uid} has no entry in the user database"))
+}
+
+/// Whether a local user of that name exists.
+pub fn user_exists(name: &str) -> bool {
+    let name = CString::new(name).expect("user name without NUL");
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and buf's length is passed.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    rc == 0 && !result.is_null()
+}
+
+fn user_name(uid: libc::uid_t) -> Option<String> {
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and buf's length is passed.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pwd is initialised and pw_name points
+    // to a NUL-terminated string inside buf, which is still alive.
+    let name = unsafe { CStr::from_ptr(pwd.assume_init().pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// Runs `cmd` to completion and returns what it printed, like
+/// [`Command::output`], but kills it and panics (with what it printed so
+/// far) if it takes longer than `timeout`: a hung client must fail the test,
+/// not hang the suite. Stdout and stderr are captured; stdin is left as the
+/// command has it (the fixture's commands read from `/dev/null`).
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    let stdout = collect(child.stdout.take().expect("piped stdout"));
+    let stderr = collect(child.stderr.take().expect("piped stderr"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let out = String::from_utf8_lossy(
+                &stdout
+                    .recv_timeout(Duration::from_secs(2))
+                    .unwrap_or_default(),
+            )
+            .into_owned();
+            let err = String::from_utf8_lossy(
+                &stderr
+                    .recv_timeout(Duration::from_secs(2))
+                    .unwrap_or_default(),
+            )
+            .into_owned();
+            panic!(
+                "{cmd:?} did not finish within {timeout:?} and was killed\n\
+                 --- stdout ---\n{out}\n--- stderr ---\n{err}"
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    // A grandchild that inherited the pipes could keep them open; don't wait
+    // for it forever.
+    let wait = Duration::from_secs(10);
+    Output {
+        status,
+        stdout: stdout
+            .recv_timeout(wait)
+            .expect("stdout still open after the command exited"),
+        stderr: stderr
+            .recv_timeout(wait)
+            .expect("stderr still open after the command exited"),
+    }
+}
+
+/// Reads `from` to its end on a thread and sends everything at once.
+fn collect(mut from: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = from.read_to_end(&mut all);
+        let _ = tx.send(all);
+    });
+    rx
+}
+
+/// Asserts that a finished command exited with `code`, printing its output
+/// (and the caller's context) when it did not.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32, context: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{context}: expected exit code {code}, got {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+}

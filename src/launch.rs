@@ -134,6 +134,7 @@ fn target_of(destination: &str, r: &Resolved) -> BootstrapTarget {
         host_key_alias: r.host_key_alias.clone(),
         batch_mode: r.batch_mode,
         connect_timeout: r.connect_timeout,
+        pubkey_authentication: r.pubkey_authentication,
         password_authentication: r.password_authentication,
         kbd_interactive_authentication: r.kbd_interactive_authentication,
         agent_socket,

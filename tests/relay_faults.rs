@@ -3,6 +3,8 @@
 //! pattern through it, and the link is reset with `ss -K` and blackholed
 //! with iptables. Every byte must come back once, in order.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -13,15 +15,8 @@ use rock::relay::{Outcome, Relay, RelayOptions, TcpDialer};
 use rock_proto::{Config, Role, Session, SessionId, SessionKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn require_root() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        panic!(
-            "this test injects kernel faults (ss -K, iptables) and must run as root; \
-             run it through scripts/test as root"
-        );
-    }
-}
+use common::faults::{Blackhole, reset_link};
+use common::require_root;
 
 /// An echo server for one connection; returns its port.
 fn echo_server() -> u16 {
@@ -85,64 +80,13 @@ fn start_rockd(request: &BootRequest, target_port: u16, log: &std::path::Path) -
     }
 }
 
-/// Resets every established connection to or from `port`.
-fn reset_link(port: u16) {
-    let filter = format!("( dport = :{port} or sport = :{port} )");
-    let out = Command::new("ss")
-        .args(["-K", "state", "established", &filter])
-        .output()
-        .expect("run ss");
-    assert!(out.status.success(), "ss -K failed: {out:?}");
-}
-
-/// Drops every packet to and from `port` on loopback while it lives.
-struct Blackhole(u16);
-
-impl Blackhole {
-    fn rules(port: u16) -> [Vec<String>; 2] {
-        let p = port.to_string();
-        [
-            [
-                "INPUT", "-i", "lo", "-p", "tcp", "--dport", &p, "-j", "DROP",
-            ]
-            .map(String::from)
-            .to_vec(),
-            [
-                "INPUT", "-i", "lo", "-p", "tcp", "--sport", &p, "-j", "DROP",
-            ]
-            .map(String::from)
-            .to_vec(),
-        ]
-    }
-
-    fn new(port: u16) -> Blackhole {
-        for rule in Self::rules(port) {
-            let ok = Command::new("iptables")
-                .arg("-I")
-                .args(&rule)
-                .status()
-                .unwrap();
-            assert!(ok.success(), "iptables -I {rule:?} failed");
-        }
-        Blackhole(port)
-    }
-}
-
-impl Drop for Blackhole {
-    fn drop(&mut self) {
-        for rule in Self::rules(self.0) {
-            let _ = Command::new("iptables").arg("-D").args(&rule).status();
-        }
-    }
-}
-
 fn pattern(i: u64) -> u8 {
     (i.wrapping_mul(2654435761) >> 13) as u8
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_survives_resets_and_a_blackhole_exactly_once() {
-    require_root();
+    require_root("ss -K and iptables faults");
     let dir = tempfile::tempdir().unwrap();
     let request = BootRequest {
         id: SessionId([3; 16]),

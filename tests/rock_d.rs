@@ -3,9 +3,14 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
+use common::faults::{Blackhole, link_port_of, listener_pid, reset_link};
+use common::pty::PtyChild;
 use common::{Sshd, assert_exit, require_root, run_with_timeout};
 
 const ROCK: &str = env!("CARGO_BIN_EXE_rock");
@@ -55,4 +60,277 @@ fn a_remote_command_runs_and_its_exit_status_comes_back() {
         "{}",
         text(&out)
     );
+}
+
+/// Waits until `rock` (pid) has its link to rockd up; returns rockd's port.
+fn wait_link_port(pid: u32) -> u16 {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(port) = link_port_of(pid) {
+            return port;
+        }
+        assert!(Instant::now() < end, "rock never connected to rockd");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads the child's stdout lines in a thread: (arrival time, line).
+fn collect_lines(child: &mut Child) -> mpsc::Receiver<(Instant, String)> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn an_ssh_session_survives_resets_and_a_blackhole_exactly_once() {
+    require_root("ss -K and iptables on the rock link");
+    let sshd = Sshd::start();
+    const LINES: u32 = 400;
+    let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done; exit 7");
+    let mut child = rock(&sshd, &[], "ssh")
+        .args(["rocktest", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let lines = collect_lines(&mut child);
+    let mut got = Vec::new();
+    let next_line = |got: &mut Vec<String>| {
+        let (at, line) = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the session stalled for a minute");
+        got.push(line);
+        at
+    };
+    // The first line that arrives after `cut`: how long the stream stood still.
+    let first_after = |got: &mut Vec<String>, cut: Instant| loop {
+        let at = next_line(got);
+        if at > cut {
+            return at.duration_since(cut);
+        }
+    };
+    next_line(&mut got);
+    let port = wait_link_port(child.id());
+    let rockd = listener_pid(port).expect("rockd listens on the link port");
+
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(700));
+        let cut = Instant::now();
+        reset_link(port);
+        eprintln!(
+            "after a reset, next line in {:?}",
+            first_after(&mut got, cut)
+        );
+    }
+    let hole = Blackhole::new(port);
+    std::thread::sleep(Duration::from_secs(30));
+    drop(hole);
+    let lifted = Instant::now();
+    eprintln!(
+        "after a 30 s blackhole, next line in {:?}",
+        first_after(&mut got, lifted)
+    );
+    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
+        got.push(line);
+    }
+    let status = child.wait().expect("wait for rock");
+    let expected: Vec<String> = (1..=LINES).map(|i| format!("line {i}")).collect();
+    assert_eq!(got, expected, "lines lost, duplicated or reordered");
+    assert_eq!(status.code(), Some(7), "the remote command's exit status");
+    wait_gone(rockd, Duration::from_secs(20));
+}
+
+/// Waits for process `pid` to disappear.
+fn wait_gone(pid: u32, limit: Duration) {
+    let end = Instant::now() + limit;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < end,
+            "process {pid} is still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `cmd` (a transfer through rock) while resetting its link each time
+/// `progress()` passes another tenth of `total`, and blackholing it for 8 s
+/// at the half; returns the command's output.
+fn transfer_under_faults(
+    sshd: &Sshd,
+    cmd: &mut Command,
+    total: u64,
+    progress: impl Fn() -> u64,
+) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let pid = child.id();
+    let mut resets = 0;
+    let mut blackholed = false;
+    let end = Instant::now() + Duration::from_secs(300);
+    let mut port = None;
+    let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait for rock"));
+    while !waiter.is_finished() {
+        assert!(
+            Instant::now() < end,
+            "the transfer did not finish in 5 minutes"
+        );
+        let done = progress();
+        // Only once data flows: during the bootstrap rock's one TCP
+        // connection is to sshd itself.
+        if done > 0 {
+            port = port.or_else(|| link_port_of(pid).filter(|&p| p != sshd.port()));
+        }
+        if let Some(p) = port {
+            if resets < 10 && done >= (resets + 1) * total / 12 {
+                reset_link(p);
+                resets += 1;
+            }
+            if !blackholed && resets >= 5 {
+                let hole = Blackhole::new(p);
+                std::thread::sleep(Duration::from_secs(8));
+                drop(hole);
+                blackholed = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = waiter.join().expect("waiter thread");
+    assert!(
+        resets >= 10 && blackholed,
+        "only {resets} resets, blackhole {blackholed}: the transfer outran the faults\n{}",
+        text(&out)
+    );
+    out
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+const BIG: u64 = 256 << 20;
+
+#[test]
+fn scp_upload_and_download_survive_resets_and_a_blackhole() {
+    require_root("ss -K and iptables on the rock link");
+    let sshd = Sshd::start();
+    let dir = common::temp_dir();
+    let original = dir.path().join("original");
+    common::random_file(&original, BIG);
+    let sum = common::sha256_file(&original);
+
+    let uploaded = dir.path().join("uploaded");
+    let out = transfer_under_faults(
+        &sshd,
+        rock(&sshd, &[], "scp")
+            .arg(&original)
+            .arg(format!("rocktest:{}", uploaded.display())),
+        BIG,
+        || file_len(&uploaded),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(common::sha256_file(&uploaded), sum, "upload corrupted");
+
+    let downloaded = dir.path().join("downloaded");
+    let out = transfer_under_faults(
+        &sshd,
+        rock(&sshd, &[], "scp")
+            .arg(format!("rocktest:{}", original.display()))
+            .arg(&downloaded),
+        BIG,
+        || file_len(&downloaded),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(common::sha256_file(&downloaded), sum, "download corrupted");
+}
+
+#[test]
+fn sftp_put_and_get_survive_resets_and_a_blackhole() {
+    require_root("ss -K and iptables on the rock link");
+    let sshd = Sshd::start();
+    let dir = common::temp_dir();
+    let original = dir.path().join("original");
+    common::random_file(&original, BIG);
+    let sum = common::sha256_file(&original);
+    let (put, got) = (dir.path().join("put"), dir.path().join("got"));
+
+    for (batch, watched) in [
+        (
+            format!("put {} {}\n", original.display(), put.display()),
+            &put,
+        ),
+        (
+            format!("get {} {}\n", original.display(), got.display()),
+            &got,
+        ),
+    ] {
+        let batch_file = dir.path().join("batch");
+        std::fs::write(&batch_file, batch).unwrap();
+        let out = transfer_under_faults(
+            &sshd,
+            rock(&sshd, &[], "sftp")
+                .arg("-b")
+                .arg(&batch_file)
+                .arg("rocktest"),
+            BIG,
+            || file_len(watched),
+        );
+        assert_exit(&out, 0, &text(&out));
+        assert_eq!(
+            common::sha256_file(watched),
+            sum,
+            "{} corrupted",
+            watched.display()
+        );
+    }
+}
+
+#[test]
+fn a_password_is_typed_once() {
+    let sshd = Sshd::builder().with_password_user().start();
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd")
+        .arg(ROCKD)
+        .args(["-d", "ssh", "-F"])
+        .arg(sshd.ssh_config())
+        .args([
+            "-o",
+            &format!("User={}", common::PASSWORD_USER),
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "PubkeyAuthentication=no",
+            "rocktest",
+            "echo logged in as $(id -un)",
+        ])
+        .env_remove("SSH_AUTH_SOCK");
+    let mut pty = PtyChild::spawn(&mut cmd);
+    // "user@host's password: " or, through keyboard-interactive,
+    // "(user@host) Password: ".
+    pty.expect("assword: ", Duration::from_secs(30));
+    pty.send(&format!("{}\n", common::PASSWORD));
+    let status = pty.wait(Duration::from_secs(60));
+    assert!(
+        pty.seen
+            .contains(&format!("logged in as {}", common::PASSWORD_USER)),
+        "{}",
+        pty.seen
+    );
+    assert_eq!(
+        pty.seen.matches("assword").count(),
+        1,
+        "prompted more than once:\n{}",
+        pty.seen
+    );
+    assert!(status.success(), "{status:?}\n{}", pty.seen);
 }

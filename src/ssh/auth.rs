@@ -235,6 +235,11 @@ impl<H: Handler> Auth<'_, H> {
     // ---- public keys -------------------------------------------------
 
     async fn public_keys(&mut self) -> Result<Step, AuthError> {
+        if !self.target.pubkey_authentication {
+            self.notes
+                .push("public keys: off (PubkeyAuthentication no)".to_owned());
+            return Ok(Step::Continue);
+        }
         let files = self.identity_files();
         let file_publics: Vec<PublicKey> = files.iter().filter_map(|f| f.public.clone()).collect();
         if let Step::Done(done) = self.agent_keys(&file_publics).await? {

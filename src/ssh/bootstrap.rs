@@ -73,6 +73,8 @@ pub struct BootstrapTarget {
     pub batch_mode: bool,
     /// `ConnectTimeout`: bounds each TCP connect and the SSH handshake.
     pub connect_timeout: Option<Duration>,
+    /// `PubkeyAuthentication`: agent and key files.
+    pub pubkey_authentication: bool,
     /// `PasswordAuthentication`.
     pub password_authentication: bool,
     /// `KbdInteractiveAuthentication`.
@@ -97,6 +99,7 @@ impl BootstrapTarget {
             host_key_alias: None,
             batch_mode: false,
             connect_timeout: None,
+            pubkey_authentication: true,
             password_authentication: true,
             kbd_interactive_authentication: true,
             agent_socket: agent_socket_from_env(),

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
+pub mod pty;
 mod sshd;
 
 // Not every test file uses every item.

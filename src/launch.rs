@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rock_proto::handshake::SUPPORTED_VERSIONS;
-use rock_proto::{Config, Role, Session, SessionId, SessionKey};
+use rock_proto::{CloseReason, Config, Role, Session, SessionId, SessionKey};
 use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -22,7 +22,7 @@ use crate::boot::BootRequest;
 use crate::local::control::Control;
 use crate::local::helper::{ASKPASS_NAME, PROXY_NAME};
 use crate::local::rundir::{RunDirError, SessionDir};
-use crate::relay::{Relay, RelayError, RelayOptions, TcpDialer};
+use crate::relay::{Outcome, Relay, RelayError, RelayOptions, TcpDialer};
 use crate::ssh::bootstrap::{self, BootstrapError, BootstrapTarget, Bootstrapped, RockdCommand};
 use crate::ssh::cmdline::{CmdlineError, ParsedCommand};
 use crate::ssh::prompt::TerminalPrompter;
@@ -169,7 +169,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 fn ssh_for_version(command: &[OsString]) -> OsString {
-    let argv0 = command.first().map(|a| Path::new(a));
+    let argv0 = command.first().map(Path::new);
     match argv0.and_then(Path::file_name) {
         Some(name) if name == OsStr::new("ssh") => command[0].clone(),
         _ => "ssh".into(),
@@ -294,10 +294,14 @@ async fn relay_command(
             result = &mut relay => {
                 // The session ended first: the command sees its connection
                 // close and exits on its own; a relay error is ours to report.
-                if let Ok(Err(e)) = result {
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
-                    return Err(e.into());
+                match result {
+                    Ok(Err(e)) => {
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                        return Err(e.into());
+                    }
+                    Ok(Ok(Outcome::Closed(reason))) => eprintln!("rock: {}", ended(&reason)),
+                    _ => {}
                 }
                 let status = child.wait().await.map_err(local("waiting for the command"))?;
                 return Ok(exit_code(status));
@@ -314,4 +318,20 @@ async fn relay_command(
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut relay).await;
     }
     Ok(exit_code(status))
+}
+
+/// Says, for the user, why a session ended before the command did.
+fn ended(reason: &CloseReason) -> String {
+    match reason {
+        CloseReason::Finished => "the session finished".into(),
+        CloseReason::SuspendTimeout => {
+            "the link to rockd stayed down for the whole suspension timeout; the session was given up"
+                .into()
+        }
+        CloseReason::Peer { code, message } if message.is_empty() => {
+            format!("rockd ended the session ({code})")
+        }
+        CloseReason::Peer { code, message } => format!("rockd ended the session ({code}: {message})"),
+        CloseReason::Local { code, message } => format!("the session was closed ({code}: {message})"),
+    }
 }

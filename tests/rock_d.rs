@@ -334,3 +334,198 @@ fn a_password_is_typed_once() {
     );
     assert!(status.success(), "{status:?}\n{}", pty.seen);
 }
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_finished_session_leaves_no_process_behind() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let out = run_with_timeout(
+        rock(&sshd, &[], "ssh").args(["rocktest", "echo done"]),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0, &text(&out));
+    // sshd is a subreaper: a detached rockd would still be its descendant.
+    sshd.wait_no_descendants(Duration::from_secs(15));
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_with_advice() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let unknown = sshd.known_hosts_without_key();
+    let out = run_with_timeout(
+        rock(&sshd, &[], "ssh")
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", unknown.display()))
+            .args(["rocktest", "echo must not run"]),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 255, &text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("SHA256:"), "no fingerprint shown:\n{err}");
+    assert!(
+        err.contains("ssh rocktest"),
+        "no advice to verify with ssh:\n{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("must not run"));
+    assert!(
+        !sshd.log().contains("Accepted"),
+        "logged in despite the unknown key"
+    );
+}
+
+#[test]
+fn a_wrong_password_exits_255_with_a_clear_message() {
+    let sshd = Sshd::builder().with_password_user().start();
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd")
+        .arg(ROCKD)
+        .args(["-d", "ssh", "-F"])
+        .arg(sshd.ssh_config())
+        .args([
+            "-o",
+            &format!("User={}", common::PASSWORD_USER),
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "PubkeyAuthentication=no",
+            "rocktest",
+            "echo must not run",
+        ])
+        .env_remove("SSH_AUTH_SOCK");
+    let mut pty = PtyChild::spawn(&mut cmd);
+    pty.expect("assword: ", Duration::from_secs(30));
+    pty.send("not the password\n");
+    let status = pty.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(255), "{}", pty.seen);
+    assert!(
+        pty.seen.to_lowercase().contains("permission denied"),
+        "no clear message:\n{}",
+        pty.seen
+    );
+    assert!(!pty.seen.contains("must not run"));
+}
+
+#[test]
+fn a_missing_rockd_is_reported_with_the_paths_tried() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let mut cmd = Command::new(ROCK);
+    cmd.args(["--rockd", "/nonexistent/rockd", "-d", "ssh", "-F"])
+        .arg(sshd.ssh_config())
+        .args(["rocktest", "true"])
+        .stdin(Stdio::null())
+        .env("PATH", "/usr/bin:/bin");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert_exit(&out, 255, &text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("/nonexistent/rockd"), "{err}");
+    assert!(err.contains("rockd"), "{err}");
+    sshd.wait_no_descendants(Duration::from_secs(15));
+}
+
+#[test]
+fn a_link_dead_past_the_suspension_timeout_ends_both_sides() {
+    require_root("iptables on the rock link");
+    let sshd = Sshd::start();
+    let mut child = rock(&sshd, &["--suspend-timeout", "5"], "ssh")
+        .args(["rocktest", "echo started; sleep 300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let lines = collect_lines(&mut child);
+    lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the session started");
+    let port = wait_link_port(child.id());
+    let rockd = listener_pid(port).expect("rockd listens");
+    let _hole = Blackhole::new(port);
+    let start = Instant::now();
+    let out = {
+        let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait"));
+        while !waiter.is_finished() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "rock did not give up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        waiter.join().unwrap()
+    };
+    eprintln!("rock gave up after {:?}", start.elapsed());
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("suspension timeout"),
+        "{}",
+        text(&out)
+    );
+    wait_gone(rockd, Duration::from_secs(30));
+    // The remote `sleep` may outlive its session, as with plain ssh (sshd
+    // does not signal a command without a pty); rockd must not.
+    assert!(
+        sshd.descendants()
+            .iter()
+            .all(|p| !p.cmdline.contains("rockd")),
+        "rockd left behind: {:?}",
+        sshd.descendants()
+    );
+}
+
+#[test]
+fn hostile_connections_to_rockd_do_not_disturb_a_live_session() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    const LINES: u32 = 60;
+    let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.05; done");
+    let mut child = rock(&sshd, &[], "ssh")
+        .args(["rocktest", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let lines = collect_lines(&mut child);
+    let mut got = vec![
+        lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("started")
+            .1,
+    ];
+    let port = wait_link_port(child.id());
+    let hostile = std::thread::spawn(move || {
+        use std::io::Write as _;
+        use std::net::TcpStream;
+        let mut held = Vec::new();
+        // Garbage, a hello for another session, silence, and a flood.
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: rockd\r\n\r\n");
+        held.push(s);
+        let mut hello = b"ROCK\x01\x00\x01\x00\x01".to_vec();
+        hello.extend_from_slice(&[0x77; 16 + 32]);
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(&hello);
+        held.push(s);
+        for _ in 0..50 {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                held.push(s);
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        held.len()
+    });
+    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(30)) {
+        got.push(line);
+    }
+    assert!(
+        hostile.join().unwrap() > 40,
+        "the hostile connections were not made"
+    );
+    let status = child.wait().unwrap();
+    let expected: Vec<String> = (1..=LINES).map(|i| format!("line {i}")).collect();
+    assert_eq!(got, expected);
+    assert!(status.success());
+}

@@ -67,7 +67,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N || !s.is_ascii() {
+    // from_str_radix would also take a sign; a key is hex digits only.
+    if s.len() != 2 * N || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; N];
@@ -185,9 +186,16 @@ impl BootReady {
 
 /// Formats a failure as rockd reports it: one line.
 pub fn error_line(message: &str) -> String {
+    // One ASCII line that fits MAX_LINE bytes, whatever the message.
     let one_line: String = message
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_ascii() && !c.is_control() {
+                c
+            } else {
+                ' '
+            }
+        })
         .take(MAX_LINE - 20)
         .collect();
     format!("rockd-error {one_line}\n")
@@ -255,5 +263,12 @@ mod tests {
             Err(BootError::Malformed { what: "port", .. })
         ));
         assert_eq!(error_line("a\nb"), "rockd-error a b\n");
+        assert!(error_line(&"é".repeat(1000)).len() <= MAX_LINE);
+        let signed = format!(
+            "rock-boot 1\nid +{}\nkey {}\nend",
+            "0".repeat(31),
+            "11".repeat(32)
+        );
+        assert!(BootRequest::parse(signed.lines()).is_err());
     }
 }

@@ -288,34 +288,46 @@ async fn relay_command(
     let stopped = stop.clone();
     let mut relay = tokio::spawn(relay.run(async move { stopped.notified().await }));
 
+    type Ended = Result<Result<Outcome, RelayError>, tokio::task::JoinError>;
+    let mut ended_first: Option<Ended> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(local("waiting for the command"))?,
-            result = &mut relay => {
-                // The session ended first: the command sees its connection
-                // close and exits on its own; a relay error is ours to report.
-                match result {
-                    Ok(Err(e)) => {
-                        let _ = child.start_kill();
-                        let _ = child.wait().await;
-                        return Err(e.into());
-                    }
-                    Ok(Ok(Outcome::Closed(reason))) => eprintln!("rock: {}", ended(&reason)),
-                    _ => {}
+            result = &mut relay, if ended_first.is_none() => {
+                // The session ended first: a relay error is ours to report
+                // and stops the command; otherwise the command sees its
+                // connection close and exits on its own.
+                if let Ok(Err(e)) = result {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    return Err(e.into());
                 }
-                let status = child.wait().await.map_err(local("waiting for the command"))?;
-                return Ok(exit_code(status));
+                ended_first = Some(result);
             }
             _ = interrupts.recv() => {}
         }
     };
-    // The command is done; give the session a moment to deliver its end.
-    if tokio::time::timeout(options.exit_linger, &mut relay)
-        .await
-        .is_err()
-    {
-        stop.notify_one();
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut relay).await;
+    let result = match ended_first {
+        Some(result) => Some(result),
+        None => {
+            // The command is done; give the session a moment to deliver its end.
+            match tokio::time::timeout(options.exit_linger, &mut relay).await {
+                Ok(result) => Some(result),
+                Err(_) => {
+                    stop.notify_one();
+                    tokio::time::timeout(Duration::from_secs(2), &mut relay)
+                        .await
+                        .ok()
+                }
+            }
+        }
+    };
+    match result {
+        Some(Ok(Ok(Outcome::Closed(reason)))) if reason != CloseReason::Finished => {
+            eprintln!("rock: {}", ended(&reason));
+        }
+        Some(Ok(Err(e))) => eprintln!("rock: {e}"),
+        _ => {}
     }
     Ok(exit_code(status))
 }

@@ -44,7 +44,12 @@ pub(crate) enum Phase {
     /// Authenticated; carries the stream.
     Established(Flow),
     /// Sending its last bytes (a reject or a close), then down.
-    Closing { error: LinkError, deadline: Instant },
+    Closing {
+        error: LinkError,
+        deadline: Instant,
+        /// It carries the session's close: once sent, nothing is owed.
+        farewell: bool,
+    },
 }
 
 /// Stream positions and timers of an established link.

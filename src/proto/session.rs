@@ -173,6 +173,13 @@ pub struct Session {
     suspended_since: Instant,
     links_established: u64,
     closed: Option<CloseReason>,
+    /// The close frame a closed session still owes its peer: sent on the
+    /// carrier if there was one, and on any link that authenticates later,
+    /// for as long as the session object lives.
+    farewell: Option<(CloseCode, String)>,
+    /// A link has written the farewell out at least once. Written is not
+    /// delivered, so the farewell is still answered on later links.
+    farewell_flushed: bool,
     finished_reported: bool,
     events: VecDeque<Event>,
     /// Server: recent client nonces, to spot replayed hellos.
@@ -207,6 +214,8 @@ impl Session {
             suspended_since: now,
             links_established: 0,
             closed: None,
+            farewell: None,
+            farewell_flushed: false,
             finished_reported: false,
             events: VecDeque::new(),
             seen_nonces: VecDeque::new(),
@@ -243,6 +252,13 @@ impl Session {
     /// Why the session ended, once it has.
     pub fn close_reason(&self) -> Option<&CloseReason> {
         self.closed.as_ref()
+    }
+
+    /// The session is closed but its close has not been written out on any
+    /// link yet: a link that authenticates now carries it. Shells keep
+    /// trying briefly before they exit.
+    pub fn has_farewell(&self) -> bool {
+        self.farewell.is_some() && !self.farewell_flushed
     }
 
     /// Both directions ended (see [`Event::Finished`]).
@@ -297,7 +313,7 @@ impl Session {
             link.output.tail().extend_from_slice(&hello.encode());
         }
         self.links.push(link);
-        if self.closed.is_some() {
+        if self.closed.is_some() && self.farewell.is_none() {
             self.drop_link(id, LinkError::SessionClosed);
         }
         id
@@ -368,10 +384,13 @@ impl Session {
     pub fn advance_transmit(&mut self, link: LinkId, n: usize) {
         let Some(l) = self.link_mut(link) else { return };
         l.output.consume(n);
-        if let Phase::Closing { error, .. } = &l.phase
+        if let Phase::Closing {
+            error, farewell, ..
+        } = &l.phase
             && l.output.is_empty()
         {
-            let error = error.clone();
+            let (error, carried_farewell) = (error.clone(), *farewell);
+            self.farewell_flushed |= carried_farewell;
             self.drop_link(link, error);
         }
     }
@@ -486,14 +505,19 @@ impl Session {
                         continue;
                     }
                     if now >= flow.next_ping {
-                        wire::encode(&Frame::Ping(stamp), l.output.tail());
+                        // A peer that reads nothing gets no more heartbeats.
+                        if l.output.len() < OUTPUT_CONTROL_CAP {
+                            wire::encode(&Frame::Ping(stamp), l.output.tail());
+                        }
                         flow.next_ping = now + c.heartbeat_interval;
                     }
                     if flow.ack_due.is_some_and(|t| now >= t) {
                         send_ack(flow, &mut l.output, received);
                     }
                 }
-                Phase::Closing { error, deadline } => {
+                Phase::Closing {
+                    error, deadline, ..
+                } => {
                     if now >= *deadline {
                         dead.push((l.id, error.clone()));
                     }
@@ -564,6 +588,27 @@ impl Session {
 
     /// Sends its last bytes on a link, then lets it go down with `error`.
     fn close_link_after(&mut self, id: LinkId, bytes: &[u8], error: LinkError) {
+        self.close_link_with(id, bytes, error, false);
+    }
+
+    /// Sends the session's close frame on a link, then lets it go down.
+    fn send_farewell(&mut self, id: LinkId) {
+        let (code, message) = self
+            .farewell
+            .clone()
+            .unwrap_or((CloseCode::Normal, String::new()));
+        let mut frame = Vec::new();
+        wire::encode(
+            &Frame::Close {
+                code,
+                message: &message,
+            },
+            &mut frame,
+        );
+        self.close_link_with(id, &frame, LinkError::SessionClosed, true);
+    }
+
+    fn close_link_with(&mut self, id: LinkId, bytes: &[u8], error: LinkError, farewell: bool) {
         let deadline = self.now + self.config.handshake_timeout;
         if self.current == Some(id) {
             self.current = None;
@@ -572,7 +617,11 @@ impl Session {
         if let Some(l) = self.link_mut(id) {
             l.output.tail().extend_from_slice(bytes);
             l.input.clear();
-            l.phase = Phase::Closing { error, deadline };
+            l.phase = Phase::Closing {
+                error,
+                deadline,
+                farewell,
+            };
         }
     }
 
@@ -584,10 +633,9 @@ impl Session {
         for id in others {
             self.drop_link(id, LinkError::SessionClosed);
         }
-        if let (Some(id), Some((code, message))) = (carrier, close) {
-            let mut frame = Vec::new();
-            wire::encode(&Frame::Close { code, message }, &mut frame);
-            self.close_link_after(id, &frame, LinkError::SessionClosed);
+        self.farewell = close.map(|(code, message)| (code, message.to_owned()));
+        if let Some(id) = carrier {
+            self.send_farewell(id);
         }
         self.current = None;
         self.closed = Some(reason.clone());
@@ -691,12 +739,9 @@ impl Session {
             self.close_link_after(id, &reject(RejectReason::UnsupportedVersion), error.into());
             return Ok(false);
         };
-        // A session that finished still answers: the client may have lost
-        // our close and needs to resume to learn the end (see on_client_auth).
-        let ended = self
-            .closed
-            .as_ref()
-            .is_some_and(|r| *r != CloseReason::Finished);
+        // A closed session still answers while it owes its close: the client
+        // may have lost it and resumes to learn the end (see on_client_auth).
+        let ended = self.closed.is_some() && self.farewell.is_none();
         if hello.session != self.id || ended {
             let error = HandshakeError::UnknownSession.into();
             self.close_link_after(id, &reject(RejectReason::UnknownSession), error);
@@ -733,15 +778,9 @@ impl Session {
         let resume_rx = server.received;
         self.resume_from(auth.received)?;
         if self.closed.is_some() {
-            // Finished already: the hello told the client everything arrived;
-            // confirm the end again and let the link go.
-            let mut frame = Vec::new();
-            let close = Frame::Close {
-                code: CloseCode::Normal,
-                message: "",
-            };
-            wire::encode(&close, &mut frame);
-            self.close_link_after(id, &frame, LinkError::SessionClosed);
+            // Closed already: the hello told the client what arrived; now it
+            // learns the end, and the link goes.
+            self.send_farewell(id);
             return Ok(());
         }
         let flow = self.new_flow(resume_rx, auth.received);
@@ -782,6 +821,11 @@ impl Session {
         let flow = self.new_flow(received, server.received);
         if let Some(l) = self.link_mut(id) {
             l.output.tail().extend_from_slice(&auth.encode());
+        }
+        if self.closed.is_some() {
+            // This link exists only to deliver our close.
+            self.send_farewell(id);
+            return Ok(());
         }
         self.establish(id, flow);
         Ok(())
@@ -844,6 +888,11 @@ impl Session {
                 && self.stream.send.is_complete()
                 && self.stream.recv.fin_received()
             {
+                if !self.finished_reported {
+                    // The last ack and the close came in one read.
+                    self.finished_reported = true;
+                    self.events.push_back(Event::Finished);
+                }
                 CloseReason::Finished
             } else {
                 CloseReason::Peer { code, message }
@@ -960,11 +1009,15 @@ fn apply_frame(
     Ok(Control::None)
 }
 
-/// Encodes an ack of everything received and records it.
+/// Encodes an ack of everything received and records it. Acks are
+/// cumulative, so when a peer reads nothing the ack waits for the next
+/// input instead of piling up.
 fn send_ack(flow: &mut Flow, output: &mut ByteQueue, received: u64) {
-    wire::encode(&Frame::Ack(received), output.tail());
-    flow.last_ack_sent = received;
     flow.ack_due = None;
+    if output.len() < OUTPUT_CONTROL_CAP {
+        wire::encode(&Frame::Ack(received), output.tail());
+        flow.last_ack_sent = received;
+    }
 }
 
 /// Encodes stream data (and the FIN) into the link's output while there is

@@ -98,8 +98,10 @@ pub enum Frame<'a> {
     },
 }
 
-/// Validates the frame at the start of `buf` and returns its total length,
-/// or `Ok(None)` if more bytes are needed to decide.
+/// Validates the header of the frame at the start of `buf` — its type, and
+/// its declared length against that type's limit — and returns the frame's
+/// total length once all of it is here, or `Ok(None)` while bytes are
+/// missing. The body's contents are checked by [`parse`].
 pub fn check(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
     let Some(header) = buf.get(..HEADER_LEN) else {
         // Reject an unknown type as soon as its byte is here.

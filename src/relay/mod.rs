@@ -84,6 +84,9 @@ pub struct RelayOptions {
     /// After the session finished, how long a client waits for the server's
     /// confirmation before leaving anyway.
     pub finish_linger: Duration,
+    /// After a close that no link carried out yet, how long to keep trying
+    /// to deliver it before leaving anyway.
+    pub farewell_linger: Duration,
 }
 
 impl Default for RelayOptions {
@@ -91,6 +94,7 @@ impl Default for RelayOptions {
         RelayOptions {
             first_connect_attempts: 3,
             finish_linger: Duration::from_secs(10),
+            farewell_linger: Duration::from_secs(5),
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct Relay<A> {
     buf: Box<[u8]>,
     /// When a finished client stops waiting for the server's close.
     linger_until: Option<Instant>,
+    /// When a closed session stops trying to deliver its close.
+    farewell_until: Option<Instant>,
     rejections: u32,
     status: status::StatusTx,
 }
@@ -162,6 +168,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             buf: vec![0u8; BUF].into_boxed_slice(),
             linger_until: None,
+            farewell_until: None,
             rejections: 0,
             status,
         }
@@ -210,6 +217,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 self.session.poll_timeout(),
                 self.next_dial(),
                 self.linger_until,
+                self.farewell_until,
             ]
             .into_iter()
             .flatten()
@@ -248,7 +256,8 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         let mut progress = false;
         match &mut self.source {
             Source::Dial(d) => {
-                let wanted = self.links.is_empty() && self.session.close_reason().is_none();
+                let open = self.session.close_reason().is_none() || self.session.has_farewell();
+                let wanted = self.links.is_empty() && open;
                 if wanted && d.connecting.is_none() && now >= d.next_attempt {
                     d.start();
                     progress = true;
@@ -429,7 +438,10 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                     tracing::debug!("session finished");
                     self.linger_until = Some(now + self.options.finish_linger);
                 }
-                Event::Closed(reason) => tracing::info!(?reason, "session closed"),
+                Event::Closed(reason) => {
+                    tracing::info!(?reason, "session closed");
+                    self.farewell_until = Some(now + self.options.farewell_linger);
+                }
             }
         }
         Ok(progress)
@@ -439,11 +451,16 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         let Source::Dial(d) = &mut self.source else {
             return Ok(());
         };
+        let never_connected = self.session.stats().links_established == 0;
         match error {
-            LinkError::Handshake(h @ HandshakeError::UnsupportedVersion { .. }) => {
+            LinkError::Handshake(h @ HandshakeError::UnsupportedVersion { .. })
+                if never_connected =>
+            {
                 return Err(RelayError::Refused(h.clone()));
             }
-            LinkError::Handshake(h @ HandshakeError::Rejected(_)) => {
+            LinkError::Handshake(
+                h @ (HandshakeError::Rejected(_) | HandshakeError::UnsupportedVersion { .. }),
+            ) => {
                 // Unauthenticated: could be forged, so one is not enough —
                 // unless we have everything and only wanted the goodbye.
                 self.rejections += 1;
@@ -463,7 +480,8 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
     fn outcome(&self, now: Instant) -> Option<Outcome> {
         if let Some(reason) = self.session.close_reason() {
             let drained = self.session.readable() == 0 || self.app_write_dead;
-            if self.links.is_empty() && drained {
+            let owed = self.session.has_farewell() && self.farewell_until.is_some_and(|t| now < t);
+            if self.links.is_empty() && drained && !owed {
                 return Some(match reason {
                     CloseReason::Finished => Outcome::Finished,
                     other => Outcome::Closed(other.clone()),

@@ -131,6 +131,15 @@ fn run(config: Config, ops: Vec<Op>) {
             "{name} must see one FIN, after the last byte"
         );
     }
+    for side in [&pair.client, &pair.server] {
+        let finished = side
+            .events
+            .iter()
+            .filter(|e| **e == crate::Event::Finished)
+            .count();
+        assert_eq!(finished, 1, "one Finished event per side");
+        assert!(side.session.is_finished());
+    }
     assert_eq!(
         pair.client.session.close_reason(),
         Some(&crate::CloseReason::Finished)

@@ -280,3 +280,28 @@ fn late_bytes_on_the_old_link_are_not_delivered_twice() {
     let n = server.read(&mut got);
     assert_eq!(&got[..n], &data[..], "delivered twice or lost");
 }
+
+#[test]
+fn a_close_made_while_suspended_reaches_the_peer_on_the_next_link() {
+    let mut pair = Pair::new(Config::default());
+    pair.connect();
+    pair.settle();
+    pair.auto_reconnect = false;
+    pair.drop_transport(true);
+    pair.settle();
+    pair.close_client(CloseCode::Aborted);
+    assert!(pair.client.session.has_farewell());
+    assert_eq!(pair.server.session.close_reason(), None);
+    // The shell dials once more to deliver it.
+    pair.connect();
+    pair.settle();
+    assert_eq!(
+        pair.server.session.close_reason(),
+        Some(&CloseReason::Peer {
+            code: CloseCode::Aborted,
+            message: "test".into()
+        })
+    );
+    assert!(!pair.client.session.has_farewell());
+    assert_eq!(pair.client.session.stats().links_established, 1);
+}

@@ -529,3 +529,163 @@ fn hostile_connections_to_rockd_do_not_disturb_a_live_session() {
     assert_eq!(got, expected);
     assert!(status.success());
 }
+
+/// An echo server on loopback for one connection at a time; returns its port.
+fn echo_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                let _ = std::io::copy(&mut conn, &mut out);
+            });
+        }
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_forwarded_port_keeps_its_connection_across_a_reset() {
+    use std::io::{Read, Write};
+    require_root("ss -K on the rock link");
+    let sshd = Sshd::start();
+    let (echo, local) = (echo_server(), free_port());
+    let mut child = rock(&sshd, &[], "ssh")
+        .args(["-o", "ExitOnForwardFailure=yes", "-L"])
+        .arg(format!("127.0.0.1:{local}:127.0.0.1:{echo}"))
+        .args(["rocktest", "echo forwarding; sleep 30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let lines = collect_lines(&mut child);
+    lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("session up");
+    let port = wait_link_port(child.id());
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", local)).expect("forwarded port");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut round = |i: u32| {
+        let msg = format!("message {i}\n");
+        conn.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        conn.read_exact(&mut back)
+            .expect("echo through the forwarded port");
+        assert_eq!(back, msg.as_bytes());
+    };
+    round(1);
+    reset_link(port);
+    round(2);
+    reset_link(port);
+    round(3);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn agent_forwarding_works_through_rock() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let dir = common::temp_dir();
+    let sock = dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start ssh-agent");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < end, "ssh-agent did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg(sshd.client_key())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let out = run_with_timeout(
+        rock(&sshd, &[], "ssh")
+            .env("SSH_AUTH_SOCK", &sock)
+            .args(["-A", "rocktest", "ssh-add -l"]),
+        Duration::from_secs(60),
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_exit(&out, 0, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ED25519"),
+        "the forwarded agent did not list the key:\n{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn the_escape_sequence_ends_the_session_and_rockd() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd")
+        .arg(ROCKD)
+        .args(["-d", "ssh", "-F"])
+        .arg(sshd.ssh_config())
+        .args(["-tt", "rocktest", "echo ready; sleep 120"])
+        .env_remove("SSH_AUTH_SOCK");
+    let mut pty = PtyChild::spawn(&mut cmd);
+    pty.expect("ready", Duration::from_secs(30));
+    pty.send("\r~.");
+    let status = pty.wait(Duration::from_secs(30));
+    // ssh's own status for `~.`; its "closed" notice is silenced by the
+    // fixture's LogLevel ERROR.
+    assert_eq!(status.code(), Some(255), "{}", pty.seen);
+    assert!(
+        !pty.seen.contains("rock:"),
+        "rock complained:\n{}",
+        pty.seen
+    );
+    let end = Instant::now() + Duration::from_secs(20);
+    while sshd
+        .descendants()
+        .iter()
+        .any(|p| p.cmdline.contains("rockd"))
+    {
+        assert!(
+            Instant::now() < end,
+            "rockd still runs: {:?}",
+            sshd.descendants()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn dash_d_user_sets_the_remote_login() {
+    let sshd = Sshd::builder().with_password_user().start();
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd")
+        .arg(ROCKD)
+        .args(["-d", common::PASSWORD_USER, "ssh", "-F"])
+        .arg(sshd.ssh_config())
+        .args(["rocktest", "id -un"])
+        .stdin(Stdio::null());
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        common::PASSWORD_USER,
+        "{}",
+        text(&out)
+    );
+}

@@ -689,3 +689,56 @@ fn dash_d_user_sets_the_remote_login() {
         text(&out)
     );
 }
+
+#[test]
+fn an_unreachable_host_exits_255_naming_it() {
+    let port = free_port(); // nothing listens there
+    let dir = common::temp_dir();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        format!("Host nowhere\n  HostName 127.0.0.1\n  Port {port}\n  BatchMode yes\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(ROCK);
+    cmd.args(["-d", "ssh", "-F"])
+        .arg(&config)
+        .args(["nowhere", "true"])
+        .stdin(Stdio::null());
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert_exit(&out, 255, &text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&port.to_string()) && err.contains("127.0.0.1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_incompatible_rockd_is_reported_with_its_version() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let dir = common::temp_dir();
+    let old = dir.path().join("old-rockd");
+    // A rockd from a future (or ancient) release: speaks link protocol 9 only.
+    std::fs::write(
+        &old,
+        "#!/bin/sh\nhead -n 4 >/dev/null\necho 'rockd-ready 1 version 9.9.9 proto 9-9 port 1'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd")
+        .arg(&old)
+        .args(["-d", "ssh", "-F"])
+        .arg(sshd.ssh_config())
+        .args(["rocktest", "echo must not run"])
+        .stdin(Stdio::null());
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert_exit(&out, 255, &text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("9.9.9") && err.contains("matching rockd"),
+        "{err}"
+    );
+}

@@ -1,0 +1,162 @@
+//! Why a command cannot be carried: [`CmdlineError`], and the helpers that
+//! build its variants from the command or the operand at fault.
+
+use std::ffi::{OsStr, OsString};
+
+use super::Program;
+
+/// Why the command after `rock -d` cannot be carried.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdlineError {
+    /// Nothing followed `rock -d`.
+    #[error(
+        "rock -d: no command given — write an ssh, scp or sftp command after -d, e.g. `rock -d ssh host`"
+    )]
+    Empty,
+    /// The program is not one of OpenSSH's clients.
+    #[error(
+        "rock -d: cannot carry `{program}` — only ssh, scp and sftp run over a rock link; write one of them after -d"
+    )]
+    UnsupportedProgram {
+        /// The program as typed.
+        program: String,
+    },
+    /// An option letter the program does not have.
+    #[error(
+        "rock -d: `{program}` has no option -{letter} — check the command against {program}(1)"
+    )]
+    UnknownOption {
+        /// ssh, scp or sftp.
+        program: Program,
+        /// The unknown letter.
+        letter: char,
+    },
+    /// An option that takes a value ended the command.
+    #[error("rock -d: option -{letter} of `{program}` needs a value")]
+    MissingValue {
+        /// ssh, scp or sftp.
+        program: Program,
+        /// The option letter.
+        letter: char,
+    },
+    /// An option that makes the program do something other than connect.
+    #[error(
+        "rock -d: `{program} -{letter}` does not open a connection to a remote host — run it without rock -d"
+    )]
+    NotAConnection {
+        /// ssh, scp or sftp.
+        program: Program,
+        /// The option letter.
+        letter: char,
+    },
+    /// No operand names a remote host.
+    #[error("rock -d: cannot find the destination host in `{command}` — {hint}")]
+    NoDestination {
+        /// The whole command, for the message.
+        command: String,
+        /// What to write instead.
+        hint: &'static str,
+    },
+    /// A `scheme://` operand that OpenSSH would refuse.
+    #[error(
+        "rock -d: `{operand}` is not a valid {scheme}:// address — write it as {scheme}://[user@]host[:port]{path}, with a numeric port"
+    )]
+    BadUri {
+        /// The operand as typed.
+        operand: String,
+        /// ssh, scp or sftp.
+        scheme: Program,
+        /// `[/path]` where the scheme allows a path.
+        path: &'static str,
+    },
+    /// A destination without a host, or with an empty user name.
+    #[error("rock -d: `{operand}` {why} — write the destination as [user@]host")]
+    BadDestination {
+        /// The operand as typed.
+        operand: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A user or host name that is not text.
+    #[error(
+        "rock -d: the {what} in `{operand}` is not valid UTF-8 — user and host names must be text"
+    )]
+    NotUtf8 {
+        /// "user name" or "host name".
+        what: &'static str,
+        /// The operand, lossily decoded.
+        operand: String,
+    },
+    /// A user name scp itself refuses.
+    #[error(
+        "rock -d: scp refuses the user name `{user}` (quotes, spaces, `#` and non-ASCII are not allowed) — set it with -o User=… instead"
+    )]
+    BadUser {
+        /// The user name.
+        user: String,
+    },
+    /// An scp command that copies between two remote hosts.
+    #[error(
+        "rock -d: `{command}` names two remote destinations, `{first}` and `{second}`, but rock -d needs exactly one remote host — copy in two steps through this machine"
+    )]
+    TwoRemotes {
+        /// The whole command, for the message.
+        command: String,
+        /// The first remote destination.
+        first: String,
+        /// The other one.
+        second: String,
+    },
+    /// sftp with more operands than a destination and a local directory.
+    #[error(
+        "rock -d: `{command}` has {count} operands, but sftp takes a destination and at most one local directory"
+    )]
+    TooManyOperands {
+        /// The whole command, for the message.
+        command: String,
+        /// How many operands there were.
+        count: usize,
+    },
+}
+
+/// The command as one line, for messages.
+pub(super) fn show(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// No operand names a remote host; the hint depends on the program.
+pub(super) fn no_destination(program: Program, argv: &[OsString]) -> CmdlineError {
+    let hint = match program {
+        Program::Ssh => "name the host to connect to, e.g. `ssh user@host`",
+        Program::Scp => "name a remote file as host:path",
+        Program::Sftp => "name the host to connect to, e.g. `sftp user@host`",
+    };
+    CmdlineError::NoDestination {
+        command: show(argv),
+        hint,
+    }
+}
+
+/// A `scheme://` operand OpenSSH would refuse.
+pub(super) fn bad_uri(operand: &OsStr, scheme: Program) -> CmdlineError {
+    CmdlineError::BadUri {
+        operand: operand.to_string_lossy().into_owned(),
+        scheme,
+        path: if scheme == Program::Ssh {
+            ""
+        } else {
+            "[/path]"
+        },
+    }
+}
+
+/// A destination operand that names no usable host or user.
+pub(super) fn bad_destination(operand: &OsStr, why: &'static str) -> CmdlineError {
+    CmdlineError::BadDestination {
+        operand: operand.to_string_lossy().into_owned(),
+        why,
+    }
+}

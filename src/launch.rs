@@ -3,8 +3,8 @@
 //! Resolve the destination with `ssh -G`, bootstrap rockd over one russh
 //! connection (the only authentication the user sees), then start the
 //! user's own command with its transport redirected into this process (the
-//! proxy helper) and, if a password was typed, answered from memory (the
-//! askpass helper). The relay carries the bytes to rockd over links it
+//! proxy helper) and, if a password or passphrase was typed, answered
+//! from memory (the askpass helper). The relay carries the bytes to rockd over links it
 //! re-makes whenever they die. The command's exit status is rock's.
 
 use std::ffi::{OsStr, OsString};
@@ -243,9 +243,9 @@ async fn relay_command(
         std::os::unix::fs::symlink(&exe, dir.path().join(name))
             .map_err(local(format!("linking the {name} helper")))?;
     }
-    let use_askpass = boot.password.is_some();
+    let use_askpass = !boot.secrets.is_empty();
     let mut control =
-        Control::bind(dir.path(), boot.password).map_err(local("opening the control socket"))?;
+        Control::bind(dir.path(), boot.secrets).map_err(local("opening the control socket"))?;
 
     let mut argv = parsed.with_transport(&proxy_command(&dir.path().join(PROXY_NAME)));
     if let Some(user) = &options.user {

@@ -293,7 +293,7 @@ async fn encrypted_key_passphrase_is_asked_once_and_only_for_an_accepted_key() {
             accepted.display()
         )]
     );
-    assert!(done.password.is_none());
+    assert!(done.secrets.password.is_none());
     assert!(sshd.log().contains("Accepted publickey"), "{}", sshd.log());
 }
 
@@ -339,7 +339,7 @@ async fn key_authentication_starts_rockd_and_hands_it_the_key() {
     assert_eq!(done.ready.port, STUB_PORT);
     assert_eq!(done.ready.version, "0.0.0-stub");
     assert_eq!(done.peer_addr, sshd.addr());
-    assert!(done.password.is_none());
+    assert!(done.secrets.password.is_none());
     let received = fs::read_to_string(&record).expect("the stub recorded the request");
     let mut expected = request().encode();
     expected.push_str("args:--port-range 40000-41000 it's $(odd)\n");
@@ -455,7 +455,7 @@ async fn password_is_asked_once_with_openssh_prompt_and_kept() {
         prompter.asked(),
         [format!("{PASSWORD_USER}@127.0.0.1's password: ")]
     );
-    let password = done.password.expect("the typed password is kept");
+    let password = done.secrets.password.expect("the typed password is kept");
     assert_eq!(password.as_str(), PASSWORD);
     assert_eq!(done.ready.port, STUB_PORT);
 }
@@ -519,7 +519,7 @@ async fn keyboard_interactive_password_is_asked_once_and_kept() {
         asked[0].starts_with(&format!("({PASSWORD_USER}@127.0.0.1) ")),
         "{asked:?}"
     );
-    let password = done.password.expect("the typed password is kept");
+    let password = done.secrets.password.expect("the typed password is kept");
     assert_eq!(password.as_str(), PASSWORD);
 }
 

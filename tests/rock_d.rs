@@ -742,3 +742,39 @@ fn an_incompatible_rockd_is_reported_with_its_version() {
         "{err}"
     );
 }
+
+#[test]
+fn a_key_passphrase_is_typed_once() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let dir = common::temp_dir();
+    // The fixture's authorised key, encrypted with a passphrase.
+    let key = dir.path().join("id_encrypted");
+    std::fs::copy(sshd.client_key(), &key).unwrap();
+    let reencrypted = Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", "open sesame", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(reencrypted.status.success(), "{reencrypted:?}");
+    let config = sshd.ssh_config_with("IdentityFile", &key.display().to_string());
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd")
+        .arg(ROCKD)
+        .args(["-d", "ssh", "-F"])
+        .arg(&config)
+        .args(["-o", "BatchMode=no", "rocktest", "echo unlocked"])
+        .env_remove("SSH_AUTH_SOCK");
+    let mut pty = PtyChild::spawn(&mut cmd);
+    pty.expect("Enter passphrase for key", Duration::from_secs(30));
+    pty.send("open sesame\n");
+    let status = pty.wait(Duration::from_secs(60));
+    assert!(pty.seen.contains("unlocked"), "{}", pty.seen);
+    assert_eq!(
+        pty.seen.matches("passphrase").count(),
+        1,
+        "asked more than once:\n{}",
+        pty.seen
+    );
+    assert!(status.success(), "{status:?}\n{}", pty.seen);
+}

@@ -2,8 +2,10 @@
 //! inner ssh's connection and the askpass helper asks for the password.
 //!
 //! Only processes of the same user may talk to it (the directory is private
-//! and the peer's uid is checked). The password is answered at most once,
-//! and only to a prompt that asks for the account password.
+//! and the peer's uid is checked). Each secret the user typed during the
+//! bootstrap is answered at most once, and only to the prompt it belongs
+//! to: the password to an account-password prompt, a key's passphrase to
+//! the passphrase prompt naming that key file.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -13,12 +15,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use zeroize::Zeroizing;
 
-use super::helper::{CONTROL_SOCKET, MAX_REQUEST, is_password_prompt};
+use super::helper::{CONTROL_SOCKET, MAX_REQUEST, is_password_prompt, passphrase_prompt_key};
+use crate::ssh::auth::Secrets;
 
 /// The listening control socket and the secret it may hand out.
 pub struct Control {
     listener: UnixListener,
-    password: Option<Zeroizing<String>>,
+    secrets: Secrets,
 }
 
 async fn read_line(stream: &mut UnixStream) -> io::Result<Zeroizing<String>> {
@@ -42,12 +45,12 @@ async fn read_line(stream: &mut UnixStream) -> io::Result<Zeroizing<String>> {
 }
 
 impl Control {
-    /// Listens in `dir`; `password` is what askpass may be told.
-    pub fn bind(dir: &Path, password: Option<Zeroizing<String>>) -> io::Result<Control> {
+    /// Listens in `dir`; `secrets` are what askpass may be told.
+    pub fn bind(dir: &Path, secrets: Secrets) -> io::Result<Control> {
         let path = dir.join(CONTROL_SOCKET);
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        Ok(Control { listener, password })
+        Ok(Control { listener, secrets })
     }
 
     /// Serves askpass requests until the proxy helper delivers the inner
@@ -92,13 +95,23 @@ impl Control {
     }
 
     async fn answer(&mut self, stream: &mut UnixStream, prompt: &str) {
-        let reply = match &self.password {
-            Some(_) if is_password_prompt(prompt) => {
-                // Once: a second request means the password did not work.
-                let password = self.password.take().unwrap_or_default();
-                Zeroizing::new(format!("ok {}\n", password.as_str()))
-            }
-            _ => {
+        // Each secret once: a second request means it did not work.
+        let secret = if is_password_prompt(prompt) {
+            self.secrets.password.take()
+        } else if let Some(key) = passphrase_prompt_key(prompt)
+            && self
+                .secrets
+                .key_passphrase
+                .as_ref()
+                .is_some_and(|(path, _)| path.as_os_str() == key)
+        {
+            self.secrets.key_passphrase.take().map(|(_, p)| p)
+        } else {
+            None
+        };
+        let reply = match secret {
+            Some(secret) => Zeroizing::new(format!("ok {}\n", secret.as_str())),
+            None => {
                 tracing::debug!("declined askpass prompt {prompt:?}");
                 Zeroizing::new("no\n".to_owned())
             }
@@ -115,13 +128,20 @@ mod tests {
     #[tokio::test]
     async fn the_password_is_given_once_and_only_for_a_password_prompt() {
         let dir = tempfile::tempdir().unwrap();
-        let mut control =
-            Control::bind(dir.path(), Some(Zeroizing::new("s3cret pw".into()))).unwrap();
+        let secrets = Secrets {
+            password: Some(Zeroizing::new("s3cret pw".into())),
+            key_passphrase: Some(("/k/id".into(), Zeroizing::new("key pass".into()))),
+        };
+        let mut control = Control::bind(dir.path(), secrets).unwrap();
         let path = dir.path().to_owned();
         let asks = tokio::task::spawn_blocking(move || {
             let host_key = helper::ask(&path, "Are you sure (yes/no)? ").unwrap();
             let first = helper::ask(&path, "me@host's password: ").unwrap();
             let second = helper::ask(&path, "me@host's password: ").unwrap();
+            let other_key = helper::ask(&path, "Enter passphrase for key '/k/other': ").unwrap();
+            let key = helper::ask(&path, "Enter passphrase for key '/k/id': ").unwrap();
+            assert_eq!(other_key, None);
+            assert_eq!(key.as_deref().map(String::as_str), Some("key pass"));
             let mut s = std::os::unix::net::UnixStream::connect(path.join(CONTROL_SOCKET)).unwrap();
             std::io::Write::write_all(&mut s, b"proxy\n").unwrap();
             (host_key, first, second)

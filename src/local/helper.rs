@@ -113,6 +113,15 @@ pub fn is_password_prompt(prompt: &str) -> bool {
     p.ends_with("password:") && !refused.iter().any(|r| p.contains(r))
 }
 
+/// The key file an ssh passphrase prompt names, as in
+/// `Enter passphrase for key '/home/a/.ssh/id_ed25519': `.
+pub fn passphrase_prompt_key(prompt: &str) -> Option<&str> {
+    prompt
+        .strip_prefix("Enter passphrase for key '")?
+        .trim_end()
+        .strip_suffix("':")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +140,16 @@ mod tests {
         ));
         assert_eq!(Helper::from_argv0(OsStr::new("/usr/bin/rock")), None);
         assert_eq!(Helper::from_argv0(OsStr::new("rock-proxy")), None);
+    }
+
+    #[test]
+    fn a_passphrase_prompt_names_its_key() {
+        assert_eq!(
+            passphrase_prompt_key("Enter passphrase for key '/root/.ssh/id_ed25519': "),
+            Some("/root/.ssh/id_ed25519")
+        );
+        assert_eq!(passphrase_prompt_key("me@host's password: "), None);
+        assert_eq!(passphrase_prompt_key("Enter passphrase for key 'x"), None);
     }
 
     #[test]

@@ -45,8 +45,32 @@ const MAX_KBD_ROUNDS: usize = 16;
 pub struct Authenticated {
     /// The method that succeeded (`publickey`, `password`, ...).
     pub method: &'static str,
-    /// The password the user typed, if one authenticated.
+    /// What the user typed for the method that succeeded.
+    pub secrets: Secrets,
+}
+
+/// The secrets the user typed for the authentication that succeeded, kept
+/// so the inner ssh can be answered without asking again.
+#[derive(Debug, Default)]
+pub struct Secrets {
+    /// The account password (password or keyboard-interactive).
     pub password: Option<Zeroizing<String>>,
+    /// The key file that authenticated and the passphrase that unlocked it.
+    pub key_passphrase: Option<(PathBuf, Zeroizing<String>)>,
+}
+
+impl Secrets {
+    /// Nothing was typed.
+    pub fn is_empty(&self) -> bool {
+        self.password.is_none() && self.key_passphrase.is_none()
+    }
+
+    fn password(password: Option<Zeroizing<String>>) -> Secrets {
+        Secrets {
+            password,
+            key_passphrase: None,
+        }
+    }
 }
 
 /// Authentication did not succeed.
@@ -144,7 +168,7 @@ impl<H: Handler> Auth<'_, H> {
             .authenticate_none(self.target.user.clone())
             .await
             .map_err(AuthError::Transport)?;
-        if let Step::Done(done) = self.settle(none, "none", None) {
+        if let Step::Done(done) = self.settle(none, "none", Secrets::default()) {
             return Ok(done);
         }
         if let Step::Done(done) = self.public_keys().await? {
@@ -179,14 +203,9 @@ impl<H: Handler> Auth<'_, H> {
     }
 
     /// Records the server's answer to one attempt.
-    fn settle(
-        &mut self,
-        result: AuthResult,
-        method: &'static str,
-        password: Option<Zeroizing<String>>,
-    ) -> Step {
+    fn settle(&mut self, result: AuthResult, method: &'static str, secrets: Secrets) -> Step {
         match result {
-            AuthResult::Success => Step::Done(Authenticated { method, password }),
+            AuthResult::Success => Step::Done(Authenticated { method, secrets }),
             AuthResult::Failure {
                 remaining_methods,
                 partial_success,
@@ -349,7 +368,7 @@ impl<H: Handler> Auth<'_, H> {
             }
         };
         match result {
-            Ok(result) => Ok(self.settle(result, "publickey", None)),
+            Ok(result) => Ok(self.settle(result, "publickey", Secrets::default())),
             Err(e) => {
                 self.notes
                     .push(format!("agent key {}: {e}", fingerprint(public)));
@@ -395,7 +414,14 @@ impl<H: Handler> Auth<'_, H> {
             .authenticate_publickey_with(user, public, hash, &mut signer)
             .await
         {
-            Ok(result) => Ok(self.settle(result, "publickey", None)),
+            Ok(result) => {
+                let key_passphrase = file.passphrase.take().map(|p| (file.path.clone(), p));
+                let secrets = Secrets {
+                    password: None,
+                    key_passphrase,
+                };
+                Ok(self.settle(result, "publickey", secrets))
+            }
             Err(SignError::Send(_)) => Err(AuthError::Transport(russh::Error::SendError)),
             Err(e) => {
                 self.notes.push(format!("{}: {e}", file.path.display()));
@@ -433,7 +459,7 @@ impl<H: Handler> Auth<'_, H> {
                 KeyboardInteractiveAuthResponse::Success => {
                     return Ok(Step::Done(Authenticated {
                         method: "keyboard-interactive",
-                        password: typed_password,
+                        secrets: Secrets::password(typed_password),
                     }));
                 }
                 KeyboardInteractiveAuthResponse::Failure {
@@ -445,7 +471,7 @@ impl<H: Handler> Auth<'_, H> {
                         remaining_methods,
                         partial_success,
                     };
-                    return Ok(self.settle(result, "keyboard-interactive", None));
+                    return Ok(self.settle(result, "keyboard-interactive", Secrets::default()));
                 }
                 KeyboardInteractiveAuthResponse::InfoRequest {
                     name,
@@ -537,7 +563,7 @@ impl<H: Handler> Auth<'_, H> {
             .authenticate_password(user, password.as_str())
             .await
             .map_err(AuthError::Transport)?;
-        Ok(self.settle(result, "password", Some(password)))
+        Ok(self.settle(result, "password", Secrets::password(Some(password))))
     }
 }
 
@@ -574,8 +600,10 @@ struct IdentityFile {
     text: Zeroizing<String>,
     public: Option<PublicKey>,
     private: Option<Arc<PrivateKey>>,
-    /// The passphrase was asked once already (and failed).
+    /// The passphrase was asked once already.
     asked: bool,
+    /// The passphrase that unlocked the key, if it needed one.
+    passphrase: Option<Zeroizing<String>>,
 }
 
 impl IdentityFile {
@@ -592,6 +620,7 @@ impl IdentityFile {
             public: None,
             private: None,
             asked: false,
+            passphrase: None,
         };
         file.find_public();
         Ok(Some(file))
@@ -644,7 +673,10 @@ impl IdentityFile {
             .await
             .map_err(SignError::Prompt)?;
         match russh::keys::decode_secret_key(&self.text, Some(passphrase.as_str())) {
-            Ok(key) => Ok(self.keep(key)),
+            Ok(key) => {
+                self.passphrase = Some(passphrase);
+                Ok(self.keep(key))
+            }
             Err(_) => Err(SignError::Key(
                 "wrong passphrase (or a key format rock cannot read)".to_owned(),
             )),

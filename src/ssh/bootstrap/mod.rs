@@ -36,9 +36,8 @@ use std::sync::Arc;
 
 use russh::Disconnect;
 use russh::client::Handle;
-use zeroize::Zeroizing;
 
-use super::auth::{AuthError, authenticate};
+use super::auth::{AuthError, Secrets, authenticate};
 use super::prompt::Prompter;
 use crate::boot::{BootReady, BootRequest};
 
@@ -69,9 +68,9 @@ pub struct Bootstrapped {
     /// The server address the SSH connection reached; the rock link dials
     /// rockd's port on this IP.
     pub peer_addr: SocketAddr,
-    /// The password the user typed, if password authentication was used,
-    /// for the inner ssh (through `SSH_ASKPASS`).
-    pub password: Option<Zeroizing<String>>,
+    /// What the user typed to authenticate (a password, a key's
+    /// passphrase), for the inner ssh (through `SSH_ASKPASS`).
+    pub secrets: Secrets,
 }
 
 /// Connects, checks the host key, authenticates, starts rockd and hands it
@@ -91,16 +90,16 @@ pub async fn bootstrap(
     let result = log_in_and_start(&mut handle, target, rockd, request, prompter).await;
     // The bootstrap connection has done its job, whatever the outcome.
     let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
-    let (output, password) = result?;
+    let (output, secrets) = result?;
     let ready = interpret(output, &target.hostname)?;
     Ok(Bootstrapped {
         ready,
         peer_addr,
-        password,
+        secrets,
     })
 }
 
-/// Authenticates, then runs rockd; returns its output and the password
+/// Authenticates, then runs rockd; returns its output and the secrets
 /// typed, if any.
 async fn log_in_and_start(
     handle: &mut Handle<BootHandler>,
@@ -108,7 +107,7 @@ async fn log_in_and_start(
     rockd: &RockdCommand,
     request: &BootRequest,
     prompter: Arc<dyn Prompter>,
-) -> Result<(Output, Option<Zeroizing<String>>), BootstrapError> {
+) -> Result<(Output, Secrets), BootstrapError> {
     let auth = authenticate(handle, target, prompter)
         .await
         .map_err(|e| match e {
@@ -120,5 +119,5 @@ async fn log_in_and_start(
         })?;
     tracing::debug!("authenticated with {}", auth.method);
     let output = run_rockd(handle, rockd, request, &target.hostname).await?;
-    Ok((output, auth.password))
+    Ok((output, auth.secrets))
 }

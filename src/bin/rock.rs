@@ -39,26 +39,67 @@ struct Args {
     #[arg(long, default_value_t = 72 * 3600, value_name = "SECS")]
     suspend_timeout: u64,
     /// The command to run and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    #[arg(value_name = "COMMAND", required = true)]
     command: Vec<OsString>,
 }
 
 /// Programs `-d` carries; `-d ssh` means no user was given.
 const CARRIED: [&str; 3] = ["ssh", "scp", "sftp"];
+/// rock's options that take a value in the next word.
+const VALUED: [&str; 2] = ["--rockd", "--suspend-timeout"];
+
+/// Where rock's own options end and the command begins, as with env(1):
+/// at the first word that is not an option of rock's (after `-d`, a word
+/// that is not a carried program is the user), or after `--`. Clap must
+/// never see the command's options: `rock -d ssh -l alice host` passes
+/// `-l alice` to ssh.
+fn command_start(args: &[OsString]) -> usize {
+    let is_program = |w: &OsString| {
+        std::path::Path::new(w)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| CARRIED.contains(&n))
+    };
+    let mut i = 1;
+    while let Some(word) = args.get(i) {
+        let text = word.to_string_lossy();
+        if text == "--" {
+            return i + 1;
+        }
+        if !text.starts_with('-') || text == "-" {
+            return i;
+        }
+        i += 1;
+        let user_follows = text == "-d"
+            && args
+                .get(i)
+                .is_some_and(|w| !w.to_string_lossy().starts_with('-') && !is_program(w));
+        if user_follows || VALUED.contains(&text.as_ref()) {
+            i += 1;
+        }
+    }
+    i
+}
 
 fn main() -> ExitCode {
-    let mut argv = std::env::args_os();
-    if let Some(helper) = argv.next().as_deref().and_then(Helper::from_argv0) {
-        return run_helper(helper, argv.collect());
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if let Some(helper) = argv.first().and_then(|a| Helper::from_argv0(a)) {
+        return run_helper(helper, argv[1..].to_vec());
     }
-    let mut args = Args::parse();
-    // `-d ssh host`: clap took the command's name for the optional user.
-    if let Some(user) = args.daemon.as_deref()
-        && CARRIED.contains(&user)
-    {
-        args.command.insert(0, user.into());
-        args.daemon = Some(String::new());
+    let start = command_start(&argv).min(argv.len());
+    let (own, command) = argv.split_at(start);
+    let mut own = own.to_vec();
+    if own.last().is_some_and(|w| w == "--") {
+        own.pop();
     }
+    // Clap sees rock's options, then the command as one opaque operand list.
+    let mut args = Args::parse_from(
+        own.iter()
+            .cloned()
+            .chain((!command.is_empty()).then(|| OsString::from("--")))
+            .chain(command.iter().cloned()),
+    );
+    args.command = command.to_vec();
     init_logging(args.verbose);
     match run(args) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
@@ -144,5 +185,36 @@ fn run_helper(helper: Helper, args: Vec<OsString>) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(line: &str) -> (Vec<String>, Vec<String>) {
+        let args: Vec<OsString> = line.split(' ').map(OsString::from).collect();
+        let at = command_start(&args).min(args.len());
+        let strings = |a: &[OsString]| a.iter().map(|w| w.to_string_lossy().into_owned()).collect();
+        (strings(&args[..at]), strings(&args[at..]))
+    }
+
+    #[test]
+    fn rock_options_end_where_the_command_begins() {
+        assert_eq!(
+            split("rock -d ssh -l alice host").1,
+            ["ssh", "-l", "alice", "host"]
+        );
+        assert_eq!(split("rock -d bob ssh -v host").0, ["rock", "-d", "bob"]);
+        assert_eq!(
+            split("rock -d /usr/bin/ssh host").1,
+            ["/usr/bin/ssh", "host"]
+        );
+        assert_eq!(
+            split("rock -v --rockd /opt/rockd -l -d scp -P 22 a h:").1,
+            ["scp", "-P", "22", "a", "h:"]
+        );
+        assert_eq!(split("rock -d -- ssh -V").1, ["ssh", "-V"]);
+        assert_eq!(split("rock --suspend-timeout=5 -d sftp h").1, ["sftp", "h"]);
     }
 }

@@ -71,7 +71,9 @@ pub enum Event {
     },
     /// The peer ended its stream: every byte it sent is readable now.
     PeerFinished,
-    /// Both directions ended: our end acknowledged, the peer's end read.
+    /// Both directions ended: our end acknowledged and the peer's end
+    /// received. (A client may learn it from the server's close before its
+    /// application has read the last bytes; they stay readable.)
     Finished,
     /// The session is over. Bytes already readable stay readable.
     Closed(CloseReason),
@@ -463,7 +465,7 @@ impl Session {
                 code,
                 message: message.to_owned(),
             };
-            self.shut_down(reason, Some((code, message)));
+            self.shut_down(reason, Some((code, message)), self.current);
         }
     }
 
@@ -536,7 +538,7 @@ impl Session {
             && self.current.is_none()
             && now >= self.suspended_since + self.config.suspend_timeout
         {
-            self.shut_down(CloseReason::SuspendTimeout, None);
+            self.shut_down(CloseReason::SuspendTimeout, None, self.current);
         }
     }
 
@@ -627,8 +629,13 @@ impl Session {
 
     /// Ends the session: the current link, if `close` says so, carries a
     /// close frame before going down; every other link goes down now.
-    fn shut_down(&mut self, reason: CloseReason, close: Option<(CloseCode, &str)>) {
-        let carrier = self.current.filter(|_| close.is_some());
+    fn shut_down(
+        &mut self,
+        reason: CloseReason,
+        close: Option<(CloseCode, &str)>,
+        via: Option<LinkId>,
+    ) {
+        let carrier = via.filter(|_| close.is_some());
         let others: Vec<LinkId> = self.links().filter(|&id| Some(id) != carrier).collect();
         for id in others {
             self.drop_link(id, LinkError::SessionClosed);
@@ -658,17 +665,31 @@ impl Session {
     }
 
     /// Checks a peer's resume point and frees what it says it holds.
-    fn resume_from(&mut self, peer_received: u64) -> Result<(), LinkError> {
+    fn resume_from(&mut self, peer_received: u64) -> Result<(), ProtocolViolation> {
         let acked = self.stream.send.acked();
         if peer_received < acked {
             return Err(ProtocolViolation::ResumeBelowAcked {
                 resume: peer_received,
                 acked,
-            }
-            .into());
+            });
         }
-        self.stream.send.ack(peer_received)?;
-        Ok(())
+        self.stream.send.ack(peer_received)
+    }
+
+    /// The authenticated peer's resume point contradicts what it
+    /// acknowledged before (only a forged ack leads here): bytes it lacks
+    /// were freed, so the stream can never be made whole. Ends the session
+    /// rather than resuming it wrongly, telling the peer on link `id`.
+    fn diverged(&mut self, id: LinkId, violation: ProtocolViolation) {
+        if self.closed.is_some() {
+            return self.send_farewell(id);
+        }
+        let message = format!("the byte streams diverged: {violation}");
+        let reason = CloseReason::Local {
+            code: CloseCode::Error,
+            message: message.clone(),
+        };
+        self.shut_down(reason, Some((CloseCode::Error, &message)), Some(id));
     }
 
     fn process_input(&mut self, id: LinkId) {
@@ -776,7 +797,10 @@ impl Session {
         };
         auth.verify(&self.key, hello, server)?;
         let resume_rx = server.received;
-        self.resume_from(auth.received)?;
+        if let Err(violation) = self.resume_from(auth.received) {
+            self.diverged(id, violation);
+            return Ok(());
+        }
         if self.closed.is_some() {
             // Closed already: the hello told the client what arrived; now it
             // learns the end, and the link goes.
@@ -817,11 +841,15 @@ impl Session {
         server.verify(&self.key, hello)?;
         let received = self.stream.recv.received();
         let auth = ClientAuth::new(&self.key, hello, &server, received);
-        self.resume_from(server.received)?;
-        let flow = self.new_flow(received, server.received);
+        // Our proof goes first: the server reads nothing else before it.
         if let Some(l) = self.link_mut(id) {
             l.output.tail().extend_from_slice(&auth.encode());
         }
+        if let Err(violation) = self.resume_from(server.received) {
+            self.diverged(id, violation);
+            return Ok(());
+        }
+        let flow = self.new_flow(received, server.received);
         if self.closed.is_some() {
             // This link exists only to deliver our close.
             self.send_farewell(id);
@@ -897,7 +925,7 @@ impl Session {
             } else {
                 CloseReason::Peer { code, message }
             };
-            self.shut_down(reason, None);
+            self.shut_down(reason, None, self.current);
         }
         Ok(())
     }
@@ -958,7 +986,11 @@ impl Session {
         // The server confirms the end; the client waits for that close,
         // so neither side leaves the other waiting for a last ack.
         if self.role == Role::Server {
-            self.shut_down(CloseReason::Finished, Some((CloseCode::Normal, "")));
+            self.shut_down(
+                CloseReason::Finished,
+                Some((CloseCode::Normal, "")),
+                self.current,
+            );
         }
     }
 }

@@ -470,7 +470,10 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 d.failed(now, error.to_string(), false);
             }
             LinkError::Handshake(HandshakeError::Timeout) => d.failed(now, error.to_string(), true),
-            LinkError::Handshake(_) => d.failed(now, error.to_string(), false),
+            // Refused or garbled: not worth retrying in a tight loop.
+            LinkError::Handshake(_) | LinkError::Protocol(_) | LinkError::Decode(_) => {
+                d.failed(now, error.to_string(), false)
+            }
             // An established link died: try again at once.
             _ => d.lost(now),
         }

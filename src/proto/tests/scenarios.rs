@@ -305,3 +305,40 @@ fn a_close_made_while_suspended_reaches_the_peer_on_the_next_link() {
     assert!(!pair.client.session.has_farewell());
     assert_eq!(pair.client.session.stats().links_established, 1);
 }
+
+/// An on-path attacker forges an ack for bytes the server never got; the
+/// client frees them. On the next link the server's authenticated resume
+/// point is below that ack: the stream cannot be made whole, so both ends
+/// close with an error instead of resuming wrongly or redialling forever.
+#[test]
+fn a_forged_ack_ends_the_session_instead_of_corrupting_it() {
+    let mut pair = Pair::new(Config::default());
+    pair.connect();
+    pair.settle();
+    pair.plan_cut(0, usize::MAX >> 1, Cut::Blackhole);
+    pair.client.write(1000);
+    pair.settle();
+    let link = pair.client.link.expect("client link");
+    let mut forged = Vec::new();
+    crate::wire::encode(&crate::wire::Frame::Ack(1000), &mut forged);
+    pair.client
+        .session
+        .handle_link_input(pair.now, link, &forged);
+    assert_eq!(pair.client.session.stats().acked, 1000);
+    pair.connect();
+    pair.settle();
+    for side in [&pair.client, &pair.server] {
+        match side.session.close_reason() {
+            Some(CloseReason::Local { code, message } | CloseReason::Peer { code, message }) => {
+                assert_eq!(*code, CloseCode::Error);
+                assert!(message.contains("diverged"), "{message}");
+            }
+            other => panic!("expected an error close, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        pair.server.delivered.len(),
+        0,
+        "nothing wrong was delivered"
+    );
+}

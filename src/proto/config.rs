@@ -20,6 +20,10 @@ pub struct Config {
     pub link_timeout: Duration,
     /// A link whose handshake takes longer than this is dropped.
     pub handshake_timeout: Duration,
+    /// After a network change, a link that answers nothing for this long
+    /// (or four round trips, if longer) is declared dead; see
+    /// [`Session::probe_link`](crate::Session::probe_link).
+    pub probe_timeout: Duration,
     /// A session with no link for this long gives up and closes.
     pub suspend_timeout: Duration,
     /// Acknowledge at once when this many new units have arrived.
@@ -41,6 +45,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(1),
             link_timeout: Duration::from_secs(6),
             handshake_timeout: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(1),
             suspend_timeout: Duration::from_secs(72 * 3600),
             ack_threshold: 32 << 10,
             ack_delay: Duration::from_millis(20),
@@ -76,6 +81,7 @@ impl Config {
             ("receive_bound", self.receive_bound == 0),
             ("heartbeat_interval", self.heartbeat_interval.is_zero()),
             ("handshake_timeout", self.handshake_timeout.is_zero()),
+            ("probe_timeout", self.probe_timeout.is_zero()),
             ("ack_threshold", self.ack_threshold == 0),
             ("max_pending_links", self.max_pending_links == 0),
         ];

@@ -134,6 +134,9 @@ pub enum LinkError {
     /// Nothing arrived from the peer for the configured link timeout.
     #[error("no sign of life from the peer for {0:?}")]
     Timeout(std::time::Duration),
+    /// After a network change the link answered nothing in time.
+    #[error("no answer within {0:?} after the network changed")]
+    Unanswered(std::time::Duration),
     /// The transport reported an error or end of stream.
     #[error("the transport closed")]
     TransportClosed,

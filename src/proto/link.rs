@@ -67,6 +67,8 @@ pub(crate) struct Flow {
     pub next_ping: Instant,
     /// Input waits for the application to read: liveness is not judged.
     pub rx_blocked: bool,
+    /// A probe is out (the network changed): the link must answer by then.
+    pub probe_deadline: Option<Instant>,
 }
 
 /// A byte buffer consumed from the front, compacted lazily.

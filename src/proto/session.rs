@@ -356,6 +356,10 @@ impl Session {
             return;
         }
         l.last_rx = now;
+        if let Some(flow) = l.flow() {
+            // Any answer settles a probe.
+            flow.probe_deadline = None;
+        }
         l.input.tail().extend_from_slice(bytes);
         self.process_input(link);
     }
@@ -469,6 +473,30 @@ impl Session {
         }
     }
 
+    /// The network changed under the current link (an address or a route
+    /// came or went): check the link now rather than at the next heartbeat.
+    /// A ping goes out at once; if nothing arrives within the probe timeout
+    /// (or four round trips, if longer) the link is declared dead.
+    pub fn probe_link(&mut self, now: Instant) {
+        self.tick(now);
+        let patience = self
+            .config
+            .probe_timeout
+            .max(self.stream.rtt.unwrap_or_default() * 4);
+        let stamp = self.micros(now);
+        let Some(id) = self.current else { return };
+        let Some(l) = self.link_mut(id) else { return };
+        let Phase::Established(flow) = &mut l.phase else {
+            return;
+        };
+        if flow.probe_deadline.is_none() {
+            flow.probe_deadline = Some(now + patience);
+            if l.output.len() < OUTPUT_CONTROL_CAP {
+                wire::encode(&Frame::Ping(stamp), l.output.tail());
+            }
+        }
+    }
+
     // ----- time -----
 
     /// When [`Session::handle_timeout`] must be called next.
@@ -477,7 +505,10 @@ impl Session {
         let links = self.links.iter().flat_map(|l| {
             let deadlines: [Option<Instant>; 3] = match &l.phase {
                 Phase::Established(f) => [
-                    (!f.rx_blocked).then(|| l.last_rx + c.link_timeout),
+                    (!f.rx_blocked).then(|| {
+                        let dead = l.last_rx + c.link_timeout;
+                        f.probe_deadline.map_or(dead, |p| p.min(dead))
+                    }),
                     Some(f.next_ping),
                     f.ack_due,
                 ],
@@ -504,6 +535,14 @@ impl Session {
                 Phase::Established(flow) => {
                     if !flow.rx_blocked && now >= l.last_rx + c.link_timeout {
                         dead.push((l.id, LinkError::Timeout(c.link_timeout)));
+                        continue;
+                    }
+                    if let Some(probe) = flow.probe_deadline
+                        && !flow.rx_blocked
+                        && now >= probe
+                    {
+                        let waited = now.saturating_duration_since(l.last_rx);
+                        dead.push((l.id, LinkError::Unanswered(waited)));
                         continue;
                     }
                     if now >= flow.next_ping {
@@ -867,6 +906,7 @@ impl Session {
             ack_due: None,
             next_ping: self.now + self.config.heartbeat_interval,
             rx_blocked: false,
+            probe_deadline: None,
         }
     }
 

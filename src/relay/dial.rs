@@ -162,6 +162,14 @@ impl DialState {
         self.next_attempt = now;
     }
 
+    /// The network changed: an attempt in flight may use a route or source
+    /// address that is gone, and waiting out the backoff is pointless.
+    pub(crate) fn network_changed(&mut self, now: Instant) {
+        self.connecting = None;
+        self.next_attempt = now;
+        self.backoff.reset();
+    }
+
     /// A link was established.
     pub(crate) fn connected(&mut self) {
         self.failures = 0;

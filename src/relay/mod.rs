@@ -11,6 +11,7 @@
 //! interested in has returned `Pending` (and so registered a wakeup).
 
 mod dial;
+mod netwatch;
 mod status;
 
 use std::future::Future;
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::time::Sleep;
 
 pub use dial::{Backoff, DialFuture, Dialer, TcpDialer};
+pub use netwatch::NetWatch;
 pub use status::{Status, StatusWatch, suspended_for};
 
 /// A byte stream a link can run over.
@@ -120,6 +122,8 @@ pub struct Relay<A> {
     farewell_until: Option<Instant>,
     rejections: u32,
     status: status::StatusTx,
+    /// Client: network change notices, when the platform gives them.
+    netwatch: Option<NetWatch>,
 }
 
 fn now() -> Instant {
@@ -141,12 +145,12 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         dialer: Box<dyn Dialer>,
         options: RelayOptions,
     ) -> Self {
-        Self::new(
-            session,
-            app,
-            Source::Dial(dial::DialState::new(dialer)),
-            options,
-        )
+        let source = Source::Dial(dial::DialState::new(dialer));
+        let mut relay = Self::new(session, app, source, options);
+        relay.netwatch = NetWatch::new()
+            .inspect_err(|e| tracing::debug!("no network change notices: {e}"))
+            .ok();
+        relay
     }
 
     /// A server relay: links arrive on `listener`.
@@ -171,6 +175,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             farewell_until: None,
             rejections: 0,
             status,
+            netwatch: None,
         }
     }
 
@@ -198,6 +203,12 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         loop {
             let now = now();
             let mut progress = false;
+            if let Some(watch) = &mut self.netwatch
+                && watch.poll_changed(cx).is_ready()
+            {
+                self.on_network_change(now);
+                progress = true;
+            }
             progress |= self.poll_source(cx, now)?;
             progress |= self.poll_links(cx, now);
             progress |= self.poll_app(cx, now);
@@ -232,6 +243,16 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             if self.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
+        }
+    }
+
+    /// The host's addresses or routes changed: the link may be stranded on
+    /// an address that is gone. Check it now, and redial now if suspended.
+    fn on_network_change(&mut self, now: Instant) {
+        tracing::debug!("network changed; probing the link");
+        self.session.probe_link(now);
+        if let Source::Dial(d) = &mut self.source {
+            d.network_changed(now);
         }
     }
 

@@ -342,3 +342,38 @@ fn a_forged_ack_ends_the_session_instead_of_corrupting_it() {
         "nothing wrong was delivered"
     );
 }
+
+#[test]
+fn a_probe_keeps_a_healthy_link_and_condemns_a_silent_one_fast() {
+    let config = Config::default();
+    let mut pair = Pair::new(config.clone());
+    pair.connect();
+    pair.settle();
+    // Healthy: the pong answers the probe, the link stays.
+    pair.client.session.probe_link(pair.now);
+    pair.settle();
+    pair.advance(config.probe_timeout * 2);
+    pair.settle();
+    assert_eq!(pair.client.session.stats().links_established, 1);
+    assert!(pair.client.link.is_some());
+
+    // Silent (the address it used is gone): dead within the probe
+    // timeout, long before the link timeout.
+    pair.auto_reconnect = false;
+    pair.plan_cut(0, 0, Cut::Blackhole);
+    let start = pair.now;
+    pair.client.session.probe_link(pair.now);
+    pair.run_until(config.link_timeout, |p| p.client.link.is_none());
+    assert!(
+        pair.now - start <= config.probe_timeout,
+        "took {:?}",
+        pair.now - start
+    );
+    assert!(pair.client.events.iter().any(|e| matches!(
+        e,
+        Event::LinkDown {
+            error: LinkError::Unanswered(_),
+            ..
+        }
+    )));
+}

@@ -70,12 +70,9 @@ impl NetWatch {
     pub fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut changed = false;
         let mut buf = [0u8; 8192];
-        loop {
-            let mut guard = match self.fd.poll_read_ready(cx) {
-                Poll::Ready(Ok(guard)) => guard,
-                // The socket broke: no more notices, and no busy loop.
-                Poll::Ready(Err(_)) | Poll::Pending => break,
-            };
+        // Stops when nothing more is pending (or the socket broke: then no
+        // more notices, and no busy loop).
+        while let Poll::Ready(Ok(mut guard)) = self.fd.poll_read_ready(cx) {
             let read = guard.try_io(|fd| {
                 // SAFETY: `buf` is valid for writes of its length.
                 let n =

@@ -119,3 +119,13 @@ impl PtyChild {
         }
     }
 }
+
+impl Drop for PtyChild {
+    /// A test that panics must not leave its command behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

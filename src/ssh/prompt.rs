@@ -10,6 +10,10 @@
 //! * With no terminal a prompt fails with [`PromptError::NoTty`] rather
 //!   than reading from somewhere else; under `BatchMode` the caller never
 //!   prompts at all (see [`NoPrompter`]).
+//! * Echo is off before a secret's prompt is written (as in OpenSSH's
+//!   readpassphrase). rpassword writes the prompt first and hides input
+//!   after, which echoed a reply typed or pasted in between; hence our own
+//!   few lines of termios.
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
@@ -115,14 +119,69 @@ fn open_tty(prompt: &str) -> Result<std::fs::File, PromptError> {
         })
 }
 
+/// Reads one line from the terminal, without its line ending.
+fn read_line(tty: &std::fs::File, prompt: &str) -> Result<Zeroizing<String>, PromptError> {
+    let mut line = Zeroizing::new(String::new());
+    let n = BufReader::new(tty)
+        .read_line(&mut line)
+        .map_err(|e| map_read_error(prompt, e))?;
+    if n == 0 {
+        return Err(PromptError::Cancelled {
+            what: describe(prompt),
+        });
+    }
+    let end = line.trim_end_matches(['\r', '\n']).len();
+    line.truncate(end);
+    Ok(line)
+}
+
+/// Terminal echo switched off (the newline still echoes) until dropped.
+struct NoEcho<'a> {
+    tty: &'a std::fs::File,
+    saved: libc::termios,
+}
+
+impl<'a> NoEcho<'a> {
+    fn new(tty: &'a std::fs::File) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: termios is plain data, filled in by tcgetattr before use.
+        let mut term: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and a valid termios pointer.
+        if unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut term) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let saved = term;
+        term.c_lflag &= !libc::ECHO;
+        term.c_lflag |= libc::ECHONL;
+        // TCSANOW, not TCSAFLUSH: keep what was typed ahead.
+        // SAFETY: as above.
+        if unsafe { libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, &term) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(NoEcho { tty, saved })
+    }
+}
+
+impl Drop for NoEcho<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: restores the settings read in `new` on the same terminal.
+        unsafe { libc::tcsetattr(self.tty.as_raw_fd(), libc::TCSANOW, &self.saved) };
+    }
+}
+
 impl Prompter for TerminalPrompter {
     fn password(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError> {
-        // Opening first turns "no terminal" into a clear error; rpassword
-        // then opens /dev/tty itself to switch echo off.
-        drop(open_tty(prompt)?);
-        rpassword::prompt_password(prompt)
-            .map(Zeroizing::new)
-            .map_err(|e| map_read_error(prompt, e))
+        let tty = open_tty(prompt)?;
+        // Echo goes off before the prompt appears, as OpenSSH's
+        // readpassphrase does: whatever is typed once the prompt shows is
+        // never echoed, however fast it comes.
+        let _quiet = NoEcho::new(&tty).map_err(|e| map_read_error(prompt, e))?;
+        (&tty)
+            .write_all(prompt.as_bytes())
+            .and_then(|()| (&tty).flush())
+            .map_err(|e| map_read_error(prompt, e))?;
+        read_line(&tty, prompt)
     }
 
     fn answer(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError> {
@@ -130,18 +189,7 @@ impl Prompter for TerminalPrompter {
         tty.write_all(prompt.as_bytes())
             .and_then(|()| tty.flush())
             .map_err(|e| map_read_error(prompt, e))?;
-        let mut line = Zeroizing::new(String::new());
-        let n = BufReader::new(tty)
-            .read_line(&mut line)
-            .map_err(|e| map_read_error(prompt, e))?;
-        if n == 0 {
-            return Err(PromptError::Cancelled {
-                what: describe(prompt),
-            });
-        }
-        let end = line.trim_end_matches(['\r', '\n']).len();
-        line.truncate(end);
-        Ok(line)
+        read_line(&tty, prompt)
     }
 
     fn show(&self, message: &str) {

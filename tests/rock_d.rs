@@ -295,26 +295,40 @@ fn sftp_put_and_get_survive_resets_and_a_blackhole() {
     }
 }
 
-#[test]
-fn a_password_is_typed_once() {
-    let sshd = Sshd::builder().with_password_user().start();
+/// `rock -d ssh -F <config> <args...>` for a pty: interactive, so no
+/// BatchMode, and no agent.
+fn interactive_ssh(config: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(ROCK);
     cmd.arg("--rockd")
         .arg(ROCKD)
         .args(["-d", "ssh", "-F"])
-        .arg(sshd.ssh_config())
-        .args([
+        .arg(config)
+        .args(["-o", "BatchMode=no"])
+        .args(args)
+        .env_remove("SSH_AUTH_SOCK");
+    cmd
+}
+
+/// The password user's login, keys off, running `remote`.
+fn password_login(sshd: &Sshd, remote: &str) -> Command {
+    let user = format!("User={}", common::PASSWORD_USER);
+    interactive_ssh(
+        sshd.ssh_config(),
+        &[
             "-o",
-            &format!("User={}", common::PASSWORD_USER),
-            "-o",
-            "BatchMode=no",
+            &user,
             "-o",
             "PubkeyAuthentication=no",
             "rocktest",
-            "echo logged in as $(id -un)",
-        ])
-        .env_remove("SSH_AUTH_SOCK");
-    let mut pty = PtyChild::spawn(&mut cmd);
+            remote,
+        ],
+    )
+}
+
+#[test]
+fn a_password_is_typed_once() {
+    let sshd = Sshd::builder().with_password_user().start();
+    let mut pty = PtyChild::spawn(&mut password_login(&sshd, "echo logged in as $(id -un)"));
     // "user@host's password: " or, through keyboard-interactive,
     // "(user@host) Password: ".
     pty.expect("assword: ", Duration::from_secs(30));
@@ -381,23 +395,7 @@ fn an_unknown_host_key_is_refused_with_advice() {
 #[test]
 fn a_wrong_password_exits_255_with_a_clear_message() {
     let sshd = Sshd::builder().with_password_user().start();
-    let mut cmd = Command::new(ROCK);
-    cmd.arg("--rockd")
-        .arg(ROCKD)
-        .args(["-d", "ssh", "-F"])
-        .arg(sshd.ssh_config())
-        .args([
-            "-o",
-            &format!("User={}", common::PASSWORD_USER),
-            "-o",
-            "BatchMode=no",
-            "-o",
-            "PubkeyAuthentication=no",
-            "rocktest",
-            "echo must not run",
-        ])
-        .env_remove("SSH_AUTH_SOCK");
-    let mut pty = PtyChild::spawn(&mut cmd);
+    let mut pty = PtyChild::spawn(&mut password_login(&sshd, "echo must not run"));
     pty.expect("assword: ", Duration::from_secs(30));
     pty.send("not the password\n");
     let status = pty.wait(Duration::from_secs(60));
@@ -758,14 +756,10 @@ fn a_key_passphrase_is_typed_once() {
         .unwrap();
     assert!(reencrypted.status.success(), "{reencrypted:?}");
     let config = sshd.ssh_config_with("IdentityFile", &key.display().to_string());
-    let mut cmd = Command::new(ROCK);
-    cmd.arg("--rockd")
-        .arg(ROCKD)
-        .args(["-d", "ssh", "-F"])
-        .arg(&config)
-        .args(["-o", "BatchMode=no", "rocktest", "echo unlocked"])
-        .env_remove("SSH_AUTH_SOCK");
-    let mut pty = PtyChild::spawn(&mut cmd);
+    let mut pty = PtyChild::spawn(&mut interactive_ssh(
+        &config,
+        &["rocktest", "echo unlocked"],
+    ));
     pty.expect("Enter passphrase for key", Duration::from_secs(30));
     pty.send("open sesame\n");
     let status = pty.wait(Duration::from_secs(60));

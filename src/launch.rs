@@ -37,10 +37,12 @@ pub struct LaunchOptions {
     pub user: Option<String>,
     /// `-l`: redial 127.0.0.1 instead of the host name.
     pub localhost: bool,
-    /// rockd's path on the remote, if not on PATH.
+    /// rockd's path on the remote, if not on PATH (overrides the profile).
     pub rockd_path: Option<String>,
-    /// Engine settings; rockd gets the same timeouts.
-    pub config: Config,
+    /// `--suspend-timeout` (overrides the profile).
+    pub suspend_timeout: Option<Duration>,
+    /// Host profiles from the configuration files.
+    pub profiles: crate::config::Config,
     /// How long to wait, after the command exits, for the session to end.
     pub exit_linger: Duration,
 }
@@ -186,6 +188,21 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
     }
     resolve_args.extend(parsed.resolve_args().iter().cloned());
     let host = parsed.destination().host.clone();
+    // Profiles match the destination as typed; the command line wins.
+    let profile = options.profiles.for_host(&host);
+    let mut config = Config::default();
+    profile.apply(&mut config);
+    if let Some(t) = options.suspend_timeout {
+        config.suspend_timeout = t;
+    }
+    config
+        .validate()
+        .map_err(|e| LaunchError::Unsupported(format!("invalid settings for {host}: {e}")))?;
+    let rockd_path = options
+        .rockd_path
+        .clone()
+        .or_else(|| profile.rockd_path.map(|s| s.value));
+    let localhost = options.localhost || profile.reconnect_to_localhost.is_some_and(|s| s.value);
     let resolved = resolve::resolve(parsed.ssh_program(), &resolve_args, &host)?;
     if let Some(jump) = &resolved.proxy_jump {
         return Err(LaunchError::Unsupported(format!(
@@ -204,8 +221,7 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         key: SessionKey(random()?),
     };
     let target = target_of(&host, &resolved);
-    let rockd =
-        RockdCommand::with_defaults(options.rockd_path.as_deref(), rockd_args(&options.config));
+    let rockd = RockdCommand::with_defaults(rockd_path.as_deref(), rockd_args(&config));
     let boot = bootstrap::bootstrap(&target, &rockd, &request, Arc::new(TerminalPrompter)).await?;
     if SUPPORTED_VERSIONS.negotiate(boot.ready.proto).is_none() {
         return Err(LaunchError::Incompatible {
@@ -220,18 +236,19 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         boot.ready.port,
         boot.peer_addr.ip()
     );
-    let dial_host = if options.localhost {
+    let dial_host = if localhost {
         "127.0.0.1".to_owned()
     } else {
         resolved.hostname.clone()
     };
-    relay_command(&options, &parsed, request, boot, dial_host).await
+    relay_command(&options, config, &parsed, request, boot, dial_host).await
 }
 
 /// Starts the user's command with its transport redirected to us, and
 /// relays until both are done.
 async fn relay_command(
     options: &LaunchOptions,
+    config: Config,
     parsed: &ParsedCommand,
     request: BootRequest,
     boot: Bootstrapped,
@@ -274,14 +291,8 @@ async fn relay_command(
     tokio::spawn(control.serve_askpass());
 
     let now = tokio::time::Instant::now().into_std();
-    let session = Session::new(
-        Role::Client,
-        request.id,
-        request.key,
-        options.config.clone(),
-        now,
-    )
-    .map_err(|e| LaunchError::Unsupported(format!("invalid settings: {e}")))?;
+    let session = Session::new(Role::Client, request.id, request.key, config, now)
+        .map_err(|e| LaunchError::Unsupported(format!("invalid settings: {e}")))?;
     let dialer = TcpDialer::new(dial_host, boot.ready.port, Duration::from_secs(1));
     let relay = Relay::client(session, app, Box::new(dialer), RelayOptions::default());
     let stop = Arc::new(tokio::sync::Notify::new());

@@ -6,6 +6,7 @@
 //! holds everything that does I/O around it:
 //!
 //! * [`boot`] — the boot exchange between rock and a new rockd.
+//! * [`config`] — host profiles from the configuration files.
 //! * [`launch`] — `rock -d`: bootstrap, run the user's ssh, relay.
 //! * [`local`] — session directory, control socket, ssh's helpers.
 //! * [`relay`] — the tokio shell that drives a session over real streams.
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod boot;
+pub mod config;
 pub mod launch;
 pub mod local;
 pub mod relay;

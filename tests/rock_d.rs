@@ -772,3 +772,78 @@ fn a_key_passphrase_is_typed_once() {
     );
     assert!(status.success(), "{status:?}\n{}", pty.seen);
 }
+
+/// rock with its configuration directory set to `config_home`.
+fn rock_with_config(config_home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(ROCK);
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", config_home)
+        .stdin(Stdio::null())
+        .env_remove("SSH_AUTH_SOCK");
+    cmd
+}
+
+#[test]
+fn a_host_profile_supplies_rockd_path() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let home = common::temp_dir();
+    std::fs::create_dir_all(home.path().join("rock")).unwrap();
+    std::fs::write(
+        home.path().join("rock/config.toml"),
+        format!(
+            "[[profile]]\nhosts = [\"rock*\"]\nrockd_path = \"{ROCKD}\"\nlink_timeout = \"9s\"\n"
+        ),
+    )
+    .unwrap();
+    let config = sshd.ssh_config().display().to_string();
+    let mut cmd = rock_with_config(
+        home.path(),
+        &["-d", "ssh", "-F", &config, "rocktest", "echo via profile"],
+    );
+    cmd.env("PATH", "/usr/bin:/bin");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert_exit(&out, 0, &text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("via profile"));
+
+    let out = run_with_timeout(
+        &mut rock_with_config(home.path(), &["config", "check", "rocktest"]),
+        Duration::from_secs(10),
+    );
+    assert_exit(&out, 0, &text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(ROCKD) && shown.contains("[[profile]] 1"),
+        "{shown}"
+    );
+    assert!(shown.contains("link_timeout = 9s"), "{shown}");
+}
+
+#[test]
+fn a_mistake_in_the_config_file_is_reported_with_its_place() {
+    let home = common::temp_dir();
+    std::fs::create_dir_all(home.path().join("rock")).unwrap();
+    let file = home.path().join("rock/config.toml");
+    std::fs::write(
+        &file,
+        "[defaults]\nsuspend_timeout = \"2h\"\nlink_timout = \"9s\"\n",
+    )
+    .unwrap();
+    for args in [
+        &["-d", "ssh", "somewhere", "true"][..],
+        &["config", "check"][..],
+    ] {
+        let out = run_with_timeout(
+            &mut rock_with_config(home.path(), args),
+            Duration::from_secs(30),
+        );
+        assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&file.display().to_string())
+                && err.contains("line 3")
+                && err.contains("link_timout"),
+            "{err}"
+        );
+    }
+}

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use rock::config;
 use rock::launch::{self, LaunchOptions};
 use rock::local::helper::{self, Helper};
-use rock_proto::Config;
 
 /// Run a command over reliable, resumable connections.
 #[derive(Debug, Parser)]
@@ -35,9 +35,10 @@ struct Args {
     /// Path of rockd on the remote host, if it is not on PATH.
     #[arg(long, value_name = "PATH")]
     rockd: Option<String>,
-    /// Seconds a session waits for a lost link before giving up.
-    #[arg(long, default_value_t = 72 * 3600, value_name = "SECS")]
-    suspend_timeout: u64,
+    /// Seconds a session waits for a lost link before giving up (default:
+    /// the host's profile, else 72 hours).
+    #[arg(long, value_name = "SECS")]
+    suspend_timeout: Option<u64>,
     /// The command to run and its arguments.
     #[arg(value_name = "COMMAND", required = true)]
     command: Vec<OsString>,
@@ -86,6 +87,9 @@ fn main() -> ExitCode {
     if let Some(helper) = argv.first().and_then(|a| Helper::from_argv0(a)) {
         return run_helper(helper, argv[1..].to_vec());
     }
+    if argv.get(1).is_some_and(|a| a == "config") {
+        return config_command(&argv[2..]);
+    }
     let start = command_start(&argv).min(argv.len());
     let (own, command) = argv.split_at(start);
     let mut own = own.to_vec();
@@ -120,15 +124,14 @@ fn run(args: Args) -> anyhow::Result<i32> {
              include yet; use `rock -d ssh host`, `rock -d scp ...` or `rock -d sftp host`"
         );
     };
+    let profiles = config::Config::load(&config::default_paths())?;
     let options = LaunchOptions {
         command: args.command,
         user: (!user.is_empty()).then_some(user),
         localhost: args.localhost,
         rockd_path: args.rockd,
-        config: Config {
-            suspend_timeout: Duration::from_secs(args.suspend_timeout),
-            ..Config::default()
-        },
+        suspend_timeout: args.suspend_timeout.map(Duration::from_secs),
+        profiles,
         exit_linger: Duration::from_secs(10),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -156,6 +159,56 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// `rock config check [HOST]`: validates the configuration files and
+/// prints the settings in force for HOST, with where each comes from.
+fn config_command(args: &[OsString]) -> ExitCode {
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let host = match words.as_slice() {
+        [check] if check == "check" => None,
+        [check, host] if check == "check" => Some(host.as_str()),
+        _ => {
+            eprintln!("usage: rock config check [HOST]");
+            return ExitCode::from(2);
+        }
+    };
+    let paths = config::default_paths();
+    let profiles = match config::Config::load(&paths) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rock: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for path in &paths {
+        let state = if path.exists() { "ok" } else { "absent" };
+        println!("{}: {state}", path.display());
+    }
+    if let Some(host) = host {
+        let e = profiles.for_host(host);
+        println!("settings for {host}:");
+        fn line<T: std::fmt::Debug>(key: &str, v: &Option<config::Sourced<T>>, default: &str) {
+            match v {
+                Some(s) => println!("  {key} = {:?}    # {}", s.value, s.from),
+                None => println!("  {key} = {default}    # built-in"),
+            }
+        }
+        line(
+            "rockd_path",
+            &e.rockd_path,
+            "rockd on PATH, ~/.local/bin, ~/.cargo/bin",
+        );
+        line("suspend_timeout", &e.suspend_timeout, "72h");
+        line("heartbeat_interval", &e.heartbeat_interval, "1s");
+        line("link_timeout", &e.link_timeout, "6s");
+        line("replay_buffer", &e.replay_buffer, "4MiB");
+        line("reconnect_to_localhost", &e.reconnect_to_localhost, "false");
+    }
+    ExitCode::SUCCESS
 }
 
 /// The helpers the inner ssh starts; see `rock::local::helper`.

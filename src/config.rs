@@ -1,0 +1,482 @@
+//! Host profiles: `~/.config/rock/config.toml`, then `/etc/rock/config.toml`.
+//!
+//! A file has `[defaults]` and any number of `[[profile]]` sections, each
+//! with `hosts = [...]` patterns (`*` and `?` globs, `!` to exclude, as in
+//! ssh_config) matched against the destination the user typed — the alias,
+//! before `ssh -G` resolves it. As in ssh, each setting takes the first value
+//! found: matching profiles in file order, the user's file before the
+//! system's, then the defaults (user's, then system's), then built-in
+//! values. A mistake is an error naming the file, line and column; unknown
+//! keys are errors, never ignored.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One `[defaults]` or `[[profile]]` section.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    /// Patterns of destinations this profile applies to (profiles only).
+    pub hosts: Option<Vec<String>>,
+    /// rockd's path on the remote host.
+    pub rockd_path: Option<String>,
+    /// How long a session waits for a lost link before giving up.
+    #[serde(default, deserialize_with = "duration")]
+    pub suspend_timeout: Option<Duration>,
+    /// Time between heartbeats.
+    #[serde(default, deserialize_with = "duration")]
+    pub heartbeat_interval: Option<Duration>,
+    /// Silence after which a link is declared dead.
+    #[serde(default, deserialize_with = "duration")]
+    pub link_timeout: Option<Duration>,
+    /// Most unacknowledged bytes kept for replay.
+    #[serde(default, deserialize_with = "size")]
+    pub replay_buffer: Option<usize>,
+    /// Redial 127.0.0.1 instead of the host name (`-l`).
+    pub reconnect_to_localhost: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileData {
+    defaults: Option<Section>,
+    #[serde(default)]
+    profile: Vec<Section>,
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// It exists but cannot be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// It does not parse, or a value is wrong (toml says where).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What and where, with line and column.
+        message: String,
+    },
+    /// A section is in the wrong place.
+    #[error("{path}: {message}")]
+    Structure {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One parsed file.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// Where it came from.
+    pub path: PathBuf,
+    defaults: Section,
+    profiles: Vec<Section>,
+}
+
+impl ConfigFile {
+    /// Parses `text` as the contents of `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigFileError> {
+        let data: FileData = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let defaults = data.defaults.unwrap_or_default();
+        let structure = |message: String| ConfigFileError::Structure {
+            path: path.to_owned(),
+            message,
+        };
+        if defaults.hosts.is_some() {
+            return Err(structure(
+                "[defaults] applies to every host and takes no `hosts`; \
+                 put host patterns in a [[profile]]"
+                    .into(),
+            ));
+        }
+        for (i, p) in data.profile.iter().enumerate() {
+            if p.hosts.as_ref().is_none_or(Vec::is_empty) {
+                return Err(structure(format!(
+                    "[[profile]] number {} has no `hosts = [\"pattern\", ...]`",
+                    i + 1
+                )));
+            }
+        }
+        Ok(ConfigFile {
+            path: path.to_owned(),
+            defaults,
+            profiles: data.profile,
+        })
+    }
+
+    /// Reads and parses `path`; `Ok(None)` if it does not exist.
+    pub fn load(path: &Path) -> Result<Option<ConfigFile>, ConfigFileError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(ConfigFileError::Read {
+                path: path.to_owned(),
+                error,
+            }),
+        }
+    }
+}
+
+/// The configuration files in force, most important first.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    files: Vec<ConfigFile>,
+}
+
+/// The user's file and the system's, in that order.
+pub fn default_paths() -> Vec<PathBuf> {
+    let user = dirs::config_dir().map(|d| d.join("rock").join("config.toml"));
+    user.into_iter()
+        .chain([PathBuf::from("/etc/rock/config.toml")])
+        .collect()
+}
+
+impl Config {
+    /// Loads the files that exist among `paths` (most important first).
+    pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigFileError> {
+        let mut files = Vec::new();
+        for path in paths {
+            files.extend(ConfigFile::load(path)?);
+        }
+        Ok(Config { files })
+    }
+
+    /// From files already parsed (most important first).
+    pub fn from_files(files: Vec<ConfigFile>) -> Config {
+        Config { files }
+    }
+
+    /// The settings for `destination` (the host as the user typed it), each
+    /// with the section it came from.
+    pub fn for_host(&self, destination: &str) -> Effective {
+        let mut sources: Vec<(String, &Section)> = Vec::new();
+        for file in &self.files {
+            for (i, p) in file.profiles.iter().enumerate() {
+                let patterns = p.hosts.as_deref().unwrap_or_default();
+                if host_matches(patterns, destination) {
+                    let label = format!(
+                        "{} [[profile]] {} {:?}",
+                        file.path.display(),
+                        i + 1,
+                        patterns
+                    );
+                    sources.push((label, p));
+                }
+            }
+        }
+        for file in &self.files {
+            sources.push((
+                format!("{} [defaults]", file.path.display()),
+                &file.defaults,
+            ));
+        }
+        let first = |get: &dyn Fn(&Section) -> bool| {
+            sources
+                .iter()
+                .find(|(_, s)| get(s))
+                .map(|(l, s)| (l.clone(), *s))
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                first(&|s: &Section| s.$field.is_some()).map(|(label, s)| Sourced {
+                    value: s.$field.clone().expect("checked is_some"),
+                    from: label,
+                })
+            };
+        }
+        Effective {
+            rockd_path: pick!(rockd_path),
+            suspend_timeout: pick!(suspend_timeout),
+            heartbeat_interval: pick!(heartbeat_interval),
+            link_timeout: pick!(link_timeout),
+            replay_buffer: pick!(replay_buffer),
+            reconnect_to_localhost: pick!(reconnect_to_localhost),
+        }
+    }
+}
+
+/// A value and the section that set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was set: file and section.
+    pub from: String,
+}
+
+/// The settings for one destination; `None` means the built-in default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effective {
+    /// rockd's path on the remote host.
+    pub rockd_path: Option<Sourced<String>>,
+    /// Suspension timeout.
+    pub suspend_timeout: Option<Sourced<Duration>>,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Option<Sourced<Duration>>,
+    /// Dead-link timeout.
+    pub link_timeout: Option<Sourced<Duration>>,
+    /// Replay-buffer bound in bytes.
+    pub replay_buffer: Option<Sourced<usize>>,
+    /// Redial 127.0.0.1.
+    pub reconnect_to_localhost: Option<Sourced<bool>>,
+}
+
+impl Effective {
+    /// Applies the settings to the engine's configuration.
+    pub fn apply(&self, config: &mut rock_proto::Config) {
+        if let Some(s) = &self.suspend_timeout {
+            config.suspend_timeout = s.value;
+        }
+        if let Some(s) = &self.heartbeat_interval {
+            config.heartbeat_interval = s.value;
+        }
+        if let Some(s) = &self.link_timeout {
+            config.link_timeout = s.value;
+        }
+        if let Some(s) = &self.replay_buffer {
+            config.replay_bound = s.value;
+        }
+    }
+}
+
+/// Whether `host` matches the patterns: some positive pattern matches and
+/// no `!` pattern does, as in ssh_config's `Host`.
+pub fn host_matches(patterns: &[String], host: &str) -> bool {
+    let mut matched = false;
+    for p in patterns {
+        if let Some(negated) = p.strip_prefix('!') {
+            if glob(negated.as_bytes(), host.as_bytes()) {
+                return false;
+            }
+        } else if glob(p.as_bytes(), host.as_bytes()) {
+            matched = true;
+        }
+    }
+    matched
+}
+
+/// `*` and `?` glob match, case-insensitive like host names.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.split_first(), text.split_first()) {
+        (None, None) => true,
+        (Some((b'*', rest)), _) => {
+            glob(rest, text) || (!text.is_empty() && glob(pattern, &text[1..]))
+        }
+        (Some((b'?', rest)), Some((_, tail))) => glob(rest, tail),
+        (Some((p, rest)), Some((t, tail))) if p.eq_ignore_ascii_case(t) => glob(rest, tail),
+        _ => false,
+    }
+}
+
+/// Reads `500ms`, `30s`, `10m`, `72h`, `3d`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like \"30s\", \"10m\" or \"72h\""))?;
+    let secs = |k: u64| Duration::from_secs(n.saturating_mul(k));
+    Ok(match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86400),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use ms, s, m, h or d"
+            ));
+        }
+    })
+}
+
+/// Reads `4MiB`, `512KiB`, `1GiB`, or a plain number of bytes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"4MiB\""))?;
+    let k = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(k)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A duration as a string with a unit, or an integer number of seconds.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(Some(Duration::from_secs(s))),
+        Raw::Text(t) => parse_duration(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// A size as a string with a unit, or an integer number of bytes.
+fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(usize),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bytes(b) => Ok(Some(b)),
+        Raw::Text(t) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> ConfigFile {
+        ConfigFile::parse(Path::new(name), text).unwrap()
+    }
+
+    #[test]
+    fn the_first_matching_value_wins_user_before_system() {
+        let user = file(
+            "user.toml",
+            r#"
+            [defaults]
+            link_timeout = "8s"
+
+            [[profile]]
+            hosts = ["work", "*.corp.example", "!secret.corp.example"]
+            rockd_path = "/opt/rock/rockd"
+            suspend_timeout = "10m"
+
+            [[profile]]
+            hosts = ["*"]
+            rockd_path = "never used for work"
+            heartbeat_interval = "500ms"
+            "#,
+        );
+        let system = file(
+            "system.toml",
+            r#"
+            [defaults]
+            link_timeout = "20s"
+            replay_buffer = "8MiB"
+            reconnect_to_localhost = true
+            "#,
+        );
+        let config = Config::from_files(vec![user, system]);
+        let work = config.for_host("work");
+        assert_eq!(work.rockd_path.as_ref().unwrap().value, "/opt/rock/rockd");
+        assert!(
+            work.rockd_path
+                .unwrap()
+                .from
+                .contains("user.toml [[profile]] 1")
+        );
+        assert_eq!(
+            work.suspend_timeout.unwrap().value,
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            work.heartbeat_interval.unwrap().value,
+            Duration::from_millis(500)
+        );
+        assert_eq!(work.link_timeout.unwrap().value, Duration::from_secs(8));
+        assert_eq!(work.replay_buffer.unwrap().value, 8 << 20);
+        assert_eq!(
+            work.reconnect_to_localhost.unwrap().from,
+            "system.toml [defaults]"
+        );
+
+        let secret = config.for_host("secret.corp.example");
+        assert_eq!(secret.rockd_path.unwrap().value, "never used for work");
+        let db = config.for_host("DB.corp.example");
+        assert_eq!(db.rockd_path.unwrap().value, "/opt/rock/rockd");
+    }
+
+    #[test]
+    fn mistakes_name_the_file_line_and_column() {
+        let err = ConfigFile::parse(
+            Path::new("/home/u/.config/rock/config.toml"),
+            "[defaults]\nlink_timout = \"8s\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/home/u/.config/rock/config.toml"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("link_timout"), "{err}");
+
+        let err = ConfigFile::parse(
+            Path::new("c.toml"),
+            "[defaults]\nlink_timeout = \"8 fortnights\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("fortnights"),
+            "{err}"
+        );
+
+        let err = ConfigFile::parse(Path::new("c.toml"), "[[profile]]\nrockd_path = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no `hosts"), "{err}");
+        let err = ConfigFile::parse(Path::new("c.toml"), "[defaults]\nhosts = [\"a\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("takes no `hosts`"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let example = include_str!("../config/config.toml");
+        let config = Config::from_files(vec![file("config/config.toml", example)]);
+        let work = config.for_host("db.corp.example");
+        assert_eq!(work.link_timeout.unwrap().value, Duration::from_secs(15));
+        let bastion = config.for_host("bastion.corp.example");
+        assert_eq!(bastion.link_timeout.unwrap().value, Duration::from_secs(6));
+    }
+
+    #[test]
+    fn durations_sizes_and_globs() {
+        assert_eq!(parse_duration("72h"), Ok(Duration::from_secs(72 * 3600)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert!(parse_duration("h").is_err());
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert!(parse_size("1TB").is_err());
+        assert!(host_matches(&["web?".into()], "web1"));
+        assert!(!host_matches(&["web?".into()], "web10"));
+        assert!(!host_matches(&["!*".into()], "x"));
+        assert!(host_matches(&["*".into()], ""));
+    }
+}

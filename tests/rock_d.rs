@@ -89,19 +89,30 @@ fn collect_lines(child: &mut Child) -> mpsc::Receiver<(Instant, String)> {
     rx
 }
 
+/// Starts `rock [extra] -d ssh rocktest <script>` with its output piped, and
+/// collects its lines as they arrive.
+fn spawn_script(
+    sshd: &Sshd,
+    extra: &[&str],
+    script: &str,
+) -> (Child, mpsc::Receiver<(Instant, String)>) {
+    let mut child = rock(sshd, extra, "ssh")
+        .args(["rocktest", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let lines = collect_lines(&mut child);
+    (child, lines)
+}
+
 #[test]
 fn an_ssh_session_survives_resets_and_a_blackhole_exactly_once() {
     require_root("ss -K and iptables on the rock link");
     let sshd = Sshd::start();
     const LINES: u32 = 400;
     let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done; exit 7");
-    let mut child = rock(&sshd, &[], "ssh")
-        .args(["rocktest", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let lines = collect_lines(&mut child);
+    let (mut child, lines) = spawn_script(&sshd, &[], &script);
     let mut got = Vec::new();
     let next_line = |got: &mut Vec<String>| {
         let (at, line) = lines
@@ -430,13 +441,11 @@ fn a_missing_rockd_is_reported_with_the_paths_tried() {
 fn a_link_dead_past_the_suspension_timeout_ends_both_sides() {
     require_root("iptables on the rock link");
     let sshd = Sshd::start();
-    let mut child = rock(&sshd, &["--suspend-timeout", "5"], "ssh")
-        .args(["rocktest", "echo started; sleep 300"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let lines = collect_lines(&mut child);
+    let (child, lines) = spawn_script(
+        &sshd,
+        &["--suspend-timeout", "5"],
+        "echo started; sleep 300",
+    );
     lines
         .recv_timeout(Duration::from_secs(30))
         .expect("the session started");
@@ -480,13 +489,7 @@ fn hostile_connections_to_rockd_do_not_disturb_a_live_session() {
     let sshd = Sshd::start();
     const LINES: u32 = 60;
     let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.05; done");
-    let mut child = rock(&sshd, &[], "ssh")
-        .args(["rocktest", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let lines = collect_lines(&mut child);
+    let (mut child, lines) = spawn_script(&sshd, &[], &script);
     let mut got = vec![
         lines
             .recv_timeout(Duration::from_secs(30))

@@ -29,9 +29,9 @@
 //!
 //! The clients take turns (AB, BA, …) so that drift hits them alike. The
 //! scp and echo rows also run a reference: OpenSSH through two bare copy
-//! relays (this program as `ProxyCommand`, and a forwarder thread in it),
-//! laid out like rock and rockd but with no protocol, to show what two extra
-//! hops cost on this machine whoever makes them.
+//! relays (threads of this program, handed to ssh by `ProxyUseFdpass` as
+//! rock is), laid out like rock and rockd but with no protocol, to show
+//! what two extra hops cost on this machine whoever makes them.
 //!
 //! During every run the CPU time used by processes outside this program's
 //! own process tree is read from `/proc`. A round in which others used more
@@ -51,11 +51,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -91,8 +94,8 @@ enum Client {
     Plain,
     /// `rock -d`.
     Rock,
-    /// Reference: OpenSSH through two bare copy relays (a `ProxyCommand`
-    /// and a forwarder), laid out like rock and rockd but with no protocol.
+    /// Reference: OpenSSH through two bare copy relays (threads of this
+    /// program), laid out like rock and rockd but with no protocol.
     Relay,
 }
 
@@ -348,7 +351,7 @@ impl Quiet {
 
 /// Samples the CPU time of every process in our tree every 100 ms, for a
 /// breakdown of one run by program. This process's own share (the
-/// reference relay's forwarder threads, the sampler) shows as "bench".
+/// reference relays' threads, the sampler) shows as "bench".
 struct Sampler {
     stop: Arc<AtomicBool>,
     handle: thread::JoinHandle<BTreeMap<u32, (String, u64)>>,
@@ -396,7 +399,7 @@ impl Sampler {
         let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
         for (pid, (name, ticks)) in seen {
             let used = ticks.saturating_sub(self.base.get(&pid).copied().unwrap_or(0));
-            // This program: itself, or as the relay's ProxyCommand half.
+            // This program: itself, or its ProxyCommand helper.
             let name = if name == exe { "bench".into() } else { name };
             *by_name.entry(name).or_default() += used;
         }
@@ -491,27 +494,57 @@ fn client(sshd: &Sshd, who: Client, program: &str) -> Command {
         Client::Relay => {
             let exe = std::env::current_exe().expect("the benchmark's own path");
             let mut cmd = plain(sshd, program);
-            cmd.arg("-o").arg(format!(
-                "ProxyCommand={} {RELAY_STDIO} {}",
-                exe.display(),
-                relay_port(sshd)
-            ));
+            cmd.arg("-o")
+                .arg(format!(
+                    "ProxyCommand={} {RELAY_FDPASS} {}",
+                    exe.display(),
+                    relay_socket(sshd).display()
+                ))
+                .args(["-o", "ProxyUseFdpass=yes"]);
             cmd
         }
     }
 }
 
 // ---------------------------------------------------------------------
-// The reference relay: what any two extra copy hops cost, without rock's
-// protocol. Same buffer size as rock's relay (64 KiB), plain read and
-// write (no splice), TCP_NODELAY like rock's links.
+// The reference relay: rock's layout without rock's protocol. ssh gets,
+// through `ProxyUseFdpass`, a Unix socket to a relay thread of this program
+// (as ssh gets a socketpair to rock); that relay copies to a second one over
+// loopback TCP (as rock's link to rockd); the second copies to sshd over TCP
+// (as rockd). Same buffer size as rock's relay (64 KiB), plain read and
+// write (no splice), TCP_NODELAY like rock's links. Both relays run in this
+// process, so their CPU time counts as this program's ("bench").
 
-/// argv[1] that makes this program the relay's `ProxyCommand` half.
-const RELAY_STDIO: &str = "--relay-stdio";
+/// argv[1] that makes this program the reference's `ProxyCommand`.
+const RELAY_FDPASS: &str = "--relay-fdpass";
 const RELAY_BUF: usize = 64 << 10;
 
-/// Copies until EOF or an error, then shuts `to`'s write side (if any).
-fn pump(mut from: impl Read, mut to: impl Write, shut: Option<std::net::TcpStream>) {
+/// A byte stream the reference relay copies: TCP or Unix.
+trait Hop: Read + Write + Send + Sized + 'static {
+    fn dup(&self) -> std::io::Result<Self>;
+    fn close_write(&self);
+}
+
+impl Hop for TcpStream {
+    fn dup(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+impl Hop for UnixStream {
+    fn dup(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+/// Copies until EOF or an error, then passes the EOF on.
+fn pump(mut from: impl Hop, mut to: impl Hop) {
     let mut buf = vec![0u8; RELAY_BUF];
     loop {
         match from.read(&mut buf) {
@@ -523,63 +556,67 @@ fn pump(mut from: impl Read, mut to: impl Write, shut: Option<std::net::TcpStrea
             }
         }
     }
-    if let Some(s) = shut {
-        let _ = s.shutdown(std::net::Shutdown::Write);
-    }
+    to.close_write();
 }
 
-/// The `ProxyCommand` half: stdin and stdout to the forwarder at `port`.
-fn relay_stdio(port: &str) -> ! {
-    use std::os::fd::FromRawFd;
-    let port: u16 = port.parse().unwrap_or_else(|_| fail("bad relay port"));
-    let sock = std::net::TcpStream::connect(("127.0.0.1", port))
-        .unwrap_or_else(|e| fail(&format!("relay: connect to the forwarder: {e}")));
-    let _ = sock.set_nodelay(true);
-    let (rd, wr) = (
-        sock.try_clone().expect("clone socket"),
-        sock.try_clone().expect("clone socket"),
-    );
-    // SAFETY: fds 0 and 1 are open (ssh gives its proxy both) and nothing
-    // else in this process uses them.
-    let (stdin, stdout) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
-    let up = thread::spawn(move || pump(stdin, wr, Some(sock)));
-    pump(rd, stdout, None);
-    let _ = up.join();
+/// Copies both ways between `a` and `b` until both directions ended.
+fn bridge(a: impl Hop, b: impl Hop) {
+    let (Ok(a2), Ok(b2)) = (a.dup(), b.dup()) else {
+        return;
+    };
+    let other = thread::spawn(move || pump(a2, b2));
+    pump(b, a);
+    let _ = other.join();
+}
+
+/// The `ProxyCommand`, like rock's proxy helper: connects to the local
+/// relay and hands the connection to ssh over stdout, then exits.
+fn relay_helper(socket: &str) -> ! {
+    let conn = UnixStream::connect(socket)
+        .unwrap_or_else(|e| fail(&format!("relay: connect to {socket}: {e}")));
+    // SAFETY: with ProxyUseFdpass, ssh gives its proxy command a Unix
+    // socket as stdout; it stays open while this process runs.
+    let stdout = unsafe { BorrowedFd::borrow_raw(1) };
+    rock::local::fdpass::send_fd(stdout, conn.as_fd())
+        .unwrap_or_else(|e| fail(&format!("relay: pass the connection to ssh: {e}")));
     std::process::exit(0);
 }
 
-/// The forwarder half (a thread of this process): accepts on a loopback
-/// port and relays each connection to sshd. Started once.
-fn relay_port(sshd: &Sshd) -> u16 {
-    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
-    let target = sshd.port();
-    *PORT.get_or_init(|| {
-        let listener =
-            std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind the relay's port");
-        let port = listener.local_addr().expect("relay address").port();
-        thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                thread::spawn(move || {
-                    let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
-                        return;
-                    };
-                    let _ = (conn.set_nodelay(true), up.set_nodelay(true));
-                    let (Ok(c2), Ok(u2), Ok(c3), Ok(u3)) = (
-                        conn.try_clone(),
-                        up.try_clone(),
-                        conn.try_clone(),
-                        up.try_clone(),
-                    ) else {
-                        return;
-                    };
-                    let t = thread::spawn(move || pump(c2, u2, Some(u3)));
-                    pump(up, conn, Some(c3));
-                    let _ = t.join();
-                });
-            }
-        });
-        port
-    })
+/// Starts the two relays (once) and returns the local one's socket path.
+fn relay_socket(sshd: &Sshd) -> PathBuf {
+    static SOCKET: OnceLock<PathBuf> = OnceLock::new();
+    SOCKET
+        .get_or_init(|| {
+            let target = sshd.port();
+            // The remote relay, in rockd's place.
+            let remote = TcpListener::bind(("127.0.0.1", 0)).expect("bind the relay's port");
+            let port = remote.local_addr().expect("relay address").port();
+            thread::spawn(move || {
+                for conn in remote.incoming().flatten() {
+                    thread::spawn(move || {
+                        if let Ok(up) = TcpStream::connect(("127.0.0.1", target)) {
+                            let _ = (conn.set_nodelay(true), up.set_nodelay(true));
+                            bridge(conn, up);
+                        }
+                    });
+                }
+            });
+            // The local relay, in rock's place.
+            let path = sshd.dir().join("relay.sock");
+            let local = UnixListener::bind(&path).expect("bind the relay's socket");
+            thread::spawn(move || {
+                for conn in local.incoming().flatten() {
+                    thread::spawn(move || {
+                        if let Ok(link) = TcpStream::connect(("127.0.0.1", port)) {
+                            let _ = link.set_nodelay(true);
+                            bridge(conn, link);
+                        }
+                    });
+                }
+            });
+            path
+        })
+        .clone()
 }
 
 fn describe(out: &Output) -> String {
@@ -1326,8 +1363,8 @@ fn command_line(program: &str, args: &[&str]) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() == 3 && args[1] == RELAY_STDIO {
-        relay_stdio(&args[2]);
+    if args.len() == 3 && args[1] == RELAY_FDPASS {
+        relay_helper(&args[2]);
     }
     let opts = Options::from_env();
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -47,6 +47,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::{ROCK, ROCKD};
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -64,9 +66,6 @@ use std::time::{Duration, Instant};
 
 use common::Sshd;
 use common::faults::{Blackhole, link_port_of, reset_link};
-
-const ROCK: &str = env!("CARGO_BIN_EXE_rock");
-const ROCKD: &str = env!("CARGO_BIN_EXE_rockd");
 
 /// How many times a noisy measurement is taken again before it is kept.
 const REDO: usize = 3;
@@ -472,19 +471,7 @@ fn plain(sshd: &Sshd, program: &str) -> Command {
 
 /// `rock --rockd <ours> -d <program> -F <fixture config>`.
 fn rock(sshd: &Sshd, program: &str) -> Command {
-    let mut cmd = Command::new(ROCK);
-    cmd.arg("--rockd")
-        .arg(ROCKD)
-        .arg("-d")
-        .arg(program)
-        .arg("-F")
-        .arg(sshd.ssh_config())
-        .stdin(Stdio::null())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("SSH_ASKPASS")
-        .env_remove("SSH_ASKPASS_REQUIRE")
-        .env_remove("DISPLAY");
-    cmd
+    common::rock_command(sshd, ROCKD, &[], program)
 }
 
 fn client(sshd: &Sshd, who: Client, program: &str) -> Command {

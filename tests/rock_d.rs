@@ -11,26 +11,11 @@ use std::time::{Duration, Instant};
 
 use common::faults::{Blackhole, link_port_of, listener_pid, reset_link};
 use common::pty::PtyChild;
-use common::{Sshd, assert_exit, require_root, run_with_timeout};
-
-const ROCK: &str = env!("CARGO_BIN_EXE_rock");
-const ROCKD: &str = env!("CARGO_BIN_EXE_rockd");
+use common::{ROCK, ROCKD, Sshd, assert_exit, require_root, rock_command, run_with_timeout};
 
 /// `rock --rockd <ours> [extra] -d <program> -F <fixture config> ...`.
 fn rock(sshd: &Sshd, extra: &[&str], program: &str) -> Command {
-    let mut cmd = Command::new(ROCK);
-    cmd.arg("--rockd")
-        .arg(ROCKD)
-        .args(extra)
-        .arg("-d")
-        .arg(program)
-        .arg("-F")
-        .arg(sshd.ssh_config())
-        .stdin(Stdio::null())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("SSH_ASKPASS")
-        .env_remove("SSH_ASKPASS_REQUIRE");
-    cmd
+    rock_command(sshd, ROCKD, extra, program)
 }
 
 fn text(out: &Output) -> String {
@@ -728,13 +713,8 @@ fn an_incompatible_rockd_is_reported_with_its_version() {
     )
     .unwrap();
     std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let mut cmd = Command::new(ROCK);
-    cmd.arg("--rockd")
-        .arg(&old)
-        .args(["-d", "ssh", "-F"])
-        .arg(sshd.ssh_config())
-        .args(["rocktest", "echo must not run"])
-        .stdin(Stdio::null());
+    let mut cmd = rock_command(&sshd, &old, &[], "ssh");
+    cmd.args(["rocktest", "echo must not run"]);
     let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
     assert_exit(&out, 255, &text(&out));
     let err = stderr(&out);

@@ -204,3 +204,33 @@ pub fn assert_exit(output: &Output, code: i32, context: &str) {
         String::from_utf8_lossy(&output.stderr),
     );
 }
+
+/// The rock binary under test.
+pub const ROCK: &str = env!("CARGO_BIN_EXE_rock");
+/// The rockd binary under test.
+pub const ROCKD: &str = env!("CARGO_BIN_EXE_rockd");
+
+/// `rock --rockd <rockd> [extra] -d <program> -F <fixture config>`, with
+/// stdin from /dev/null and no agent or askpass inherited, as
+/// [`Sshd::command`] runs the plain clients.
+pub fn rock_command(
+    sshd: &Sshd,
+    rockd: impl AsRef<std::ffi::OsStr>,
+    extra: &[&str],
+    program: &str,
+) -> Command {
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd")
+        .arg(rockd)
+        .args(extra)
+        .arg("-d")
+        .arg(program)
+        .arg("-F")
+        .arg(sshd.ssh_config())
+        .stdin(Stdio::null())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("SSH_ASKPASS")
+        .env_remove("SSH_ASKPASS_REQUIRE")
+        .env_remove("DISPLAY");
+    cmd
+}

@@ -20,6 +20,8 @@ pub mod config;
 pub mod error;
 pub mod handshake;
 mod link;
+mod outbox;
+mod ring;
 pub mod session;
 mod stream;
 pub mod wire;

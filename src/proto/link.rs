@@ -10,14 +10,19 @@ use std::time::Instant;
 
 use crate::error::LinkError;
 use crate::handshake::{ClientHello, Nonce, ServerHello};
+use crate::outbox::Outbox;
 use crate::wire::MAX_FRAME;
 
-/// Most bytes of input a link buffers; enough for two whole frames.
-pub(crate) const INPUT_CAP: usize = 2 * MAX_FRAME;
-/// The engine encodes new data only while less than this is waiting to go.
-pub(crate) const OUTPUT_HIGH: usize = MAX_FRAME;
-/// Control replies (pongs) are dropped rather than queued beyond this.
-pub(crate) const OUTPUT_CONTROL_CAP: usize = 4 * MAX_FRAME;
+/// Most bytes of input a link takes in one go (and buffers): four whole
+/// frames, so that few frames are cut by the end of a read.
+pub(crate) const INPUT_CAP: usize = 4 * MAX_FRAME;
+/// The engine queues new data only while less than this is waiting to go:
+/// several frames, for one vectored write (their payloads are not copied).
+pub(crate) const OUTPUT_HIGH: usize = 3 * MAX_FRAME;
+/// Control frames are skipped (pings, pongs) or wait (acks) rather than
+/// queue beyond this; above the most data can fill, so data never starves
+/// them.
+pub(crate) const OUTPUT_CONTROL_CAP: usize = 8 * MAX_FRAME;
 
 /// Names one link of a session. Ids are never reused within a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,7 +125,7 @@ pub(crate) struct Link {
     pub id: LinkId,
     pub phase: Phase,
     pub input: ByteQueue,
-    pub output: ByteQueue,
+    pub output: Outbox,
     pub opened_at: Instant,
     pub last_rx: Instant,
     /// Our nonce for this link's handshake.
@@ -133,7 +138,7 @@ impl Link {
             id,
             phase,
             input: ByteQueue::default(),
-            output: ByteQueue::default(),
+            output: Outbox::default(),
             opened_at: now,
             last_rx: now,
             nonce,
@@ -162,7 +167,10 @@ impl Link {
             Phase::Established(flow) if flow.rx_blocked => 0,
             // Input on a closing link is read and thrown away.
             Phase::Closing { .. } => MAX_FRAME,
-            _ => INPUT_CAP.saturating_sub(self.input.len()),
+            Phase::Established(_) => INPUT_CAP.saturating_sub(self.input.len()),
+            // A handshake is a few hundred bytes: an unauthenticated peer
+            // gets no more room than one frame's worth.
+            _ => MAX_FRAME.saturating_sub(self.input.len()),
         }
     }
 }

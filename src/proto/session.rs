@@ -28,6 +28,7 @@
 //! `LinkDown` event, whatever ends it.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
@@ -36,7 +37,8 @@ use crate::handshake::{
     CLIENT_AUTH_LEN, CLIENT_HELLO_LEN, ClientAuth, ClientHello, Nonce, Reject, RejectReason,
     ServerHello, ServerReply, SessionId, SessionKey,
 };
-use crate::link::{ByteQueue, Flow, Link, LinkId, OUTPUT_CONTROL_CAP, OUTPUT_HIGH, Phase};
+use crate::link::{Flow, Link, LinkId, OUTPUT_CONTROL_CAP, OUTPUT_HIGH, Phase};
+use crate::outbox::Outbox;
 use crate::stream::{RecvHalf, SendHalf};
 use crate::wire::{self, CloseCode, Frame, MAX_DATA};
 
@@ -312,7 +314,7 @@ impl Session {
         let id = self.new_link_id();
         let mut link = Link::new(id, Phase::ClientAwaitServer { hello }, now, nonce);
         if let Phase::ClientAwaitServer { hello } = &link.phase {
-            link.output.tail().extend_from_slice(&hello.encode());
+            link.output.extend(&hello.encode());
         }
         self.links.push(link);
         if self.closed.is_some() && self.farewell.is_none() {
@@ -350,6 +352,21 @@ impl Session {
 
     /// Bytes arrived on `link`.
     pub fn handle_link_input(&mut self, now: Instant, link: LinkId, bytes: &[u8]) {
+        self.handle_link_input_with(now, link, bytes, &mut |_| 0);
+    }
+
+    /// Bytes arrived on `link`; stream data that nothing buffered waits
+    /// ahead of is first offered to `deliver` — a non-blocking write to the
+    /// application that returns how many bytes it took (0 when it cannot
+    /// take any now) — and only the rest is buffered for
+    /// [`Session::read`]. This saves the shell a copy per byte.
+    pub fn handle_link_input_with(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        bytes: &[u8],
+        deliver: &mut dyn FnMut(&[u8]) -> usize,
+    ) {
         self.tick(now);
         let Some(l) = self.link_mut(link) else { return };
         if matches!(l.phase, Phase::Closing { .. }) {
@@ -360,8 +377,46 @@ impl Session {
             // Any answer settles a probe.
             flow.probe_deadline = None;
         }
-        l.input.tail().extend_from_slice(bytes);
-        self.process_input(link);
+        // Frames are decoded straight from `bytes`; only a frame cut by the
+        // end of a read (or what must wait for room, or a handshake) is
+        // copied into the link's input queue, and a queued frame is
+        // completed from `bytes` before the rest is decoded in place.
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let Some(l) = self.link_mut(link) else { break };
+            let open = match &l.phase {
+                Phase::Established(flow) => !flow.rx_blocked,
+                Phase::Closing { .. } => break,
+                _ => false,
+            };
+            if open && l.input.is_empty() {
+                let used = match self.process_frames(link, Some(rest), deliver) {
+                    Ok(used) => used,
+                    Err(error) => {
+                        self.drop_link(link, error);
+                        break;
+                    }
+                };
+                if let Some(l) = self.link_mut(link)
+                    && !matches!(l.phase, Phase::Closing { .. })
+                {
+                    l.input.tail().extend_from_slice(&rest[used..]);
+                }
+                break;
+            }
+            let take = match wire::missing(l.input.pending()) {
+                n if open && n > 0 => n.min(rest.len()),
+                _ => rest.len(),
+            };
+            l.input.tail().extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if let Err(error) = self.try_process_input(link, deliver) {
+                self.drop_link(link, error);
+                break;
+            }
+        }
+        self.release_acked();
+        self.after_input(link);
     }
 
     /// The transport of `link` failed or ended.
@@ -372,24 +427,48 @@ impl Session {
 
     // ----- link outputs -----
 
-    /// The bytes to write to `link`'s transport now (possibly empty).
-    /// Report what was written with [`Session::advance_transmit`].
+    /// The next bytes to write to `link`'s transport (empty when there are
+    /// none). More may follow once these are written: report what was
+    /// written with [`Session::advance_transmit`] and ask again.
     pub fn poll_transmit(&mut self, link: LinkId) -> &[u8] {
-        let Some(i) = self.index(link) else {
+        let Some(i) = self.prepare_transmit(link) else {
             return &[];
         };
+        self.links[i].output.first(&self.stream.send)
+    }
+
+    /// Like [`Session::poll_transmit`], but as many pending runs as fit in
+    /// `out`, for one vectored write; returns how many slices were filled.
+    /// Stream data comes straight from the replay buffer, uncopied.
+    pub fn poll_transmit_vectored<'a>(
+        &'a mut self,
+        link: LinkId,
+        out: &mut [IoSlice<'a>],
+    ) -> usize {
+        let Some(i) = self.prepare_transmit(link) else {
+            return 0;
+        };
+        self.links[i].output.slices(&self.stream.send, out)
+    }
+
+    /// Queues what may be sent on `link` now; returns its index.
+    fn prepare_transmit(&mut self, link: LinkId) -> Option<usize> {
+        let i = self.index(link)?;
         let Session { links, stream, .. } = self;
         let l = &mut links[i];
         if let Phase::Established(flow) = &mut l.phase {
             fill_data(flow, &mut l.output, &stream.send);
         }
-        l.output.pending()
+        Some(i)
     }
 
-    /// `n` bytes from [`Session::poll_transmit`] were written.
+    /// `n` bytes from [`Session::poll_transmit`] (or the slices of
+    /// [`Session::poll_transmit_vectored`], in order) were written.
     pub fn advance_transmit(&mut self, link: LinkId, n: usize) {
         let Some(l) = self.link_mut(link) else { return };
         l.output.consume(n);
+        self.release_acked();
+        let Some(l) = self.link_mut(link) else { return };
         if let Phase::Closing {
             error, farewell, ..
         } = &l.phase
@@ -419,6 +498,24 @@ impl Session {
             return 0;
         }
         self.stream.send.write(data)
+    }
+
+    /// Room to write up to `want` application bytes into, in place — the
+    /// replay buffer itself, so that the shell can read from the
+    /// application straight into it; empty means backpressure. Report
+    /// what was filled with [`Session::commit_write`].
+    pub fn write_buf(&mut self, want: usize) -> &mut [u8] {
+        if self.closed.is_some() {
+            return &mut [];
+        }
+        self.stream.send.write_buf(want)
+    }
+
+    /// `n` bytes of [`Session::write_buf`] were filled: they are written.
+    pub fn commit_write(&mut self, n: usize) {
+        if self.closed.is_none() {
+            self.stream.send.commit(n);
+        }
     }
 
     /// Ends our stream after the bytes written so far (half-close).
@@ -492,7 +589,7 @@ impl Session {
         if flow.probe_deadline.is_none() {
             flow.probe_deadline = Some(now + patience);
             if l.output.len() < OUTPUT_CONTROL_CAP {
-                wire::encode(&Frame::Ping(stamp), l.output.tail());
+                l.output.encode(&Frame::Ping(stamp));
             }
         }
     }
@@ -548,7 +645,7 @@ impl Session {
                     if now >= flow.next_ping {
                         // A peer that reads nothing gets no more heartbeats.
                         if l.output.len() < OUTPUT_CONTROL_CAP {
-                            wire::encode(&Frame::Ping(stamp), l.output.tail());
+                            l.output.encode(&Frame::Ping(stamp));
                         }
                         flow.next_ping = now + c.heartbeat_interval;
                     }
@@ -625,6 +722,8 @@ impl Session {
             self.suspended_since = self.now;
         }
         self.events.push_back(Event::LinkDown { link: id, error });
+        // Its queued payloads no longer hold the replay buffer.
+        self.release_acked();
     }
 
     /// Sends its last bytes on a link, then lets it go down with `error`.
@@ -656,7 +755,7 @@ impl Session {
             self.suspended_since = self.now;
         }
         if let Some(l) = self.link_mut(id) {
-            l.output.tail().extend_from_slice(bytes);
+            l.output.extend(bytes);
             l.input.clear();
             l.phase = Phase::Closing {
                 error,
@@ -712,7 +811,9 @@ impl Session {
                 acked,
             });
         }
-        self.stream.send.ack(peer_received)
+        self.stream.send.ack(peer_received)?;
+        self.release_acked();
+        Ok(())
     }
 
     /// The authenticated peer's resume point contradicts what it
@@ -732,15 +833,26 @@ impl Session {
     }
 
     fn process_input(&mut self, id: LinkId) {
-        if let Err(error) = self.try_process_input(id) {
+        if let Err(error) = self.try_process_input(id, &mut |_| 0) {
             self.drop_link(id, error);
         }
+        self.release_acked();
         self.after_input(id);
+    }
+
+    /// Frees acknowledged bytes that no link still has to send.
+    fn release_acked(&mut self) {
+        let pinned = self.links.iter().filter_map(|l| l.output.pinned()).min();
+        self.stream.send.release(pinned);
     }
 
     /// Runs the link's input through its handshake, then its frames, until
     /// input runs out or must wait.
-    fn try_process_input(&mut self, id: LinkId) -> Result<(), LinkError> {
+    fn try_process_input(
+        &mut self,
+        id: LinkId,
+        deliver: &mut dyn FnMut(&[u8]) -> usize,
+    ) -> Result<(), LinkError> {
         loop {
             let Some(l) = self.link_mut(id) else {
                 return Ok(());
@@ -775,7 +887,9 @@ impl Session {
                     l.input.consume(used);
                     self.on_server_reply(id, reply)?;
                 }
-                Phase::Established(_) => return self.process_frames(id),
+                Phase::Established(_) => {
+                    return self.process_frames(id, None, deliver).map(|_| ());
+                }
                 Phase::Closing { .. } => return Ok(()),
             }
         }
@@ -820,7 +934,7 @@ impl Session {
             return Ok(false);
         };
         let server = ServerHello::new(&self.key, &hello, version, l.nonce, received);
-        l.output.tail().extend_from_slice(&server.encode());
+        l.output.extend(&server.encode());
         l.phase = Phase::ServerAwaitAuth { hello, server };
         Ok(true)
     }
@@ -882,7 +996,7 @@ impl Session {
         let auth = ClientAuth::new(&self.key, hello, &server, received);
         // Our proof goes first: the server reads nothing else before it.
         if let Some(l) = self.link_mut(id) {
-            l.output.tail().extend_from_slice(&auth.encode());
+            l.output.extend(&auth.encode());
         }
         if let Err(violation) = self.resume_from(server.received) {
             self.diverged(id, violation);
@@ -910,10 +1024,18 @@ impl Session {
         }
     }
 
-    /// Decodes and applies the frames waiting on an established link.
-    fn process_frames(&mut self, id: LinkId) -> Result<(), LinkError> {
+    /// Decodes and applies frames on an established link: from `fresh`, the
+    /// shell's bytes, when given (the link's queued input is then empty),
+    /// otherwise from the queued input. Returns how many bytes of `fresh`
+    /// were used; the caller keeps the rest.
+    fn process_frames(
+        &mut self,
+        id: LinkId,
+        fresh: Option<&[u8]>,
+        deliver: &mut dyn FnMut(&[u8]) -> usize,
+    ) -> Result<usize, LinkError> {
         let Some(i) = self.index(id) else {
-            return Ok(());
+            return Ok(0);
         };
         let now_us = self.micros(self.now);
         let Session {
@@ -929,28 +1051,25 @@ impl Session {
             ..
         } = &mut links[i]
         else {
-            return Ok(());
+            return Ok(0);
         };
-        let mut peer_close = None;
-        loop {
-            if stream.recv.is_full() {
-                flow.rx_blocked = true;
-                break;
+        let mut frames = Frames {
+            flow,
+            output,
+            stream,
+            events,
+            now_us,
+            deliver,
+        };
+        let (used, result) = match fresh {
+            Some(bytes) => frames.apply_all(bytes),
+            None => {
+                let (used, result) = frames.apply_all(input.pending());
+                input.consume(used);
+                (0, result)
             }
-            let Some((frame, used)) = wire::decode(input.pending())? else {
-                break;
-            };
-            let control = apply_frame(frame, flow, output, stream, now_us)?;
-            input.consume(used);
-            match control {
-                Control::None => {}
-                Control::PeerFin => events.push_back(Event::PeerFinished),
-                Control::PeerClose { code, message } => {
-                    peer_close = Some((code, message));
-                    break;
-                }
-            }
-        }
+        };
+        let peer_close = result?;
         if let Some((code, message)) = peer_close {
             let reason = if code == CloseCode::Normal
                 && self.stream.send.is_complete()
@@ -967,7 +1086,7 @@ impl Session {
             };
             self.shut_down(reason, None, self.current);
         }
-        Ok(())
+        Ok(used)
     }
 
     /// After input on a link: acknowledge what arrived, as the policy says,
@@ -1035,74 +1154,123 @@ impl Session {
     }
 }
 
-/// Applies one frame of an established link to the stream.
-fn apply_frame(
-    frame: Frame<'_>,
-    flow: &mut Flow,
-    output: &mut ByteQueue,
-    stream: &mut Stream,
+/// What the frames of an established link act on, borrowed apart from the
+/// link's input so that frames can be decoded from it in place.
+struct Frames<'a> {
+    flow: &'a mut Flow,
+    output: &'a mut Outbox,
+    stream: &'a mut Stream,
+    events: &'a mut VecDeque<Event>,
     now_us: u64,
-) -> Result<Control, LinkError> {
-    match frame {
-        Frame::Data(data) => {
-            stream.recv.accept_data(flow.rx_pos, data)?;
-            flow.rx_pos += data.len() as u64;
-        }
-        Frame::Fin => {
-            let new = stream.recv.accept_fin(flow.rx_pos)?;
-            flow.rx_pos += 1;
-            if new {
-                return Ok(Control::PeerFin);
+    /// Writes data straight to the application; see `accept_data`.
+    deliver: &'a mut dyn FnMut(&[u8]) -> usize,
+}
+
+impl Frames<'_> {
+    /// Applies the whole frames at the start of `bytes` until they run out,
+    /// the receive buffer fills or the peer closes. Returns how many bytes
+    /// the applied frames took, and the peer's close if one came.
+    fn apply_all(
+        &mut self,
+        bytes: &[u8],
+    ) -> (usize, Result<Option<(CloseCode, String)>, LinkError>) {
+        let mut used = 0;
+        loop {
+            if self.stream.recv.is_full() {
+                self.flow.rx_blocked = true;
+                return (used, Ok(None));
             }
-        }
-        Frame::Ack(n) => {
-            stream.send.ack(n)?;
-            // Acks may run ahead of what this link resent (the peer got
-            // those bytes on an earlier link); never resend below them.
-            flow.tx_pos = flow.tx_pos.max(stream.send.acked());
-        }
-        Frame::Ping(stamp) => {
-            if output.len() < OUTPUT_CONTROL_CAP {
-                wire::encode(&Frame::Pong(stamp), output.tail());
+            let (frame, len) = match wire::decode(&bytes[used..]) {
+                Ok(Some(decoded)) => decoded,
+                Ok(None) => return (used, Ok(None)),
+                Err(e) => return (used, Err(e.into())),
+            };
+            let control = match self.apply(frame) {
+                Ok(control) => control,
+                Err(e) => return (used, Err(e)),
+            };
+            used += len;
+            match control {
+                Control::None => {}
+                Control::PeerFin => self.events.push_back(Event::PeerFinished),
+                Control::PeerClose { code, message } => return (used, Ok(Some((code, message)))),
             }
-        }
-        Frame::Pong(stamp) => {
-            if stamp <= now_us {
-                stream.rtt = Some(Duration::from_micros(now_us - stamp));
-            }
-        }
-        Frame::Close { code, message } => {
-            return Ok(Control::PeerClose {
-                code,
-                message: message.to_owned(),
-            });
         }
     }
-    Ok(Control::None)
+
+    /// Applies one frame to the stream.
+    fn apply(&mut self, frame: Frame<'_>) -> Result<Control, LinkError> {
+        let Frames {
+            flow,
+            output,
+            stream,
+            now_us,
+            deliver,
+            ..
+        } = self;
+        let now_us = *now_us;
+        match frame {
+            Frame::Data(data) => {
+                stream.recv.accept_data(flow.rx_pos, data, *deliver)?;
+                flow.rx_pos += data.len() as u64;
+            }
+            Frame::Fin => {
+                let new = stream.recv.accept_fin(flow.rx_pos)?;
+                flow.rx_pos += 1;
+                if new {
+                    return Ok(Control::PeerFin);
+                }
+            }
+            Frame::Ack(n) => {
+                stream.send.ack(n)?;
+                // Acks may run ahead of what this link resent (the peer got
+                // those bytes on an earlier link); never resend below them.
+                flow.tx_pos = flow.tx_pos.max(stream.send.acked());
+            }
+            Frame::Ping(stamp) => {
+                if output.len() < OUTPUT_CONTROL_CAP {
+                    output.encode(&Frame::Pong(stamp));
+                }
+            }
+            Frame::Pong(stamp) => {
+                if stamp <= now_us {
+                    stream.rtt = Some(Duration::from_micros(now_us - stamp));
+                }
+            }
+            Frame::Close { code, message } => {
+                return Ok(Control::PeerClose {
+                    code,
+                    message: message.to_owned(),
+                });
+            }
+        }
+        Ok(Control::None)
+    }
 }
 
 /// Encodes an ack of everything received and records it. Acks are
 /// cumulative, so when a peer reads nothing the ack waits for the next
 /// input instead of piling up.
-fn send_ack(flow: &mut Flow, output: &mut ByteQueue, received: u64) {
+fn send_ack(flow: &mut Flow, output: &mut Outbox, received: u64) {
     flow.ack_due = None;
     if output.len() < OUTPUT_CONTROL_CAP {
-        wire::encode(&Frame::Ack(received), output.tail());
+        output.encode(&Frame::Ack(received));
         flow.last_ack_sent = received;
     }
 }
 
-/// Encodes stream data (and the FIN) into the link's output while there is
-/// room, from the link's send position.
-fn fill_data(flow: &mut Flow, output: &mut ByteQueue, send: &SendHalf) {
+/// Queues stream data (and the FIN) on the link's output while there is
+/// room, from the link's send position. Payloads are not copied: the
+/// outbox refers to the replay buffer.
+fn fill_data(flow: &mut Flow, output: &mut Outbox, send: &SendHalf) {
     flow.tx_pos = flow.tx_pos.max(send.acked());
     while output.len() < OUTPUT_HIGH && flow.tx_pos < send.written() {
-        let chunk = send.chunk_at(flow.tx_pos, MAX_DATA);
-        wire::encode(&Frame::Data(chunk), output.tail());
-        flow.tx_pos += chunk.len() as u64;
+        let len = (send.written() - flow.tx_pos).min(MAX_DATA as u64) as usize;
+        output.push_data(flow.tx_pos, len);
+        flow.tx_pos += len as u64;
     }
     if send.is_finished() && flow.tx_pos == send.written() && output.len() < OUTPUT_HIGH {
-        wire::encode(&Frame::Fin, output.tail());
+        output.encode(&Frame::Fin);
         flow.tx_pos += 1;
     }
 }

@@ -117,6 +117,20 @@ pub fn check(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
     Ok((buf.len() >= total).then_some(total))
 }
 
+/// How many more bytes `buf` needs before it starts with a whole frame —
+/// or, while it holds less than a header, a whole header. Zero when it
+/// already does. An invalid header is [`check`]'s to report; here it only
+/// yields some count.
+pub fn missing(buf: &[u8]) -> usize {
+    match buf.get(..HEADER_LEN) {
+        None => HEADER_LEN - buf.len(),
+        Some(header) => {
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            HEADER_LEN.saturating_add(len).saturating_sub(buf.len())
+        }
+    }
+}
+
 /// Checks a declared body length against what the frame type allows.
 fn body_limit(t: u8, len: u32) -> Result<(), DecodeError> {
     let exact = |kind, expected: usize| {
@@ -191,10 +205,25 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
     }
 }
 
+/// Appends the header of a data frame whose `len`-byte payload the caller
+/// sends right after it (from wherever it lies).
+///
+/// Panics if `len` is zero or exceeds [`MAX_DATA`]; the engine never asks
+/// for such a frame.
+pub fn encode_data_header(len: usize, out: &mut Vec<u8>) {
+    assert!(
+        len > 0 && len <= MAX_DATA,
+        "data frame payload of {len} bytes"
+    );
+    out.push(T_DATA);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+}
+
 /// Appends the encoding of `frame` to `out`.
 ///
-/// Panics if a data payload exceeds [`MAX_DATA`]; the engine never builds
-/// one. Close messages longer than the limit are cut at a character boundary.
+/// Panics if a data payload is empty or exceeds [`MAX_DATA`]; the engine
+/// never builds one. Close messages longer than the limit are cut at a
+/// character boundary.
 pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
     let header = |out: &mut Vec<u8>, t: u8, len: usize| {
         out.push(t);
@@ -202,12 +231,7 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
     };
     match *frame {
         Frame::Data(payload) => {
-            assert!(
-                !payload.is_empty() && payload.len() <= MAX_DATA,
-                "data frame payload of {} bytes",
-                payload.len()
-            );
-            header(out, T_DATA, payload.len());
+            encode_data_header(payload.len(), out);
             out.extend_from_slice(payload);
         }
         Frame::Ack(n) => {

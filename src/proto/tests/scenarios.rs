@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::util::{Cut, ID, Pair, key};
+use super::util::{Cut, ID, Pair, key, transmit_all};
 use crate::{CloseCode, CloseReason, Config, Event, LinkError, Role, Session, State, VersionRange};
 
 fn events_of(events: &[Event], f: impl Fn(&Event) -> bool) -> usize {
@@ -246,8 +246,7 @@ fn late_bytes_on_the_old_link_are_not_delivered_twice() {
     let c1 = client.open_link(now, [1; 32]);
     let s1 = server.accept_link(now, [2; 32]);
     let shuttle = |from: &mut Session, fl, to: &mut Session, tl| {
-        let out = from.poll_transmit(fl).to_vec();
-        from.advance_transmit(fl, out.len());
+        let out = transmit_all(from, fl);
         to.handle_link_input(now, tl, &out);
         out.len()
     };
@@ -259,8 +258,7 @@ fn late_bytes_on_the_old_link_are_not_delivered_twice() {
     // Client data goes out on link 1 but is held in the network.
     let data: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
     assert_eq!(client.write(&data), data.len());
-    let held = client.poll_transmit(c1).to_vec();
-    client.advance_transmit(c1, held.len());
+    let held = transmit_all(&mut client, c1);
 
     // The client gives up on link 1 and opens link 2.
     let c2 = client.open_link(now, [3; 32]);
@@ -376,4 +374,69 @@ fn a_probe_keeps_a_healthy_link_and_condemns_a_silent_one_fast() {
             ..
         }
     )));
+}
+
+/// A frame whose header went out must be completed from the replay buffer
+/// even when an ack for its bytes arrives meanwhile (the peer got them on
+/// an older link): acknowledged bytes stay until no link needs them.
+#[test]
+fn an_ack_arriving_mid_frame_does_not_cut_the_frame() {
+    let now = std::time::Instant::now();
+    let mut client = Session::new(Role::Client, ID, key(), Config::default(), now).unwrap();
+    let mut server = Session::new(Role::Server, ID, key(), Config::default(), now).unwrap();
+    let c1 = client.open_link(now, [1; 32]);
+    let s1 = server.accept_link(now, [2; 32]);
+    for _ in 0..3 {
+        let out = transmit_all(&mut client, c1);
+        server.handle_link_input(now, s1, &out);
+        let out = transmit_all(&mut server, s1);
+        client.handle_link_input(now, c1, &out);
+    }
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7) as u8).collect();
+    assert_eq!(client.write(&data), data.len());
+    let held = transmit_all(&mut client, c1);
+
+    // Link 2: the server's hello says it holds nothing yet.
+    let c2 = client.open_link(now, [3; 32]);
+    let s2 = server.accept_link(now, [4; 32]);
+    let hello = transmit_all(&mut client, c2);
+    server.handle_link_input(now, s2, &hello);
+    let reply = transmit_all(&mut server, s2);
+    client.handle_link_input(now, c2, &reply);
+    assert_eq!(client.current_link(), Some(c2));
+
+    // The client's proof and the start of its resend: cut 100 bytes into
+    // the first data frame's payload.
+    let mut partial = Vec::new();
+    let mut pending = Vec::new();
+    while partial.len() < 300 {
+        let out = client.poll_transmit(c2);
+        assert!(!out.is_empty(), "the resend is queued");
+        let (n, whole) = (out.len().min(300 - partial.len()), out.len());
+        partial.extend_from_slice(&out[..n]);
+        client.advance_transmit(c2, n);
+        if n < whole {
+            break;
+        }
+    }
+    // The held bytes reach the server on link 1, then link 2's proof and
+    // partial frame: the server acks all 50,000 on link 2.
+    server.handle_link_input(now, s1, &held);
+    server.handle_link_input(now, s2, &partial);
+    assert_eq!(server.current_link(), Some(s2));
+    let acks = transmit_all(&mut server, s2);
+    client.handle_link_input(now, c2, &acks);
+    assert_eq!(client.stats().acked, data.len() as u64);
+
+    // The rest of the frame still comes from the replay buffer, intact.
+    pending.extend_from_slice(&transmit_all(&mut client, c2));
+    server.handle_link_input(now, s2, &pending);
+    assert_eq!(server.current_link(), Some(s2), "the frame arrived whole");
+    let mut got = vec![0u8; 200_000];
+    let n = server.read(&mut got);
+    assert_eq!(&got[..n], &data[..], "delivered once, intact");
+    // Nothing needs the bytes any more: the replay buffer is empty.
+    let out = transmit_all(&mut client, c2);
+    server.handle_link_input(now, s2, &out);
+    assert_eq!(client.stats().replay_buffered, 0);
 }

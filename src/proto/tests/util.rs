@@ -10,6 +10,7 @@
 //! own timeouts).
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
 use crate::{CloseCode, Config, Event, LinkId, Nonce, Role, Session, SessionId, SessionKey};
@@ -61,11 +62,22 @@ impl Side {
     }
 
     /// Writes up to `len` pattern bytes; returns how many the engine took.
+    /// Every other write fills the engine's buffer in place, as the relay
+    /// does.
     pub fn write(&mut self, len: usize) -> usize {
-        let data: Vec<u8> = (0..len as u64)
-            .map(|i| pattern(self.written + i, self.salt))
-            .collect();
-        let n = self.session.write(&data);
+        let (start, salt) = (self.written, self.salt);
+        let n = if start % 2 == 0 {
+            let buf = self.session.write_buf(len);
+            for (i, byte) in buf.iter_mut().enumerate() {
+                *byte = pattern(start + i as u64, salt);
+            }
+            let n = buf.len();
+            self.session.commit_write(n);
+            n
+        } else {
+            let data: Vec<u8> = (0..len as u64).map(|i| pattern(start + i, salt)).collect();
+            self.session.write(&data)
+        };
         self.written += n as u64;
         n
     }
@@ -271,18 +283,8 @@ impl Pair {
                 if a.1 || b.1 {
                     t.dead = true;
                 }
-                moved |= deliver(
-                    &mut self.server.session,
-                    t.server,
-                    &mut t.to_server,
-                    self.now,
-                );
-                moved |= deliver(
-                    &mut self.client.session,
-                    t.client,
-                    &mut t.to_client,
-                    self.now,
-                );
+                moved |= deliver(&mut self.server, t.server, &mut t.to_server, self.now);
+                moved |= deliver(&mut self.client, t.client, &mut t.to_client, self.now);
             }
         }
         let server_links: Vec<LinkId> = self.server.session.links().collect();
@@ -406,16 +408,35 @@ impl Pair {
     }
 }
 
-/// Writes what the engine has for `link` into `pipe`; returns (moved, cut).
+/// Writes what the engine has for `link` into `pipe`, as a shell's vectored
+/// write would (a few slices at a time); returns (moved, cut).
 fn pump(session: &mut Session, link: LinkId, pipe: &mut Pipe) -> (bool, bool) {
-    let out = session.poll_transmit(link);
+    let mut slices = [IoSlice::new(&[]); 3];
+    let count = session.poll_transmit_vectored(link, &mut slices);
+    let out: Vec<u8> = slices[..count]
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .collect();
     if out.is_empty() {
         return (false, false);
     }
-    let n = out.len();
-    let cut = pipe.push(out);
-    session.advance_transmit(link, n);
+    let cut = pipe.push(&out);
+    session.advance_transmit(link, out.len());
     (true, cut)
+}
+
+/// Everything `session` has to send on `link` now, marked as written.
+pub fn transmit_all(session: &mut Session, link: LinkId) -> Vec<u8> {
+    let mut all = Vec::new();
+    loop {
+        let out = session.poll_transmit(link);
+        if out.is_empty() {
+            return all;
+        }
+        let n = out.len();
+        all.extend_from_slice(out);
+        session.advance_transmit(link, n);
+    }
 }
 
 /// Lets the engine write into a dead transport; the bytes vanish.
@@ -426,13 +447,26 @@ fn sink(session: &mut Session, link: LinkId) -> bool {
 }
 
 /// Hands queued bytes to the engine, as much as its read window allows.
-fn deliver(session: &mut Session, link: LinkId, pipe: &mut Pipe, now: Instant) -> bool {
-    let window = session.link_read_window(link);
+/// The application takes some data straight from the link input, as the
+/// relay's does: all of it, half, or none, varying with what it has read.
+fn deliver(side: &mut Side, link: LinkId, pipe: &mut Pipe, now: Instant) -> bool {
+    let window = side.session.link_read_window(link);
     let n = window.min(pipe.queue.len());
     if n == 0 {
         return false;
     }
     let bytes: Vec<u8> = pipe.queue.drain(..n).collect();
-    session.handle_link_input(now, link, &bytes);
+    let delivered = &mut side.delivered;
+    let mut direct = |data: &[u8]| {
+        let take = match delivered.len() % 3 {
+            0 => data.len(),
+            1 => data.len() / 2,
+            _ => 0,
+        };
+        delivered.extend_from_slice(&data[..take]);
+        take
+    };
+    side.session
+        .handle_link_input_with(now, link, &bytes, &mut direct);
     true
 }

@@ -12,6 +12,8 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod live;
+pub mod procstat;
 pub mod pty;
 mod sshd;
 

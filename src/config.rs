@@ -9,10 +9,13 @@
 //! values. A mistake is an error naming the file, line and column; unknown
 //! keys are errors, never ignored.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub use crate::ssh::reconnect::ReconnectMode;
 
 /// One `[defaults]` or `[[profile]]` section.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
@@ -36,6 +39,14 @@ pub struct Section {
     pub replay_buffer: Option<usize>,
     /// Redial 127.0.0.1 instead of the host name (`-l`).
     pub reconnect_to_localhost: Option<bool>,
+    /// How new links reach rockd: `direct`, `ssh` or `auto`.
+    pub reconnect: Option<ReconnectMode>,
+    /// The address rockd listens on (forced to 127.0.0.1 in ssh mode).
+    #[serde(default, deserialize_with = "ip_address")]
+    pub rockd_listen: Option<IpAddr>,
+    /// The ports rockd may listen on, first and last.
+    #[serde(default, deserialize_with = "port_range")]
+    pub rockd_port_range: Option<(u16, u16)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +216,9 @@ impl Config {
             link_timeout: pick!(link_timeout),
             replay_buffer: pick!(replay_buffer),
             reconnect_to_localhost: pick!(reconnect_to_localhost),
+            reconnect: pick!(reconnect),
+            rockd_listen: pick!(rockd_listen),
+            rockd_port_range: pick!(rockd_port_range),
         }
     }
 }
@@ -233,6 +247,12 @@ pub struct Effective {
     pub replay_buffer: Option<Sourced<usize>>,
     /// Redial 127.0.0.1.
     pub reconnect_to_localhost: Option<Sourced<bool>>,
+    /// The reconnect mode.
+    pub reconnect: Option<Sourced<ReconnectMode>>,
+    /// rockd's listen address.
+    pub rockd_listen: Option<Sourced<IpAddr>>,
+    /// rockd's port range, first and last.
+    pub rockd_port_range: Option<Sourced<(u16, u16)>>,
 }
 
 impl Effective {
@@ -326,6 +346,38 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     };
     n.checked_mul(k)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Reads `60000-60100`: an inclusive range of ports, not starting at 0.
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{text:?} is not a port range like \"60000-60100\"");
+    let (first, last) = text.trim().split_once('-').ok_or_else(bad)?;
+    let first: u16 = first.trim().parse().map_err(|_| bad())?;
+    let last: u16 = last.trim().parse().map_err(|_| bad())?;
+    if first == 0 || first > last {
+        return Err(format!(
+            "{text:?} is not a port range: it must go from a port above 0 up to one at least as high"
+        ));
+    }
+    Ok((first, last))
+}
+
+/// An IP address, as a string.
+fn ip_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an IP address like \"0.0.0.0\", \"::\" or \"192.0.2.7\""
+        ))
+    })
+}
+
+/// A port range, as a string `first-last`.
+fn port_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<(u16, u16)>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_port_range(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// A duration as a string with a unit, or an integer number of seconds.
@@ -465,6 +517,86 @@ mod tests {
         assert_eq!(work.link_timeout.unwrap().value, Duration::from_secs(15));
         let bastion = config.for_host("bastion.corp.example");
         assert_eq!(bastion.link_timeout.unwrap().value, Duration::from_secs(6));
+        assert_eq!(bastion.reconnect.unwrap().value, ReconnectMode::Direct);
+        let cloud = config.for_host("cloud-db");
+        assert_eq!(cloud.reconnect.unwrap().value, ReconnectMode::Ssh);
+        let lab = config.for_host("lab-7");
+        assert_eq!(lab.reconnect.unwrap().value, ReconnectMode::Auto);
+        assert_eq!(lab.rockd_port_range.unwrap().value, (60000, 60100));
+        assert!(lab.rockd_listen.unwrap().value.is_unspecified());
+    }
+
+    #[test]
+    fn reconnect_mode_and_rockd_listening() {
+        let config = Config::from_files(vec![file(
+            "c.toml",
+            r#"
+            [defaults]
+            reconnect = "auto"
+            rockd_listen = "::"
+            rockd_port_range = "61000-61009"
+
+            [[profile]]
+            hosts = ["fw"]
+            reconnect = "ssh"
+            "#,
+        )]);
+        let fw = config.for_host("fw");
+        assert_eq!(fw.reconnect.unwrap().value, ReconnectMode::Ssh);
+        assert_eq!(fw.rockd_port_range.unwrap().value, (61000, 61009));
+        let other = config.for_host("other");
+        assert_eq!(other.reconnect.unwrap().value, ReconnectMode::Auto);
+        assert_eq!(
+            other.rockd_listen.unwrap().value,
+            "::".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_reconnect_and_rockd_values_name_their_place() {
+        for (text, line, words) in [
+            (
+                "[defaults]\nreconnect = \"tunnel\"\n",
+                "line 2",
+                &["\"tunnel\"", "\"direct\", \"ssh\" or \"auto\""][..],
+            ),
+            (
+                "[defaults]\n\n[[profile]]\nhosts = [\"x\"]\nreconnect = \"SSH\"\n",
+                "line 5",
+                &["\"SSH\""][..],
+            ),
+            (
+                "[defaults]\nrockd_listen = \"everywhere\"\n",
+                "line 2",
+                &["\"everywhere\"", "IP address"][..],
+            ),
+            (
+                "[defaults]\nrockd_port_range = \"60100-60000\"\n",
+                "line 2",
+                &["60100-60000"][..],
+            ),
+            (
+                "[defaults]\nrockd_port_range = \"0-10\"\n",
+                "line 2",
+                &["0-10"][..],
+            ),
+            (
+                "[defaults]\nrockd_port_range = 60000\n",
+                "line 2",
+                &["rockd_port_range"][..],
+            ),
+        ] {
+            let err = ConfigFile::parse(Path::new("c.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("c.toml") && err.contains(line), "{err}");
+            assert!(err.contains("column"), "{err}");
+            for w in words {
+                assert!(err.contains(w), "{w} not in {err}");
+            }
+        }
+        assert_eq!(parse_port_range("1-1"), Ok((1, 1)));
+        assert!(parse_port_range("1-70000").is_err());
     }
 
     #[test]

@@ -22,10 +22,11 @@ use crate::boot::BootRequest;
 use crate::local::control::Control;
 use crate::local::helper::{ASKPASS_NAME, PROXY_NAME};
 use crate::local::rundir::{RunDirError, SessionDir};
-use crate::relay::{Outcome, Relay, RelayError, RelayOptions, TcpDialer};
+use crate::relay::{Outcome, Relay, RelayError, RelayOptions};
 use crate::ssh::bootstrap::{self, BootstrapError, BootstrapTarget, Bootstrapped, RockdCommand};
 use crate::ssh::cmdline::{CmdlineError, ParsedCommand};
 use crate::ssh::prompt::TerminalPrompter;
+use crate::ssh::reconnect::{self, LinkPlan, ReconnectMode};
 use crate::ssh::resolve::{self, IdentityAgent, ResolveError, Resolved};
 
 /// What `rock -d` was asked to do.
@@ -41,6 +42,8 @@ pub struct LaunchOptions {
     pub rockd_path: Option<String>,
     /// `--suspend-timeout` (overrides the profile).
     pub suspend_timeout: Option<Duration>,
+    /// `--reconnect`: how new links reach rockd (overrides the profile).
+    pub reconnect: Option<ReconnectMode>,
     /// Host profiles from the configuration files.
     pub profiles: crate::config::Config,
     /// How long to wait, after the command exits, for the session to end.
@@ -89,6 +92,14 @@ pub enum LaunchError {
     /// The rock link to rockd could not be made or was refused.
     #[error("rock -d: the link to rockd failed: {0}")]
     Relay(#[from] RelayError),
+    /// The same, with advice for the reconnect mode in use.
+    #[error("rock -d: the link to rockd failed: {error}\n  {hint}")]
+    RelayWithHint {
+        /// The relay's error.
+        error: RelayError,
+        /// What to try.
+        hint: &'static str,
+    },
 }
 
 impl LaunchError {
@@ -203,6 +214,12 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         .clone()
         .or_else(|| profile.rockd_path.map(|s| s.value));
     let localhost = options.localhost || profile.reconnect_to_localhost.is_some_and(|s| s.value);
+    let mode = options
+        .reconnect
+        .or(profile.reconnect.map(|s| s.value))
+        .unwrap_or_default();
+    let rockd_listen = reconnect::rockd_listen(mode, profile.rockd_listen.map(|s| s.value));
+    let rockd_port_range = profile.rockd_port_range.map(|s| s.value);
     let resolved = resolve::resolve(parsed.ssh_program(), &resolve_args, &host)?;
     if let Some(jump) = &resolved.proxy_jump {
         return Err(LaunchError::Unsupported(format!(
@@ -221,7 +238,9 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         key: SessionKey(random()?),
     };
     let target = target_of(&host, &resolved);
-    let rockd = RockdCommand::with_defaults(rockd_path.as_deref(), rockd_args(&config));
+    let mut args = rockd_args(&config);
+    args.extend(reconnect::rockd_listen_args(rockd_listen, rockd_port_range));
+    let rockd = RockdCommand::with_defaults(rockd_path.as_deref(), args);
     let boot = bootstrap::bootstrap(&target, &rockd, &request, Arc::new(TerminalPrompter)).await?;
     if SUPPORTED_VERSIONS.negotiate(boot.ready.proto).is_none() {
         return Err(LaunchError::Incompatible {
@@ -231,7 +250,7 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         });
     }
     tracing::info!(
-        "rockd {} listening on port {} of {}",
+        "rockd {} listening on port {} of {}; reconnect mode {mode}",
         boot.ready.version,
         boot.ready.port,
         boot.peer_addr.ip()
@@ -241,7 +260,13 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
     } else {
         resolved.hostname.clone()
     };
-    relay_command(&options, config, &parsed, request, boot, dial_host).await
+    let links = LinkPlan {
+        mode,
+        target,
+        dial_host,
+        rockd_listen,
+    };
+    relay_command(&options, config, &parsed, request, boot, links).await
 }
 
 /// Starts the user's command with its transport redirected to us, and
@@ -252,7 +277,7 @@ async fn relay_command(
     parsed: &ParsedCommand,
     request: BootRequest,
     boot: Bootstrapped,
-    dial_host: String,
+    links: LinkPlan,
 ) -> Result<i32, LaunchError> {
     let dir = SessionDir::create(&request.id.to_string()[..16])?;
     let exe = std::env::current_exe().map_err(local("finding rock's own executable"))?;
@@ -261,6 +286,9 @@ async fn relay_command(
             .map_err(local(format!("linking the {name} helper")))?;
     }
     let use_askpass = !boot.secrets.is_empty();
+    // Reconnecting through ssh logs in again with what was typed, unasked.
+    let mode = links.mode;
+    let dialer = links.dialer(boot.ready.port, boot.secrets.clone());
     let mut control =
         Control::bind(dir.path(), boot.secrets).map_err(local("opening the control socket"))?;
 
@@ -293,8 +321,7 @@ async fn relay_command(
     let now = tokio::time::Instant::now().into_std();
     let session = Session::new(Role::Client, request.id, request.key, config, now)
         .map_err(|e| LaunchError::Unsupported(format!("invalid settings: {e}")))?;
-    let dialer = TcpDialer::new(dial_host, boot.ready.port, Duration::from_secs(1));
-    let relay = Relay::client(session, app, Box::new(dialer), RelayOptions::default());
+    let relay = Relay::client(session, app, dialer, RelayOptions::default());
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
     let mut relay = tokio::spawn(relay.run(async move { stopped.notified().await }));
@@ -311,7 +338,10 @@ async fn relay_command(
                 if let Ok(Err(e)) = result {
                     let _ = child.start_kill();
                     let _ = child.wait().await;
-                    return Err(e.into());
+                    return Err(match reconnect::hint(mode, &e) {
+                        Some(hint) => LaunchError::RelayWithHint { error: e, hint },
+                        None => e.into(),
+                    });
                 }
                 ended_first = Some(result);
             }
@@ -337,7 +367,10 @@ async fn relay_command(
         Some(Ok(Ok(Outcome::Closed(reason)))) if reason != CloseReason::Finished => {
             eprintln!("rock: {}", ended(&reason));
         }
-        Some(Ok(Err(e))) => eprintln!("rock: {e}"),
+        Some(Ok(Err(e))) => match reconnect::hint(mode, &e) {
+            Some(hint) => eprintln!("rock: {e}\n  {hint}"),
+            None => eprintln!("rock: {e}"),
+        },
         _ => {}
     }
     Ok(exit_code(status))

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use rock::config;
+use rock::config::{self, ReconnectMode};
 use rock::launch::{self, LaunchOptions};
 use rock::local::helper::{self, Helper};
 
@@ -16,7 +16,7 @@ use rock::local::helper::{self, Helper};
 #[command(
     version,
     about,
-    override_usage = "rock [-l] [-v] [-d [USER]] COMMAND [ARG]..."
+    override_usage = "rock [-l] [-v] [--reconnect MODE] [-d [USER]] COMMAND [ARG]..."
 )]
 struct Args {
     /// Carry the command's ssh transport through a rockd started on the
@@ -39,6 +39,11 @@ struct Args {
     /// the host's profile, else 72 hours).
     #[arg(long, value_name = "SECS")]
     suspend_timeout: Option<u64>,
+    /// How new links reach rockd: direct (to rockd's own port), ssh
+    /// (through a new ssh connection: only the ssh port need be open) or
+    /// auto (direct, else ssh). Default: the host's profile, else direct.
+    #[arg(long, value_name = "MODE")]
+    reconnect: Option<ReconnectMode>,
     /// The command to run and its arguments.
     #[arg(value_name = "COMMAND", required = true)]
     command: Vec<OsString>,
@@ -47,7 +52,7 @@ struct Args {
 /// Programs `-d` carries; `-d ssh` means no user was given.
 const CARRIED: [&str; 3] = ["ssh", "scp", "sftp"];
 /// rock's options that take a value in the next word.
-const VALUED: [&str; 2] = ["--rockd", "--suspend-timeout"];
+const VALUED: [&str; 3] = ["--rockd", "--suspend-timeout", "--reconnect"];
 
 /// Where rock's own options end and the command begins, as with env(1):
 /// at the first word that is not an option of rock's (after `-d`, a word
@@ -131,6 +136,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         localhost: args.localhost,
         rockd_path: args.rockd,
         suspend_timeout: args.suspend_timeout.map(Duration::from_secs),
+        reconnect: args.reconnect,
         profiles,
         exit_linger: Duration::from_secs(10),
     };
@@ -207,6 +213,21 @@ fn config_command(args: &[OsString]) -> ExitCode {
         line("link_timeout", &e.link_timeout, "6s");
         line("replay_buffer", &e.replay_buffer, "4MiB");
         line("reconnect_to_localhost", &e.reconnect_to_localhost, "false");
+        match &e.reconnect {
+            Some(s) => println!("  reconnect = \"{}\"    # {}", s.value, s.from),
+            None => println!("  reconnect = \"direct\"    # built-in"),
+        }
+        match &e.rockd_listen {
+            Some(s) => println!("  rockd_listen = \"{}\"    # {}", s.value, s.from),
+            None => println!("  rockd_listen = all addresses    # built-in"),
+        }
+        match &e.rockd_port_range {
+            Some(s) => println!(
+                "  rockd_port_range = \"{}-{}\"    # {}",
+                s.value.0, s.value.1, s.from
+            ),
+            None => println!("  rockd_port_range = any free port    # built-in"),
+        }
     }
     ExitCode::SUCCESS
 }
@@ -269,5 +290,13 @@ mod tests {
         );
         assert_eq!(split("rock -d -- ssh -V").1, ["ssh", "-V"]);
         assert_eq!(split("rock --suspend-timeout=5 -d sftp h").1, ["sftp", "h"]);
+        assert_eq!(
+            split("rock --reconnect ssh -d ssh -p 2 h").0,
+            ["rock", "--reconnect", "ssh", "-d"]
+        );
+        assert_eq!(
+            split("rock --reconnect=auto -d scp a h:").1,
+            ["scp", "a", "h:"]
+        );
     }
 }

@@ -15,8 +15,8 @@
 //! * Under `BatchMode` nothing is asked; `PasswordAuthentication no` and
 //!   `KbdInteractiveAuthentication no` switch those methods off.
 //! * The password the user typed is kept (in [`Zeroizing`]) only if it
-//!   authenticated: it is handed to the inner ssh later so that the user
-//!   types it once.
+//!   authenticated: it is handed to the inner ssh later, and to rock's own
+//!   logins when it reconnects through ssh, so that the user types it once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,8 +50,9 @@ pub struct Authenticated {
 }
 
 /// The secrets the user typed for the authentication that succeeded, kept
-/// so the inner ssh can be answered without asking again.
-#[derive(Debug, Default)]
+/// so the inner ssh (and, with `reconnect = "ssh"`, each new link) can be
+/// answered without asking again.
+#[derive(Debug, Default, Clone)]
 pub struct Secrets {
     /// The account password (password or keyboard-interactive).
     pub password: Option<Zeroizing<String>>,

@@ -1,6 +1,6 @@
-//! The SSH bootstrap of `rock -d`: resolving the destination as OpenSSH
-//! would, checking the host key, authenticating once and starting rockd.
-//! (Built by the `rock -d` work; empty until then.)
+//! The SSH side of `rock -d`: resolving the destination as OpenSSH would,
+//! checking the host key, authenticating once and starting rockd, and
+//! (in the firewall-friendly modes) reaching rockd through ssh again.
 //!
 //! * [`cmdline`] — understands the ssh, scp or sftp command after `rock -d`.
 //! * [`resolve`] — resolves its destination with `ssh -G`.
@@ -9,10 +9,16 @@
 //! * [`auth`] — authenticates once: agent, key files, keyboard-interactive,
 //!   password.
 //! * [`bootstrap`] — connects, authenticates and starts rockd.
+//! * [`tunnel`] — reconnecting through ssh: a new SSH connection and a
+//!   channel to rockd for each link.
+//! * [`reconnect`] — the reconnect modes (direct, ssh, auto) and the
+//!   dialer each one uses.
 
 pub mod auth;
 pub mod bootstrap;
 pub mod cmdline;
 pub mod known_hosts;
 pub mod prompt;
+pub mod reconnect;
 pub mod resolve;
+pub mod tunnel;

@@ -40,6 +40,17 @@ pub enum PromptError {
         /// What was to be asked.
         what: String,
     },
+    /// A reconnection asked something the user did not answer during the
+    /// bootstrap: rock never prompts once the session runs.
+    #[error(
+        "cannot ask for {what} while reconnecting: only the password or passphrase \
+         typed when the session started is reused; use an ssh-agent or keys to reconnect \
+         through ssh"
+    )]
+    Reconnecting {
+        /// What was asked.
+        what: String,
+    },
     /// The user ended the input (Ctrl-D) or interrupted it (Ctrl-C).
     #[error("{what}: input cancelled")]
     Cancelled {
@@ -85,7 +96,7 @@ const TTY: &str = "/dev/tty";
 
 /// A short description of a prompt for error messages ("a password",
 /// "the passphrase for ..."), taken from the prompt text itself.
-fn describe(prompt: &str) -> String {
+pub(crate) fn describe(prompt: &str) -> String {
     let trimmed = prompt.trim().trim_end_matches(':').trim();
     if trimmed.is_empty() {
         "an answer".to_owned()

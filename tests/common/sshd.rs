@@ -1,4 +1,5 @@
-//! A real OpenSSH sshd for one test: its own port on 127.0.0.1, its own
+//! A real OpenSSH sshd for one test: its own port on 127.0.0.1 (or another
+//! loopback address, [`SshdBuilder::listen_address`]), its own
 //! temporary directory with host key, client key, authorized_keys, config,
 //! pid file and log, and a client config whose `Host rocktest` reaches it.
 //!
@@ -54,6 +55,8 @@ pub struct SshdBuilder {
     kbd_interactive_auth: bool,
     allow_users: Vec<String>,
     extra: Vec<String>,
+    /// The address to listen on; 127.0.0.1 when unset.
+    listen: Option<Ipv4Addr>,
 }
 
 impl SshdBuilder {
@@ -96,6 +99,15 @@ impl SshdBuilder {
             .allow_users([current_user(), PASSWORD_USER.to_string()])
     }
 
+    /// Listen on `ip` (a loopback address such as 127.0.0.2) instead of
+    /// 127.0.0.1; the client config and known_hosts then name `ip`. A test
+    /// that firewalls its sshd's address this way leaves everyone else's
+    /// 127.0.0.1 alone.
+    pub fn listen_address(mut self, ip: Ipv4Addr) -> Self {
+        self.listen = Some(ip);
+        self
+    }
+
     /// One more sshd_config line, e.g. `"AllowTcpForwarding no"`. These
     /// lines come before the fixture's own, so they win: sshd keeps the first
     /// value it reads for a keyword. (No `Match` blocks: they would swallow
@@ -126,16 +138,18 @@ impl SshdBuilder {
             .expect("write authorized_keys");
 
         let mut last_log = String::new();
+        let ip = self.ip();
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port();
+            let port = free_port(ip);
             fs::write(&paths.sshd_config, self.sshd_config(&paths, port))
                 .expect("write sshd_config");
             fs::write(&paths.log, "").expect("create the sshd log");
             let mut child = spawn_sshd(&paths);
-            match wait_ready(&mut child, port, &paths.log) {
+            match wait_ready(&mut child, ip, port, &paths.log) {
                 Ok(()) => {
                     let sshd = Sshd {
                         child,
+                        ip,
                         port,
                         user: current_user(),
                         paths,
@@ -167,13 +181,17 @@ impl SshdBuilder {
         );
     }
 
+    fn ip(&self) -> Ipv4Addr {
+        self.listen.unwrap_or(Ipv4Addr::LOCALHOST)
+    }
+
     fn sshd_config(&self, paths: &Paths, port: u16) -> String {
         let yes_no = |on: bool| if on { "yes" } else { "no" };
         let mut c = String::from("# Written by the rocks test fixture (tests/common/sshd.rs).\n");
         for line in &self.extra {
             writeln!(c, "{line}").unwrap();
         }
-        writeln!(c, "ListenAddress 127.0.0.1").unwrap();
+        writeln!(c, "ListenAddress {}", self.ip()).unwrap();
         writeln!(c, "Port {port}").unwrap();
         writeln!(c, "HostKey {}", paths.host_key.display()).unwrap();
         writeln!(c, "AuthorizedKeysFile {}", paths.authorized_keys.display()).unwrap();
@@ -218,6 +236,7 @@ impl SshdBuilder {
 #[derive(Debug)]
 pub struct Sshd {
     child: Child,
+    ip: Ipv4Addr,
     port: u16,
     user: String,
     paths: Paths,
@@ -250,14 +269,19 @@ impl Sshd {
         SshdBuilder::default()
     }
 
-    /// The port sshd listens on, on 127.0.0.1.
+    /// The port sshd listens on, on [`Sshd::ip`].
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The loopback address sshd listens on (127.0.0.1 by default).
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
     /// The address sshd listens on.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+        SocketAddr::from((self.ip, self.port))
     }
 
     /// The sshd listener's process id.
@@ -280,7 +304,7 @@ impl Sshd {
         &self.paths.ssh_config
     }
 
-    /// The known_hosts file holding sshd's host key for `[127.0.0.1]:PORT`.
+    /// The known_hosts file holding sshd's host key for `[IP]:PORT`.
     pub fn known_hosts(&self) -> &Path {
         &self.paths.known_hosts
     }
@@ -331,7 +355,13 @@ impl Sshd {
     pub fn known_hosts_without_key(&self) -> PathBuf {
         let key = self.new_key("unrelated-host");
         let path = self.numbered("known_hosts.unknown");
-        fs::write(&path, format!("[127.0.0.2]:{} {key}\n", self.port)).expect("write known_hosts");
+        // Some other address than ours.
+        let other = if self.ip == Ipv4Addr::new(127, 0, 0, 2) {
+            Ipv4Addr::new(127, 0, 0, 3)
+        } else {
+            Ipv4Addr::new(127, 0, 0, 2)
+        };
+        fs::write(&path, format!("[{other}]:{} {key}\n", self.port)).expect("write known_hosts");
         path
     }
 
@@ -340,7 +370,8 @@ impl Sshd {
     pub fn known_hosts_with_wrong_key(&self) -> PathBuf {
         let key = self.new_key("impostor-host");
         let path = self.numbered("known_hosts.changed");
-        fs::write(&path, format!("[127.0.0.1]:{} {key}\n", self.port)).expect("write known_hosts");
+        fs::write(&path, format!("[{}]:{} {key}\n", self.ip, self.port))
+            .expect("write known_hosts");
         path
     }
 
@@ -419,13 +450,13 @@ impl Sshd {
         let p = &self.paths;
         fs::write(
             &p.known_hosts,
-            format!("[127.0.0.1]:{} {}\n", self.port, self.host_public_key()),
+            format!("[{}]:{} {}\n", self.ip, self.port, self.host_public_key()),
         )
         .expect("write known_hosts");
         let config = format!(
             "# Written by the rocks test fixture: `ssh -F THIS_FILE rocktest` reaches its sshd.\n\
              Host rocktest\n\
-             \x20   HostName 127.0.0.1\n\
+             \x20   HostName {ip}\n\
              \x20   Port {port}\n\
              \x20   User {user}\n\
              \x20   IdentityFile {key}\n\
@@ -440,6 +471,7 @@ impl Sshd {
              \x20   ControlPath none\n\
              \x20   ConnectTimeout 10\n\
              \x20   LogLevel ERROR\n",
+            ip = self.ip,
             port = self.port,
             user = self.user,
             key = p.client_key.display(),
@@ -564,8 +596,8 @@ fn read_public_key(private_key: &Path) -> String {
 
 /// A port that was free a moment ago. Another process may take it before
 /// sshd binds it; [`SshdBuilder::start`] then tries another.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+fn free_port(ip: Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .expect("bind a loopback port")
         .port()
@@ -677,8 +709,8 @@ enum Failure {
 
 /// Waits until sshd logs that it listens on `port` and answers a connection
 /// with an SSH banner.
-fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), Failure> {
-    let listening = format!("Server listening on 127.0.0.1 port {port}.");
+fn wait_ready(child: &mut Child, ip: Ipv4Addr, port: u16, log: &Path) -> Result<(), Failure> {
+    let listening = format!("Server listening on {ip} port {port}.");
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let text = fs::read_to_string(log).unwrap_or_default();
@@ -704,7 +736,7 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), Failure> {
     }
     // Our sshd holds the port; check that it serves it. The banner comes
     // from the per-connection sshd it forks and re-executes.
-    let banner = read_banner(port)
+    let banner = read_banner(ip, port)
         .map_err(|e| Failure::Other(format!("sshd listens but did not send a banner: {e}")))?;
     if !banner.starts_with("SSH-2.0-OpenSSH") {
         return Err(Failure::Other(format!("unexpected banner {banner:?}")));
@@ -721,8 +753,8 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn read_banner(port: u16) -> io::Result<String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+fn read_banner(ip: Ipv4Addr, port: u16) -> io::Result<String> {
+    let addr = SocketAddr::from((ip, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut banner = Vec::new();

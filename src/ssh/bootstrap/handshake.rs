@@ -22,7 +22,7 @@ struct Refusal {
 }
 
 /// The russh handler: checks the host key, shows banners.
-pub(super) struct BootHandler {
+pub(crate) struct BootHandler {
     files: Vec<PathBuf>,
     name: String,
     prompter: Arc<dyn Prompter>,
@@ -33,7 +33,7 @@ pub(super) struct BootHandler {
 
 /// The handler's error: russh's own, or a refused host key.
 #[derive(Debug)]
-pub(super) enum HandlerError {
+pub(crate) enum HandlerError {
     Ssh(russh::Error),
     HostKey,
 }
@@ -87,8 +87,9 @@ impl Handler for BootHandler {
 }
 
 /// Runs the SSH handshake on `stream`; a host key not recorded as known
-/// ends it with the matching [`BootstrapError`].
-pub(super) async fn handshake(
+/// ends it with the matching [`BootstrapError`]. The reconnection through
+/// ssh (`crate::ssh::tunnel`) runs the very same check on every new link.
+pub(crate) async fn handshake(
     target: &BootstrapTarget,
     stream: TcpStream,
     prompter: Arc<dyn Prompter>,

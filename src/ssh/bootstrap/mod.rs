@@ -58,7 +58,7 @@ pub use target::{BootstrapTarget, agent_socket_from_env, default_known_hosts_fil
 use answer::interpret;
 use connect::connect_tcp;
 use exec::{Output, run_rockd};
-use handshake::{BootHandler, handshake};
+pub(crate) use handshake::{BootHandler, handshake};
 
 /// The result of a successful bootstrap.
 #[derive(Debug)]

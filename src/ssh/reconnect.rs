@@ -1,0 +1,329 @@
+//! How rock reaches rockd for each new link: the reconnect modes.
+//!
+//! * `direct` (the default) — a TCP connection to rockd's own port on the
+//!   host (or 127.0.0.1 under `-l`).
+//! * `ssh` — a fresh SSH connection to the host's sshd and a direct-tcpip
+//!   channel to rockd, which then listens on 127.0.0.1 only
+//!   ([`crate::ssh::tunnel`]). Only the ssh port needs to be reachable.
+//! * `auto` — direct while rockd's port answers, ssh when it does not;
+//!   [`AutoDialer`] holds the exact rule.
+//!
+//! This module turns the mode, the bootstrap's target and rockd's answer
+//! into the relay's [`Dialer`], and the profile's rockd settings into
+//! rockd's arguments.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::relay::{DialFuture, Dialer, RelayError, TcpDialer};
+use crate::ssh::auth::Secrets;
+use crate::ssh::bootstrap::BootstrapTarget;
+use crate::ssh::tunnel::SshDialer;
+
+/// Bound on connecting a TCP socket for one attempt, direct or ssh: a
+/// blackholed SYN costs this long, and the next attempt starts at once.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// In `auto` mode, once direct links have worked in a session, how many
+/// direct attempts in a row must fail before one goes on through ssh.
+pub const DIRECT_FAILURES_BEFORE_SSH: u32 = 3;
+
+/// How new links reach rockd.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReconnectMode {
+    /// TCP to rockd's own port.
+    #[default]
+    Direct,
+    /// A new SSH connection and a channel to rockd's loopback port.
+    Ssh,
+    /// Direct while it works, else ssh.
+    Auto,
+}
+
+impl ReconnectMode {
+    /// The names, as written in the configuration and on the command line.
+    pub const NAMES: [&str; 3] = ["direct", "ssh", "auto"];
+}
+
+impl FromStr for ReconnectMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "direct" => Ok(ReconnectMode::Direct),
+            "ssh" => Ok(ReconnectMode::Ssh),
+            "auto" => Ok(ReconnectMode::Auto),
+            other => Err(format!(
+                "{other:?} is not a reconnect mode; use \"direct\", \"ssh\" or \"auto\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ReconnectMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReconnectMode::Direct => "direct",
+            ReconnectMode::Ssh => "ssh",
+            ReconnectMode::Auto => "auto",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ReconnectMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where rockd listens in `mode`: loopback only for `ssh` (links come
+/// through sshd on the same host), else the configured address, if any.
+pub fn rockd_listen(mode: ReconnectMode, configured: Option<IpAddr>) -> Option<IpAddr> {
+    match mode {
+        ReconnectMode::Ssh => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        _ => configured,
+    }
+}
+
+/// rockd's arguments for its listen address and port range (rockd's own
+/// defaults when `None`).
+pub fn rockd_listen_args(listen: Option<IpAddr>, port_range: Option<(u16, u16)>) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(ip) = listen {
+        // rockd takes a socket address; the port is chosen by the range.
+        args.push(format!("--listen={}", std::net::SocketAddr::new(ip, 0)));
+    }
+    if let Some((first, last)) = port_range {
+        args.push(format!("--port-range={first}-{last}"));
+    }
+    args
+}
+
+/// Everything needed to make links once rockd has answered.
+#[derive(Debug, Clone)]
+pub struct LinkPlan {
+    /// The reconnect mode.
+    pub mode: ReconnectMode,
+    /// How the bootstrap reached and logged in to the host.
+    pub target: BootstrapTarget,
+    /// The host to dial: the host name, or 127.0.0.1 under `-l`.
+    pub dial_host: String,
+    /// The address rockd was told to listen on, if any.
+    pub rockd_listen: Option<IpAddr>,
+}
+
+impl LinkPlan {
+    /// The dialer for rockd on `rockd_port`. `secrets` are what the user
+    /// typed during the bootstrap; only the ssh route uses them.
+    pub fn dialer(self, rockd_port: u16, secrets: Secrets) -> Box<dyn Dialer> {
+        let direct = TcpDialer::new(self.dial_host.clone(), rockd_port, CONNECT_TIMEOUT);
+        // sshd reaches rockd on the host itself: at its listen address if
+        // that is a specific one, else on loopback.
+        let rockd_host = match self.rockd_listen {
+            Some(ip) if !ip.is_unspecified() => ip.to_string(),
+            _ => Ipv4Addr::LOCALHOST.to_string(),
+        };
+        let ssh = || {
+            SshDialer::new(
+                self.target,
+                self.dial_host.clone(),
+                rockd_host,
+                rockd_port,
+                secrets,
+            )
+            .with_timeouts(CONNECT_TIMEOUT, crate::ssh::tunnel::SETUP_TIMEOUT)
+        };
+        match self.mode {
+            ReconnectMode::Direct => Box::new(direct),
+            ReconnectMode::Ssh => Box::new(ssh()),
+            ReconnectMode::Auto => Box::new(AutoDialer::new(direct, ssh())),
+        }
+    }
+}
+
+/// Advice to add when the relay failed in `mode`, if there is any.
+pub fn hint(mode: ReconnectMode, error: &RelayError) -> Option<&'static str> {
+    match (mode, error) {
+        (ReconnectMode::Direct, RelayError::Unreachable { .. }) => Some(
+            "rockd's port may be blocked by a firewall: `rock --reconnect ssh` (or \
+             reconnect = \"ssh\" in the host's profile) reaches rockd through the ssh port",
+        ),
+        _ => None,
+    }
+}
+
+/// `auto` mode: direct links while rockd's port answers, ssh when not.
+///
+/// The rule, per attempt:
+/// 1. Once a link has been made through ssh, every later attempt goes
+///    through ssh only (a path that blocked rockd's port once is assumed
+///    to block it still; ssh works wherever direct does).
+/// 2. Otherwise the attempt dials rockd's port. If that works, it is the
+///    link. If it fails (refused, timed out, unreachable...), the same
+///    attempt goes on through ssh when no direct connection has ever been
+///    made in this session, or when this is the
+///    [`DIRECT_FAILURES_BEFORE_SSH`]th direct failure in a row; otherwise
+///    it fails, and the relay retries as usual.
+///
+/// So a blocked port costs the first link one failed connect (at most
+/// [`CONNECT_TIMEOUT`]), and a port that stops answering later costs a
+/// few attempts before the session moves to ssh for good.
+pub struct AutoDialer {
+    direct: TcpDialer,
+    ssh: SshDialer,
+    state: Arc<Mutex<AutoState>>,
+}
+
+impl AutoDialer {
+    /// Tries `direct`, falling back to `ssh`.
+    pub fn new(direct: TcpDialer, ssh: SshDialer) -> AutoDialer {
+        AutoDialer {
+            direct,
+            ssh,
+            state: Arc::default(),
+        }
+    }
+}
+
+/// What [`AutoDialer`] has learnt in this session.
+#[derive(Debug, Default)]
+struct AutoState {
+    /// A link was made through ssh: ssh only from now on.
+    through_ssh: bool,
+    /// A direct connection was made at least once.
+    direct_worked: bool,
+    /// Direct failures in a row.
+    direct_failures: u32,
+}
+
+impl AutoState {
+    /// A direct attempt failed; whether to go on through ssh now.
+    fn direct_failed(&mut self) -> bool {
+        self.direct_failures += 1;
+        !self.direct_worked || self.direct_failures >= DIRECT_FAILURES_BEFORE_SSH
+    }
+
+    fn direct_ok(&mut self) {
+        self.direct_worked = true;
+        self.direct_failures = 0;
+    }
+}
+
+fn update<R>(state: &Mutex<AutoState>, f: impl FnOnce(&mut AutoState) -> R) -> R {
+    // A poisoned lock only means a panic elsewhere; the state is plain data.
+    let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+    f(&mut guard)
+}
+
+impl Dialer for AutoDialer {
+    fn dial(&mut self) -> DialFuture {
+        let state = Arc::clone(&self.state);
+        let ssh = self.ssh.dial();
+        if update(&state, |s| s.through_ssh) {
+            return ssh;
+        }
+        let direct = self.direct.dial();
+        let target = self.direct.describe();
+        Box::pin(async move {
+            let direct_error = match direct.await {
+                Ok(link) => {
+                    update(&state, AutoState::direct_ok);
+                    return Ok(link);
+                }
+                Err(e) => e,
+            };
+            if !update(&state, AutoState::direct_failed) {
+                return Err(direct_error);
+            }
+            tracing::debug!("rockd's port {target}: {direct_error}; trying through ssh");
+            match ssh.await {
+                Ok(link) => {
+                    tracing::info!(
+                        "rockd's port {target} cannot be reached ({direct_error}); \
+                         reconnecting through ssh from now on"
+                    );
+                    update(&state, |s| s.through_ssh = true);
+                    Ok(link)
+                }
+                Err(ssh_error) => Err(both_failed(&target, direct_error, ssh_error)),
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("{}, or {}", self.direct.describe(), self.ssh.describe())
+    }
+}
+
+/// Both routes failed: one error naming both, of the ssh one's kind (so a
+/// timed-out ssh attempt is retried at once).
+fn both_failed(target: &str, direct: io::Error, ssh: io::Error) -> io::Error {
+    io::Error::new(
+        ssh.kind(),
+        format!("{target}: {direct}; through ssh: {ssh}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_print() {
+        for name in ReconnectMode::NAMES {
+            let mode: ReconnectMode = name.parse().unwrap();
+            assert_eq!(mode.to_string(), name);
+        }
+        let err = "tunnel".parse::<ReconnectMode>().unwrap_err();
+        assert!(
+            err.contains("\"tunnel\"") && err.contains("\"auto\""),
+            "{err}"
+        );
+        assert_eq!(ReconnectMode::default(), ReconnectMode::Direct);
+    }
+
+    #[test]
+    fn ssh_mode_forces_rockd_onto_loopback() {
+        let public: IpAddr = "0.0.0.0".parse().unwrap();
+        assert_eq!(
+            rockd_listen(ReconnectMode::Ssh, Some(public)),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        assert_eq!(
+            rockd_listen(ReconnectMode::Auto, Some(public)),
+            Some(public)
+        );
+        assert_eq!(rockd_listen(ReconnectMode::Direct, None), None);
+        assert_eq!(
+            rockd_listen_args(Some("::1".parse().unwrap()), Some((60000, 60010))),
+            ["--listen=[::1]:0", "--port-range=60000-60010"]
+        );
+        assert!(rockd_listen_args(None, None).is_empty());
+    }
+
+    #[test]
+    fn auto_falls_back_at_once_before_any_direct_link() {
+        let mut s = AutoState::default();
+        assert!(s.direct_failed());
+    }
+
+    #[test]
+    fn auto_falls_back_after_repeated_failures_once_direct_worked() {
+        let mut s = AutoState::default();
+        s.direct_ok();
+        for _ in 1..DIRECT_FAILURES_BEFORE_SSH {
+            assert!(!s.direct_failed());
+        }
+        assert!(s.direct_failed());
+        // A success in between starts the count again.
+        s.direct_ok();
+        assert!(!s.direct_failed());
+    }
+}

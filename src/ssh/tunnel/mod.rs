@@ -1,0 +1,228 @@
+//! Reconnecting through ssh (`reconnect = "ssh"`): every new rock link is
+//! a fresh SSH connection to the host's sshd, with a direct-tcpip channel
+//! to rockd's loopback port, so only the ssh port needs to be reachable.
+//!
+//! Invariants:
+//! * The host key is checked exactly as the bootstrap checks it
+//!   ([`crate::ssh::bootstrap::handshake`]: known_hosts only, nothing ever
+//!   added), and the user is authenticated in the bootstrap's order
+//!   ([`crate::ssh::auth`]) — but nothing is ever asked: only the agent,
+//!   key files, and the password or passphrase typed during the bootstrap
+//!   ([`ReplayPrompter`]).
+//! * The host name is looked up again on every attempt, as the TCP
+//!   dialer does.
+//! * An attempt is bounded: the TCP connect by `connect_timeout` (as for a
+//!   direct link) and the SSH handshake, authentication and channel open
+//!   together by `setup_timeout`, so a blackholed attempt ends with
+//!   `TimedOut` and the next one starts at once.
+//!
+//! * `link` — [`SshLink`], the channel as a link's byte stream.
+//! * `replay` — [`ReplayPrompter`], the secrets typed once.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::relay::{BoxLink, DialFuture, Dialer};
+use crate::ssh::auth::{AuthError, Secrets, authenticate};
+use crate::ssh::bootstrap::{BootstrapTarget, handshake};
+use crate::ssh::prompt::Prompter;
+
+mod link;
+mod replay;
+
+use link::{Cut, SshLink};
+use replay::ReplayPrompter;
+
+/// Default bound on the SSH handshake, authentication and channel open of
+/// one attempt (the TCP connect has its own, shorter bound).
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Opens rock links to rockd through new SSH connections.
+pub struct SshDialer {
+    target: Arc<BootstrapTarget>,
+    /// Where to connect: the target's host name, or 127.0.0.1 under `-l`.
+    connect_host: String,
+    /// The address sshd connects the channel to (rockd's listen address).
+    rockd_host: String,
+    rockd_port: u16,
+    secrets: Secrets,
+    connect_timeout: Duration,
+    setup_timeout: Duration,
+}
+
+impl SshDialer {
+    /// A dialer that logs in as the bootstrap did (`target`, with the
+    /// `secrets` it was given) on `connect_host` (port `target.port`) and
+    /// opens a channel to `rockd_host:rockd_port` from there.
+    pub fn new(
+        target: BootstrapTarget,
+        connect_host: impl Into<String>,
+        rockd_host: impl Into<String>,
+        rockd_port: u16,
+        secrets: Secrets,
+    ) -> SshDialer {
+        SshDialer {
+            target: Arc::new(target),
+            connect_host: connect_host.into(),
+            rockd_host: rockd_host.into(),
+            rockd_port,
+            secrets,
+            connect_timeout: Duration::from_secs(1),
+            setup_timeout: SETUP_TIMEOUT,
+        }
+    }
+
+    /// Sets the bounds of one attempt: the TCP connect, and the rest.
+    pub fn with_timeouts(mut self, connect: Duration, setup: Duration) -> SshDialer {
+        self.connect_timeout = connect;
+        self.setup_timeout = setup;
+        self
+    }
+}
+
+impl Dialer for SshDialer {
+    fn dial(&mut self) -> DialFuture {
+        let attempt = Attempt {
+            target: Arc::clone(&self.target),
+            connect_host: self.connect_host.clone(),
+            rockd_host: self.rockd_host.clone(),
+            rockd_port: self.rockd_port,
+            secrets: self.secrets.clone(),
+            connect_timeout: self.connect_timeout,
+            setup_timeout: self.setup_timeout,
+        };
+        Box::pin(attempt.run())
+    }
+
+    fn describe(&self) -> String {
+        let host = if self.connect_host.contains(':') {
+            format!("[{}]", self.connect_host)
+        } else {
+            self.connect_host.clone()
+        };
+        format!(
+            "rockd through ssh to {}@{host} port {} (channel to {}:{})",
+            self.target.user, self.target.port, self.rockd_host, self.rockd_port
+        )
+    }
+}
+
+/// One attempt's settings, owned by its future.
+struct Attempt {
+    target: Arc<BootstrapTarget>,
+    connect_host: String,
+    rockd_host: String,
+    rockd_port: u16,
+    secrets: Secrets,
+    connect_timeout: Duration,
+    setup_timeout: Duration,
+}
+
+impl Attempt {
+    async fn run(self) -> io::Result<BoxLink> {
+        let stream = connect(&self.connect_host, self.target.port, self.connect_timeout).await?;
+        let (stream, cut) = Cut::new(stream)?;
+        let limit = self.setup_timeout;
+        match tokio::time::timeout(limit, self.set_up(stream, cut)).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "ssh to {}: no session within {limit:?} (handshake, login, channel)",
+                    self.connect_host
+                ),
+            )),
+        }
+    }
+
+    /// Handshake, login and channel on a connected socket.
+    async fn set_up(&self, stream: TcpStream, cut: Cut) -> io::Result<BoxLink> {
+        let prompter: Arc<dyn Prompter> = Arc::new(ReplayPrompter::new(self.secrets.clone()));
+        let mut handle = handshake(&self.target, stream, Arc::clone(&prompter))
+            .await
+            .map_err(|e| io::Error::other(format!("reconnecting through ssh: {e}")))?;
+        let auth = authenticate(&mut handle, &self.target, prompter)
+            .await
+            .map_err(|e| match e {
+                AuthError::Transport(e) => io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    format!("ssh to {}: lost during login: {e}", self.connect_host),
+                ),
+                denied => io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("reconnecting through ssh: {denied}"),
+                ),
+            })?;
+        tracing::debug!("reconnection authenticated with {}", auth.method);
+        let channel = handle
+            .channel_open_direct_tcpip(
+                self.rockd_host.clone(),
+                u32::from(self.rockd_port),
+                "127.0.0.1",
+                0,
+            )
+            .await
+            .map_err(|e| {
+                channel_error(&self.target.hostname, &self.rockd_host, self.rockd_port, e)
+            })?;
+        Ok(Box::new(SshLink::new(channel.into_stream(), handle, cut)))
+    }
+}
+
+/// The error for a channel sshd would not open.
+fn channel_error(host: &str, rockd_host: &str, port: u16, e: russh::Error) -> io::Error {
+    let advice = match &e {
+        russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::AdministrativelyProhibited) => {
+            "; sshd refuses TCP forwarding (AllowTcpForwarding no?), so rockd cannot be \
+             reached through ssh: use reconnect = \"direct\""
+        }
+        russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
+            "; rockd is not listening there any more (it ended, or its session timed out)"
+        }
+        _ => "",
+    };
+    io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        format!(
+            "sshd on {host} could not open a channel to rockd at {rockd_host}:{port}: {e}{advice}"
+        ),
+    )
+}
+
+/// Connects to the first address of `host` that answers, each within
+/// `limit`; the lookup is done afresh on every call.
+async fn connect(host: &str, port: u16, limit: Duration) -> io::Result<TcpStream> {
+    let lookup = tokio::time::timeout(limit, tokio::net::lookup_host((host, port)));
+    let addrs: Vec<SocketAddr> = match lookup.await {
+        Ok(addrs) => addrs?.collect(),
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("looking up {host} timed out after {limit:?}"),
+            ));
+        }
+    };
+    let mut last = None;
+    for addr in addrs {
+        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Ok(Err(e)) => last = Some(io::Error::new(e.kind(), format!("ssh to {addr}: {e}"))),
+            Err(_) => {
+                last = Some(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("ssh to {addr}: connecting timed out after {limit:?}"),
+                ))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
+    }))
+}

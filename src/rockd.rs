@@ -33,6 +33,10 @@ pub struct RockdOptions {
     pub foreground: bool,
     /// Log file; by default `rockd.log` in the user's state directory.
     pub log: Option<PathBuf>,
+    /// Give up if rock has not made a first link by then: rock gives up
+    /// within seconds when it cannot reach us, and nothing else would end
+    /// the session before its suspension timeout.
+    pub first_link_timeout: Duration,
 }
 
 /// What can stop rockd before it is ready; reported on the boot channel.
@@ -250,7 +254,11 @@ pub fn serve(prepared: Prepared) -> std::io::Result<Outcome> {
         let now = tokio::time::Instant::now().into_std();
         let session = Session::new(Role::Server, request.id, request.key, options.config, now)
             .map_err(std::io::Error::other)?;
-        let relay = Relay::server(session, sshd, listener, RelayOptions::default());
+        let relay_options = RelayOptions {
+            first_link_timeout: Some(options.first_link_timeout),
+            ..RelayOptions::default()
+        };
+        let relay = Relay::server(session, sshd, listener, relay_options);
         let stop = async {
             let mut term =
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -279,7 +287,12 @@ impl Prepared {
     }
 }
 
-/// Opens (appending) the log file, creating its directory privately.
+/// A log file larger than this is moved aside (to `NAME.1`, replacing the
+/// previous one) when the next rockd starts, so logs stay bounded.
+pub const LOG_ROTATE_BYTES: u64 = 1 << 20;
+
+/// Opens (appending) the log file, creating its directory privately and
+/// rotating it first when it has grown past [`LOG_ROTATE_BYTES`].
 /// Logging is best effort: rockd runs without a log rather than not at all.
 pub fn open_log(path: Option<PathBuf>) -> Option<std::fs::File> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -289,6 +302,11 @@ pub fn open_log(path: Option<PathBuf>) -> Option<std::fs::File> {
             .recursive(true)
             .mode(0o700)
             .create(dir);
+    }
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        let mut old = path.clone().into_os_string();
+        old.push(".1");
+        let _ = std::fs::rename(&path, old);
     }
     std::fs::OpenOptions::new()
         .create(true)
@@ -320,6 +338,27 @@ pub fn report(out: &mut impl Write, line: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_log_is_moved_aside_and_a_small_one_kept() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("state").join("rockd.log");
+        let mut log = open_log(Some(path.clone())).expect("the log opens");
+        log.write_all(b"first\n").expect("the log is writable");
+        drop(log);
+        let log = open_log(Some(path.clone())).expect("the log opens again");
+        drop(log);
+        assert_eq!(std::fs::read(&path).expect("the log"), b"first\n");
+
+        std::fs::write(&path, vec![b'x'; LOG_ROTATE_BYTES as usize + 1]).expect("a big log");
+        let mut log = open_log(Some(path.clone())).expect("the log opens after rotating");
+        log.write_all(b"fresh\n").expect("the log is writable");
+        assert_eq!(std::fs::read(&path).expect("the new log"), b"fresh\n");
+        let old = std::fs::metadata(dir.path().join("state").join("rockd.log.1"))
+            .expect("the old log is kept once");
+        assert_eq!(old.len(), LOG_ROTATE_BYTES + 1);
+    }
 
     #[test]
     fn ssh_connection_names_the_server_side() {

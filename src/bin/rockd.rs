@@ -40,6 +40,9 @@ struct Args {
     /// Log file (default: rockd.log in the user's state directory).
     #[arg(long)]
     log: Option<PathBuf>,
+    /// Seconds to wait for rock's first link before giving the session up.
+    #[arg(long, default_value_t = 120)]
+    first_link_timeout: u64,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         },
         foreground: args.foreground,
         log: args.log,
+        first_link_timeout: Duration::from_secs(args.first_link_timeout),
     };
     let mut stdout = std::io::stdout();
     let ssh_connection = std::env::var("SSH_CONNECTION").ok();

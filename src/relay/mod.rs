@@ -94,6 +94,10 @@ pub struct RelayOptions {
     /// After a close that no link carried out yet, how long to keep trying
     /// to deliver it before leaving anyway.
     pub farewell_linger: Duration,
+    /// Server: give the session up if no link was ever established this
+    /// long after the relay started (the client never came, so nothing
+    /// could ever end it but the suspension timeout).
+    pub first_link_timeout: Option<Duration>,
 }
 
 impl Default for RelayOptions {
@@ -102,6 +106,7 @@ impl Default for RelayOptions {
             first_connect_attempts: 3,
             finish_linger: Duration::from_secs(10),
             farewell_linger: Duration::from_secs(5),
+            first_link_timeout: None,
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct Relay<A> {
     linger_until: Option<Instant>,
     /// When a closed session stops trying to deliver its close.
     farewell_until: Option<Instant>,
+    /// When a session no link ever reached is given up.
+    first_link_until: Option<Instant>,
     rejections: u32,
     status: status::StatusTx,
     /// Client: network change notices, when the platform gives them.
@@ -178,6 +185,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             buf: vec![0u8; BUF].into_boxed_slice(),
             linger_until: None,
             farewell_until: None,
+            first_link_until: None,
             rejections: 0,
             status,
             netwatch: None,
@@ -194,6 +202,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<Outcome, RelayError> {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut shut = false;
+        self.first_link_until = self.options.first_link_timeout.map(|t| now() + t);
         std::future::poll_fn(|cx| {
             if !shut && shutdown.as_mut().poll(cx).is_ready() {
                 shut = true;
@@ -221,6 +230,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 self.session.handle_timeout(now);
                 progress = true;
             }
+            progress |= self.check_first_link(now);
             progress |= self.drain_events(now)?;
             self.status.publish(&self.session, self.dial_attempts());
             if let Some(outcome) = self.outcome(now) {
@@ -234,6 +244,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 self.next_dial(),
                 self.linger_until,
                 self.farewell_until,
+                self.first_link_until,
             ]
             .into_iter()
             .flatten()
@@ -249,6 +260,29 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 return Poll::Pending;
             }
         }
+    }
+
+    /// Gives the session up when its first link is overdue.
+    fn check_first_link(&mut self, now: Instant) -> bool {
+        let Some(until) = self.first_link_until else {
+            return false;
+        };
+        if self.session.stats().links_established > 0 || self.session.close_reason().is_some() {
+            self.first_link_until = None;
+            return false;
+        }
+        if now < until {
+            return false;
+        }
+        self.first_link_until = None;
+        let waited = self.options.first_link_timeout.unwrap_or_default();
+        tracing::warn!("no link came within {waited:?} of the start; giving the session up");
+        self.session.close(
+            now,
+            CloseCode::Aborted,
+            &format!("no link came within {} s of the start", waited.as_secs()),
+        );
+        true
     }
 
     /// The host's addresses or routes changed: the link may be stranded on

@@ -10,17 +10,20 @@ use clap::Parser;
 use rock::config;
 use rock::launch::{self, LaunchOptions};
 use rock::local::helper::{self, Helper};
+use rock::local::rundir;
+use rock::status;
 
 /// Run a command over reliable, resumable connections.
 #[derive(Debug, Parser)]
 #[command(
     version,
     about,
-    override_usage = "rock [-l] [-v] [-d [USER]] COMMAND [ARG]..."
+    override_usage = "rock [-l] [-v] [-d [USER]] COMMAND [ARG]...\n       rock status\n       rock config check [HOST]"
 )]
 struct Args {
     /// Carry the command's ssh transport through a rockd started on the
-    /// remote host (ssh, scp, sftp). An optional USER is the remote login.
+    /// remote host (ssh, scp, sftp, rsync, git). An optional USER is the
+    /// remote login.
     #[arg(short = 'd', num_args = 0..=1, default_missing_value = "", value_name = "USER")]
     daemon: Option<String>,
     /// Reconnect suspended links to 127.0.0.1 instead of the host's name.
@@ -45,7 +48,7 @@ struct Args {
 }
 
 /// Programs `-d` carries; `-d ssh` means no user was given.
-const CARRIED: [&str; 3] = ["ssh", "scp", "sftp"];
+const CARRIED: [&str; 5] = ["ssh", "scp", "sftp", "rsync", "git"];
 /// rock's options that take a value in the next word.
 const VALUED: [&str; 2] = ["--rockd", "--suspend-timeout"];
 
@@ -89,6 +92,9 @@ fn main() -> ExitCode {
     }
     if argv.get(1).is_some_and(|a| a == "config") {
         return config_command(&argv[2..]);
+    }
+    if argv.get(1).is_some_and(|a| a == "status") {
+        return status_command(&argv[2..]);
     }
     let start = command_start(&argv).min(argv.len());
     let (own, command) = argv.split_at(start);
@@ -207,8 +213,30 @@ fn config_command(args: &[OsString]) -> ExitCode {
         line("link_timeout", &e.link_timeout, "6s");
         line("replay_buffer", &e.replay_buffer, "4MiB");
         line("reconnect_to_localhost", &e.reconnect_to_localhost, "false");
+        line("sign_of_life", &e.sign_of_life, "true");
     }
     ExitCode::SUCCESS
+}
+
+/// `rock status`: this user's sessions, one line each.
+fn status_command(args: &[OsString]) -> ExitCode {
+    if !args.is_empty() {
+        eprintln!("usage: rock status");
+        return ExitCode::from(2);
+    }
+    let listing = rundir::user_dir()
+        .map_err(|e| e.to_string())
+        .and_then(|dir| status::list(&dir).map_err(|e| e.to_string()));
+    match listing {
+        Ok(listing) => {
+            print!("{}", status::render(&listing, std::time::SystemTime::now()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rock status: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The helpers the inner ssh starts; see `rock::local::helper`.
@@ -269,5 +297,7 @@ mod tests {
         );
         assert_eq!(split("rock -d -- ssh -V").1, ["ssh", "-V"]);
         assert_eq!(split("rock --suspend-timeout=5 -d sftp h").1, ["sftp", "h"]);
+        assert_eq!(split("rock -d rsync -a d h:").1, ["rsync", "-a", "d", "h:"]);
+        assert_eq!(split("rock -d git push").1, ["git", "push"]);
     }
 }

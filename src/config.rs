@@ -47,6 +47,8 @@ pub struct Section {
     /// The ports rockd may listen on, first and last.
     #[serde(default, deserialize_with = "port_range")]
     pub rockd_port_range: Option<(u16, u16)>,
+    /// Show a suspended session in the terminal's title.
+    pub sign_of_life: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,6 +221,7 @@ impl Config {
             reconnect: pick!(reconnect),
             rockd_listen: pick!(rockd_listen),
             rockd_port_range: pick!(rockd_port_range),
+            sign_of_life: pick!(sign_of_life),
         }
     }
 }
@@ -253,6 +256,8 @@ pub struct Effective {
     pub rockd_listen: Option<Sourced<IpAddr>>,
     /// rockd's port range, first and last.
     pub rockd_port_range: Option<Sourced<(u16, u16)>>,
+    /// Show a suspended session in the terminal's title.
+    pub sign_of_life: Option<Sourced<bool>>,
 }
 
 impl Effective {
@@ -597,6 +602,58 @@ mod tests {
         }
         assert_eq!(parse_port_range("1-1"), Ok((1, 1)));
         assert!(parse_port_range("1-70000").is_err());
+    }
+
+    #[test]
+    fn sign_of_life_is_a_boolean_per_host() {
+        let config = Config::from_files(vec![file(
+            "c.toml",
+            "[defaults]\nsign_of_life = true\n[[profile]]\nhosts = [\"quiet\"]\nsign_of_life = false\n",
+        )]);
+        assert!(!config.for_host("quiet").sign_of_life.unwrap().value);
+        assert!(config.for_host("other").sign_of_life.unwrap().value);
+        let err = ConfigFile::parse(Path::new("c.toml"), "[defaults]\nsign_of_life = \"no\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("sign_of_life") && err.contains("boolean"),
+            "{err}"
+        );
+    }
+
+    /// The names serde lists as expected when it meets an unknown key in
+    /// `text`: every key the file format has, straight from the types.
+    fn known_keys(text: &str) -> Vec<String> {
+        let err = toml::from_str::<FileData>(text).unwrap_err().to_string();
+        let list = err
+            .split(", expected ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no list of keys in: {err}"));
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_man_page() {
+        let man = include_str!("../man/rock.toml.5");
+        // A key is documented by a `.TP` entry tagged `.B key` or `.BI key …`.
+        let tagged = |name: &str| {
+            man.lines().any(|l| {
+                (l.starts_with(".B ") || l.starts_with(".BI "))
+                    && l.split_whitespace().nth(1).map(|w| w.trim_matches('"')) == Some(name)
+            })
+        };
+        let keys = known_keys("[defaults]\nno_such_key = 1\n");
+        assert!(keys.contains(&"sign_of_life".to_owned()), "{keys:?}");
+        for key in &keys {
+            assert!(tagged(key), "man/rock.toml.5 does not document `{key}`");
+        }
+        let tables = known_keys("no_such_table = 1\n");
+        assert_eq!(tables, ["defaults", "profile"]);
+        assert!(tagged("[defaults]") && tagged("[[profile]]"));
     }
 
     #[test]

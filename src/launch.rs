@@ -1,4 +1,5 @@
-//! `rock -d`: runs the user's ssh, scp or sftp through a rock session.
+//! `rock -d`: runs the user's ssh, scp, sftp, rsync or git through a rock
+//! session.
 //!
 //! Resolve the destination with `ssh -G`, bootstrap rockd over one russh
 //! connection (the only authentication the user sees), then start the
@@ -7,7 +8,7 @@
 //! from memory (the askpass helper). The relay carries the bytes to rockd over links it
 //! re-makes whenever they die. The command's exit status is rock's.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,18 +22,20 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::boot::BootRequest;
 use crate::local::control::Control;
 use crate::local::helper::{ASKPASS_NAME, PROXY_NAME};
+use crate::local::notice;
 use crate::local::rundir::{RunDirError, SessionDir};
-use crate::relay::{Outcome, Relay, RelayError, RelayOptions};
+use crate::relay::{Outcome, Relay, RelayError, RelayOptions, StatusWatch};
 use crate::ssh::bootstrap::{self, BootstrapError, BootstrapTarget, Bootstrapped, RockdCommand};
-use crate::ssh::cmdline::{CmdlineError, ParsedCommand};
+use crate::ssh::cmdline::{self, CmdlineError, ParsedCommand, System, Transported};
 use crate::ssh::prompt::TerminalPrompter;
 use crate::ssh::reconnect::{self, LinkPlan, ReconnectMode};
 use crate::ssh::resolve::{self, IdentityAgent, ResolveError, Resolved};
+use crate::status::SessionInfo;
 
 /// What `rock -d` was asked to do.
 #[derive(Debug, Clone)]
 pub struct LaunchOptions {
-    /// The command after `-d`: ssh, scp or sftp and its arguments.
+    /// The command after `-d`: ssh, scp, sftp, rsync or git and its arguments.
     pub command: Vec<OsString>,
     /// `-d user`: the remote login.
     pub user: Option<String>,
@@ -181,17 +184,9 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(255)
 }
 
-fn ssh_for_version(command: &[OsString]) -> OsString {
-    let argv0 = command.first().map(Path::new);
-    match argv0.and_then(Path::file_name) {
-        Some(name) if name == OsStr::new("ssh") => command[0].clone(),
-        _ => "ssh".into(),
-    }
-}
-
 /// Runs `rock -d <command>` and returns the command's exit status.
 pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
-    let version = resolve::openssh_version(&ssh_for_version(&options.command))?;
+    let version = resolve::openssh_version(&cmdline::transport_ssh(&options.command, &System))?;
     let parsed = ParsedCommand::parse(&options.command, version)?;
     let mut resolve_args: Vec<OsString> = Vec::new();
     if let Some(user) = &options.user {
@@ -289,15 +284,16 @@ async fn relay_command(
     // Reconnecting through ssh logs in again with what was typed, unasked.
     let mode = links.mode;
     let dialer = links.dialer(boot.ready.port, boot.secrets.clone());
-    let mut control =
-        Control::bind(dir.path(), boot.secrets).map_err(local("opening the control socket"))?;
+    let info = SessionInfo::new(parsed.program().name(), &parsed.destination().to_string());
+    let mut control = Control::bind(dir.path(), boot.secrets, info)
+        .map_err(local("opening the control socket"))?;
 
-    let mut argv = parsed.with_transport(&proxy_command(&dir.path().join(PROXY_NAME)));
-    if let Some(user) = &options.user {
-        argv.splice(1..1, ["-o".into(), format!("User={user}").into()]);
-    }
+    let Transported { argv, env } = parsed.with_transport(
+        &proxy_command(&dir.path().join(PROXY_NAME)),
+        options.user.as_deref(),
+    );
     let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]);
+    command.args(&argv[1..]).envs(env);
     if use_askpass {
         command
             .env("SSH_ASKPASS", dir.path().join(ASKPASS_NAME))
@@ -316,12 +312,14 @@ async fn relay_command(
             return Ok(exit_code(status.map_err(local("waiting for the command"))?));
         }
     };
-    tokio::spawn(control.serve_askpass());
 
     let now = tokio::time::Instant::now().into_std();
     let session = Session::new(Role::Client, request.id, request.key, config, now)
         .map_err(|e| LaunchError::Unsupported(format!("invalid settings: {e}")))?;
     let relay = Relay::client(session, app, dialer, RelayOptions::default());
+    let watch = relay.status();
+    tokio::spawn(control.serve(watch.clone()));
+    sign_of_life(options, parsed, watch);
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
     let mut relay = tokio::spawn(relay.run(async move { stopped.notified().await }));
@@ -374,6 +372,20 @@ async fn relay_command(
         _ => {}
     }
     Ok(exit_code(status))
+}
+
+/// Shows a suspended session in the terminal's title (see
+/// [`notice`]), unless the host's profile says `sign_of_life = false`.
+fn sign_of_life(options: &LaunchOptions, parsed: &ParsedCommand, watch: StatusWatch) {
+    let host = &parsed.destination().host;
+    let wanted = options
+        .profiles
+        .for_host(host)
+        .sign_of_life
+        .is_none_or(|s| s.value);
+    if let Some(tty) = wanted.then(notice::terminal).flatten() {
+        tokio::spawn(notice::run(host.clone(), watch, tty));
+    }
 }
 
 /// Says, for the user, why a session ended before the command did.

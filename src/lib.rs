@@ -13,6 +13,7 @@
 //! * [`rockd`] — the remote end: boot, detach, bridge to sshd.
 //! * [`ssh`] — the bootstrap: resolve the destination with `ssh -G`, check
 //!   the host key, authenticate once, start rockd.
+//! * [`status`] — `rock status`: each session's report, and the listing.
 
 #![warn(missing_docs)]
 
@@ -23,5 +24,6 @@ pub mod local;
 pub mod relay;
 pub mod rockd;
 pub mod ssh;
+pub mod status;
 
 pub use rock_proto as proto;

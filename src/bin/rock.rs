@@ -10,17 +10,20 @@ use clap::Parser;
 use rock::config::{self, ReconnectMode};
 use rock::launch::{self, LaunchOptions};
 use rock::local::helper::{self, Helper};
+use rock::local::rundir;
+use rock::status;
 
 /// Run a command over reliable, resumable connections.
 #[derive(Debug, Parser)]
 #[command(
     version,
     about,
-    override_usage = "rock [-l] [-v] [--reconnect MODE] [-d [USER]] COMMAND [ARG]..."
+    override_usage = "rock [-l] [-v] [--reconnect MODE] [-d [USER]] COMMAND [ARG]...\n       rock status\n       rock config check [HOST]"
 )]
 struct Args {
     /// Carry the command's ssh transport through a rockd started on the
-    /// remote host (ssh, scp, sftp). An optional USER is the remote login.
+    /// remote host (ssh, scp, sftp, rsync, git). An optional USER is the
+    /// remote login.
     #[arg(short = 'd', num_args = 0..=1, default_missing_value = "", value_name = "USER")]
     daemon: Option<String>,
     /// Reconnect suspended links to 127.0.0.1 instead of the host's name.
@@ -50,7 +53,7 @@ struct Args {
 }
 
 /// Programs `-d` carries; `-d ssh` means no user was given.
-const CARRIED: [&str; 3] = ["ssh", "scp", "sftp"];
+const CARRIED: [&str; 5] = ["ssh", "scp", "sftp", "rsync", "git"];
 /// rock's options that take a value in the next word.
 const VALUED: [&str; 3] = ["--rockd", "--suspend-timeout", "--reconnect"];
 
@@ -94,6 +97,9 @@ fn main() -> ExitCode {
     }
     if argv.get(1).is_some_and(|a| a == "config") {
         return config_command(&argv[2..]);
+    }
+    if argv.get(1).is_some_and(|a| a == "status") {
+        return status_command(&argv[2..]);
     }
     let start = command_start(&argv).min(argv.len());
     let (own, command) = argv.split_at(start);
@@ -228,8 +234,30 @@ fn config_command(args: &[OsString]) -> ExitCode {
             ),
             None => println!("  rockd_port_range = any free port    # built-in"),
         }
+        line("sign_of_life", &e.sign_of_life, "true");
     }
     ExitCode::SUCCESS
+}
+
+/// `rock status`: this user's sessions, one line each.
+fn status_command(args: &[OsString]) -> ExitCode {
+    if !args.is_empty() {
+        eprintln!("usage: rock status");
+        return ExitCode::from(2);
+    }
+    let listing = rundir::user_dir()
+        .map_err(|e| e.to_string())
+        .and_then(|dir| status::list(&dir).map_err(|e| e.to_string()));
+    match listing {
+        Ok(listing) => {
+            print!("{}", status::render(&listing, std::time::SystemTime::now()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rock status: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The helpers the inner ssh starts; see `rock::local::helper`.
@@ -298,5 +326,7 @@ mod tests {
             split("rock --reconnect=auto -d scp a h:").1,
             ["scp", "a", "h:"]
         );
+        assert_eq!(split("rock -d rsync -a d h:").1, ["rsync", "-a", "d", "h:"]);
+        assert_eq!(split("rock -d git push").1, ["git", "push"]);
     }
 }

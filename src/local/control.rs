@@ -1,5 +1,6 @@
 //! The rock process's control socket: where the proxy helper delivers the
-//! inner ssh's connection and the askpass helper asks for the password.
+//! inner ssh's connection, the askpass helper asks for the password, and
+//! `rock status` asks how the session is doing (see [`crate::status`]).
 //!
 //! Only processes of the same user may talk to it (the directory is private
 //! and the peer's uid is checked). Each secret the user typed during the
@@ -16,12 +17,18 @@ use tokio::net::{UnixListener, UnixStream};
 use zeroize::Zeroizing;
 
 use super::helper::{CONTROL_SOCKET, MAX_REQUEST, is_password_prompt, passphrase_prompt_key};
+use crate::relay::StatusWatch;
 use crate::ssh::auth::Secrets;
+use crate::status::{REQUEST, Report, SessionInfo};
 
-/// The listening control socket and the secret it may hand out.
+/// The listening control socket, the secrets it may hand out and what it
+/// tells `rock status`.
 pub struct Control {
     listener: UnixListener,
     secrets: Secrets,
+    info: SessionInfo,
+    /// The relay's live status, once the relay runs.
+    status: Option<StatusWatch>,
 }
 
 async fn read_line(stream: &mut UnixStream) -> io::Result<Zeroizing<String>> {
@@ -45,16 +52,22 @@ async fn read_line(stream: &mut UnixStream) -> io::Result<Zeroizing<String>> {
 }
 
 impl Control {
-    /// Listens in `dir`; `secrets` are what askpass may be told.
-    pub fn bind(dir: &Path, secrets: Secrets) -> io::Result<Control> {
+    /// Listens in `dir`; `secrets` are what askpass may be told, `info`
+    /// what `rock status` is.
+    pub fn bind(dir: &Path, secrets: Secrets, info: SessionInfo) -> io::Result<Control> {
         let path = dir.join(CONTROL_SOCKET);
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        Ok(Control { listener, secrets })
+        Ok(Control {
+            listener,
+            secrets,
+            info,
+            status: None,
+        })
     }
 
-    /// Serves askpass requests until the proxy helper delivers the inner
-    /// ssh's connection, and returns that connection.
+    /// Serves askpass and status requests until the proxy helper delivers
+    /// the inner ssh's connection, and returns that connection.
     pub async fn next_proxy(&mut self) -> io::Result<UnixStream> {
         loop {
             let (mut stream, _) = self.listener.accept().await?;
@@ -74,18 +87,33 @@ impl Control {
             if line.as_str() == "proxy" {
                 return Ok(stream);
             }
+            if line.as_str() == REQUEST {
+                let now = tokio::time::Instant::now().into_std();
+                let status = self.status.as_ref().map(|w| w.borrow().clone());
+                let report = Report::new(&self.info, status.as_ref(), now);
+                let _ = stream.write_all(report.encode().as_bytes()).await;
+                continue;
+            }
             if let Some(prompt) = line.strip_prefix("askpass ") {
                 self.answer(&mut stream, prompt).await;
             }
         }
     }
 
-    /// Serves askpass requests for as long as it runs (after the proxy).
-    pub async fn serve_askpass(mut self) {
+    /// Serves askpass and status requests for as long as it runs (after
+    /// the proxy), reporting the relay's `status`.
+    pub async fn serve(mut self, status: StatusWatch) {
+        self.status = Some(status);
         loop {
             match self.next_proxy().await {
                 // A second ssh connection is not ours to relay.
-                Ok(stream) => drop(stream),
+                Ok(stream) => {
+                    tracing::warn!(
+                        "the command opened a second ssh connection, which was refused: \
+                         rock -d carries only the first connection of a command"
+                    );
+                    drop(stream);
+                }
                 Err(e) => {
                     tracing::debug!("control socket stopped: {e}");
                     return;
@@ -132,7 +160,8 @@ mod tests {
             password: Some(Zeroizing::new("s3cret pw".into())),
             key_passphrase: Some(("/k/id".into(), Zeroizing::new("key pass".into()))),
         };
-        let mut control = Control::bind(dir.path(), secrets).unwrap();
+        let info = SessionInfo::new("ssh", "host");
+        let mut control = Control::bind(dir.path(), secrets, info).unwrap();
         let path = dir.path().to_owned();
         let asks = tokio::task::spawn_blocking(move || {
             let host_key = helper::ask(&path, "Are you sure (yes/no)? ").unwrap();
@@ -152,5 +181,27 @@ mod tests {
         assert_eq!(host_key, None);
         assert_eq!(first.as_deref().map(String::as_str), Some("s3cret pw"));
         assert_eq!(second, None);
+    }
+
+    #[tokio::test]
+    async fn status_is_answered_before_and_after_the_proxy() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let info = SessionInfo::new("rsync", "u@files");
+        let mut control = Control::bind(dir.path(), Secrets::default(), info.clone()).unwrap();
+        let path = dir.path().join(CONTROL_SOCKET);
+        let asker = tokio::task::spawn_blocking(move || {
+            let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            s.write_all(b"status\n").unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).unwrap();
+            let mut p = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            p.write_all(b"proxy\n").unwrap();
+            text
+        });
+        let _proxy = control.next_proxy().await.unwrap();
+        let report = Report::decode(&asker.await.unwrap()).unwrap();
+        assert_eq!(report.info, info);
+        assert_eq!(report.phase, crate::status::Phase::Starting);
     }
 }

@@ -110,7 +110,7 @@ pub(super) fn sftp_destination(operand: &OsStr) -> Result<Destination, CmdlineEr
 }
 
 /// Builds a [`Destination`], insisting on a non-empty, UTF-8 host.
-fn destination(
+pub(super) fn destination(
     operand: &OsStr,
     user: Option<Vec<u8>>,
     host: Vec<u8>,

@@ -10,12 +10,12 @@ use super::Program;
 pub enum CmdlineError {
     /// Nothing followed `rock -d`.
     #[error(
-        "rock -d: no command given — write an ssh, scp or sftp command after -d, e.g. `rock -d ssh host`"
+        "rock -d: no command given — write an ssh, scp, sftp, rsync or git command after -d, e.g. `rock -d ssh host`"
     )]
     Empty,
     /// The program is not one of OpenSSH's clients.
     #[error(
-        "rock -d: cannot carry `{program}` — only ssh, scp and sftp run over a rock link; write one of them after -d"
+        "rock -d: cannot carry `{program}` — only ssh, scp, sftp, rsync and git run over a rock link; write one of them after -d"
     )]
     UnsupportedProgram {
         /// The program as typed.
@@ -117,6 +117,52 @@ pub enum CmdlineError {
         /// How many operands there were.
         count: usize,
     },
+    /// An rsync operand that names an rsync daemon, reached without ssh.
+    #[error(
+        "rock -d: `{operand}` names an rsync daemon (rsync://… or host::module), which rsync reaches without ssh — rock -d carries rsync over ssh only: write [user@]host:path"
+    )]
+    Daemon {
+        /// The operand as typed.
+        operand: String,
+    },
+    /// A git repository that is not reached over ssh.
+    #[error(
+        "rock -d: the repository `{url}` is not reached over ssh — rock -d carries git over ssh only: ssh://[user@]host[:port]/path or [user@]host:path"
+    )]
+    NotOverSsh {
+        /// The URL, as git resolved it.
+        url: String,
+    },
+    /// The remote-shell command of rsync or git cannot be carried.
+    #[error("rock -d: cannot use {what} `{command}`: {why}")]
+    RemoteShell {
+        /// Where it came from: rsync's -e, RSYNC_RSH, GIT_SSH_COMMAND, …
+        what: String,
+        /// The command as written.
+        command: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Asking git for the repository's URL failed.
+    #[error(
+        "rock -d: cannot find which repository `{command}` reaches: `{lookup}` said: {message}"
+    )]
+    GitLookup {
+        /// The whole command, for the message.
+        command: String,
+        /// The git command that was asked.
+        lookup: String,
+        /// What it said.
+        message: String,
+    },
+    /// A command rock -d cannot carry, for the reason given.
+    #[error("rock -d: `{command}` {why}")]
+    NotCarried {
+        /// The whole command, for the message.
+        command: String,
+        /// Why, and what to do instead.
+        why: String,
+    },
 }
 
 /// The command as one line, for messages.
@@ -133,6 +179,8 @@ pub(super) fn no_destination(program: Program, argv: &[OsString]) -> CmdlineErro
         Program::Ssh => "name the host to connect to, e.g. `ssh user@host`",
         Program::Scp => "name a remote file as host:path",
         Program::Sftp => "name the host to connect to, e.g. `sftp user@host`",
+        Program::Rsync => "name a remote file or directory as [user@]host:path",
+        Program::Git => "name the repository to clone, e.g. `git clone host:path/repo.git`",
     };
     CmdlineError::NoDestination {
         command: show(argv),

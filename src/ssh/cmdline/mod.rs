@@ -1,6 +1,8 @@
-//! The command after `rock -d`: which OpenSSH program it runs (ssh, scp or
-//! sftp), which host it reaches, and which of its options change how
-//! `ssh -G` resolves that host. No I/O: argv in, [`ParsedCommand`] out.
+//! The command after `rock -d`: which program it runs (ssh, scp, sftp,
+//! rsync or git), which host it reaches, and which of its options change how
+//! `ssh -G` resolves that host. argv in, [`ParsedCommand`] out; the only I/O
+//! is what rsync and git themselves would consult (environment variables,
+//! git's configuration), asked through [`Surroundings`].
 //!
 //! Options are read the way the programs themselves read them: POSIX getopt
 //! (stop at the first operand, `--` ends options, clusters like `-vp22`) with
@@ -15,6 +17,11 @@
 //! Invariant: `ssh -G <resolve_args> -- <host>` sees the same options, in the
 //! same precedence order, as the ssh the user's command would start.
 //!
+//! rsync and git start ssh themselves, from a command line in a string
+//! (`-e`, `RSYNC_RSH`, `GIT_SSH_COMMAND`, `core.sshCommand`); rock's options
+//! go into that string, right after the program, and the string goes back
+//! where it came from (argv for `-e`, else the environment variable).
+//!
 //! This file holds [`ParsedCommand`], [`Program`] and [`OpensshVersion`];
 //! the parts it is built from, one job each:
 //! * `getopt` — the option strings of ssh, scp and sftp and the getopt(3)
@@ -25,6 +32,11 @@
 //!   [`Destination`] it names.
 //! * `operand` — OpenSSH's misc.c operand splitters (`parse_uri`, `colon`,
 //!   …), on bytes.
+//! * `rsync`, `git` — what rsync's and git's command lines reach, and the
+//!   ssh command each runs.
+//! * `remote_shell` — that ssh command: its options, and rock's added.
+//! * `shell` — splitting and quoting command lines held in a string.
+//! * `surroundings` — [`Surroundings`]: the environment and git config.
 //! * `error` — [`CmdlineError`] and the messages built from the command.
 
 use std::ffi::{OsStr, OsString};
@@ -33,16 +45,23 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 mod destination;
 mod error;
 mod getopt;
+mod git;
 mod operand;
 mod programs;
+mod remote_shell;
+mod rsync;
+mod shell;
+mod surroundings;
 #[cfg(test)]
 mod test_util;
 
 pub use destination::Destination;
 pub use error::CmdlineError;
+pub use surroundings::{Surroundings, System};
 
 use getopt::Opt;
 use programs::{parse_scp, parse_sftp, parse_ssh};
+use remote_shell::RemoteShell;
 
 /// The OpenSSH client the command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +72,10 @@ pub enum Program {
     Scp,
     /// `sftp`.
     Sftp,
+    /// `rsync`, over its remote shell.
+    Rsync,
+    /// `git`: clone, fetch, pull, push, ls-remote.
+    Git,
 }
 
 impl Program {
@@ -65,6 +88,8 @@ impl Program {
             b"ssh" | b"slogin" => Ok(Program::Ssh),
             b"scp" => Ok(Program::Scp),
             b"sftp" => Ok(Program::Sftp),
+            b"rsync" => Ok(Program::Rsync),
+            b"git" => Ok(Program::Git),
             _ => Err(CmdlineError::UnsupportedProgram {
                 program: argv0.to_string_lossy().into_owned(),
             }),
@@ -77,6 +102,8 @@ impl Program {
             Program::Ssh => "ssh",
             Program::Scp => "scp",
             Program::Sftp => "sftp",
+            Program::Rsync => "rsync",
+            Program::Git => "git",
         }
     }
 }
@@ -113,6 +140,30 @@ impl OpensshVersion {
     }
 }
 
+/// How rock's options reach the ssh the command starts.
+#[derive(Debug, Clone)]
+enum Transport {
+    /// ssh, scp, sftp: as options right after `argv[0]`.
+    Argv,
+    /// rsync: into its remote shell, written back to the `-e` values at
+    /// these places in argv, or to `RSYNC_RSH` if there are none.
+    Rsync {
+        shell: RemoteShell,
+        values: Vec<rsync::ValueAt>,
+    },
+    /// git: into its ssh command, given to it as `GIT_SSH_COMMAND`.
+    Git { shell: RemoteShell },
+}
+
+/// The command to start, with its transport redirected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transported {
+    /// Its argv.
+    pub argv: Vec<OsString>,
+    /// Environment variables to set for it.
+    pub env: Vec<(OsString, OsString)>,
+}
+
 /// The user's command after `rock -d`, understood.
 #[derive(Debug, Clone)]
 pub struct ParsedCommand {
@@ -122,18 +173,47 @@ pub struct ParsedCommand {
     resolve_args: Vec<OsString>,
     ssh_program: OsString,
     opts: Vec<Opt>,
+    transport: Transport,
+}
+
+/// The ssh program the command will start, whose version decides how its
+/// options read (see [`OpensshVersion`]): `argv[0]` for ssh, the first
+/// word of rsync's or git's ssh command, else `ssh`.
+pub fn transport_ssh(argv: &[OsString], env: &dyn Surroundings) -> OsString {
+    let Some(program) = argv.first().and_then(|a| Program::from_argv0(a).ok()) else {
+        return "ssh".into();
+    };
+    match program {
+        Program::Ssh => argv[0].clone(),
+        Program::Scp | Program::Sftp => "ssh".into(),
+        Program::Rsync => rsync::rsync_ssh(argv, env),
+        Program::Git => git::git_ssh(argv, env),
+    }
 }
 
 impl ParsedCommand {
-    /// Parses `argv` (`argv[0]` is the program). `version` is the OpenSSH
-    /// release of the ssh that will run; only ssh's own options depend on it.
+    /// Parses `argv` (`argv[0]` is the program) in this process's
+    /// environment. `version` is the OpenSSH release of the ssh that will
+    /// run ([`transport_ssh`]); only ssh's own options depend on it.
     pub fn parse(argv: &[OsString], version: OpensshVersion) -> Result<Self, CmdlineError> {
+        Self::parse_in(argv, version, &System)
+    }
+
+    /// [`ParsedCommand::parse`], with rsync's and git's environment and
+    /// configuration read from `env`.
+    pub fn parse_in(
+        argv: &[OsString],
+        version: OpensshVersion,
+        env: &dyn Surroundings,
+    ) -> Result<Self, CmdlineError> {
         let argv0 = argv.first().ok_or(CmdlineError::Empty)?;
         let program = Program::from_argv0(argv0)?;
         let parts = match program {
             Program::Ssh => parse_ssh(argv, version.ssh_opts())?,
             Program::Scp => parse_scp(argv)?,
             Program::Sftp => parse_sftp(argv)?,
+            Program::Rsync => rsync::parse_rsync(argv, version.ssh_opts(), env)?,
+            Program::Git => git::parse_git(argv, version.ssh_opts(), env)?,
         };
         Ok(ParsedCommand {
             program,
@@ -142,9 +222,10 @@ impl ParsedCommand {
             resolve_args: parts.resolve_args,
             ssh_program: parts.ssh_program.unwrap_or_else(|| match program {
                 Program::Ssh => argv0.clone(),
-                Program::Scp | Program::Sftp => "ssh".into(),
+                _ => "ssh".into(),
             }),
             opts: parts.opts,
+            transport: parts.transport,
         })
     }
 
@@ -180,19 +261,59 @@ impl ParsedCommand {
     }
 
     /// The command with its transport redirected: `-o ProxyCommand=<cmd>
-    /// -o ProxyUseFdpass=yes` right after `argv[0]`, where they beat any
-    /// later `-o` and the config files (scp and sftp hand `-o` to ssh in
-    /// order). ssh percent-expands `proxy_command` and runs it with the
-    /// user's shell, so quote it for `sh`. Every `-J` is removed: ssh refuses
-    /// `-J` once a ProxyCommand is set, and the jump host is the bootstrap's
-    /// business (see `Resolved::proxy_jump`).
-    pub fn with_transport(&self, proxy_command: &str) -> Vec<OsString> {
-        let mut out = Vec::with_capacity(self.argv.len() + 4);
+    /// -o ProxyUseFdpass=yes` (and `-o User=<user>` for `rock -d USER`)
+    /// given to the ssh it starts, where they beat any later `-o` and the
+    /// config files (ssh keeps the first value of each setting). ssh
+    /// percent-expands `proxy_command` and runs it with the user's shell,
+    /// so quote it for `sh`.
+    ///
+    /// ssh, scp, sftp: the options go right after `argv[0]` (scp and sftp
+    /// hand `-o` to ssh in order), and every `-J` is removed: ssh refuses
+    /// `-J` once a ProxyCommand is set, and the jump host is the
+    /// bootstrap's business (see `Resolved::proxy_jump`). rsync and git:
+    /// they go into the ssh command line, right after its program.
+    pub fn with_transport(&self, proxy_command: &str, user: Option<&str>) -> Transported {
+        let mut ours: Vec<OsString> = vec![
+            "-o".into(),
+            format!("ProxyCommand={proxy_command}").into(),
+            "-o".into(),
+            "ProxyUseFdpass=yes".into(),
+        ];
+        if let Some(user) = user {
+            ours.extend(["-o".into(), format!("User={user}").into()]);
+        }
+        match &self.transport {
+            Transport::Argv => Transported {
+                argv: self.argv_with(&ours),
+                env: Vec::new(),
+            },
+            Transport::Rsync { shell, values } => {
+                let command = shell.with(&ours);
+                let mut argv = self.argv.clone();
+                for at in values {
+                    let mut word = argv[at.word].as_bytes()[..at.offset].to_vec();
+                    word.extend_from_slice(command.as_bytes());
+                    argv[at.word] = OsString::from_vec(word);
+                }
+                let env = if values.is_empty() {
+                    vec![("RSYNC_RSH".into(), command)]
+                } else {
+                    Vec::new()
+                };
+                Transported { argv, env }
+            }
+            Transport::Git { shell } => Transported {
+                argv: self.argv.clone(),
+                env: vec![("GIT_SSH_COMMAND".into(), shell.with(&ours))],
+            },
+        }
+    }
+
+    /// argv with `ours` after `argv[0]` and every `-J` removed.
+    fn argv_with(&self, ours: &[OsString]) -> Vec<OsString> {
+        let mut out = Vec::with_capacity(self.argv.len() + ours.len());
         out.push(self.argv[0].clone());
-        out.push("-o".into());
-        out.push(format!("ProxyCommand={proxy_command}").into());
-        out.push("-o".into());
-        out.push("ProxyUseFdpass=yes".into());
+        out.extend(ours.iter().cloned());
         let jumps: Vec<&Opt> = self.opts.iter().filter(|o| o.letter == b'J').collect();
         for (i, word) in self.argv.iter().enumerate().skip(1) {
             if jumps
@@ -225,7 +346,8 @@ mod tests {
         assert_eq!(ok(&["slogin", "h"]).program(), Program::Ssh);
         assert_eq!(ok(&["scp", "a", "h:"]).program(), Program::Scp);
         assert_eq!(ok(&["./bin/sftp", "h"]).program(), Program::Sftp);
-        assert!(err(&["rsync", "a", "h:"]).contains("cannot carry `rsync`"));
+        assert_eq!(ok(&["/usr/bin/rsync", "a", "h:"]).program(), Program::Rsync);
+        assert!(err(&["curl", "a", "h:"]).contains("cannot carry `curl`"));
         assert!(matches!(
             ParsedCommand::parse(&[], V9_2),
             Err(CmdlineError::Empty)
@@ -251,7 +373,7 @@ mod tests {
     #[test]
     fn transport_goes_first_and_jump_hosts_are_removed() {
         let p = ok(&["ssh", "-vJ", "j1", "-J", "j2", "-AJj3", "host", "ls"]);
-        let out = strings(&p.with_transport("rock --helper 3"));
+        let out = strings(&p.with_transport("rock --helper 3", None).argv);
         assert_eq!(
             out,
             [
@@ -268,20 +390,25 @@ mod tests {
         );
         let p = ok(&["scp", "-J", "j", "f", "h:"]);
         assert_eq!(
-            strings(&p.with_transport("x")),
+            strings(&p.with_transport("x", Some("bob")).argv),
             [
                 "scp",
                 "-o",
                 "ProxyCommand=x",
                 "-o",
                 "ProxyUseFdpass=yes",
+                "-o",
+                "User=bob",
                 "f",
                 "h:"
             ]
         );
         // After the destination, `-J` is still an ssh option; in the command it is not.
         let p = ok(&["ssh", "h", "-J", "j", "ls", "-J"]);
-        assert_eq!(strings(&p.with_transport("x"))[5..], ["h", "ls", "-J"]);
+        assert_eq!(
+            strings(&p.with_transport("x", None).argv)[5..],
+            ["h", "ls", "-J"]
+        );
     }
 
     #[test]
@@ -306,7 +433,7 @@ mod tests {
                 "work",
             ],
         ] {
-            let argv = ok(&words).with_transport("rock --fd %h %p");
+            let argv = ok(&words).with_transport("rock --fd %h %p", None).argv;
             let out = std::process::Command::new(&argv[0])
                 .arg("-G")
                 .args(&argv[1..])
@@ -336,7 +463,7 @@ mod tests {
         let weird = OsString::from_vec(b"caf\xe9.txt".to_vec());
         let argv = vec![OsString::from("scp"), weird.clone(), OsString::from("h:")];
         let p = ParsedCommand::parse(&argv, V9_2).unwrap();
-        assert_eq!(p.with_transport("x")[5], weird);
+        assert_eq!(p.with_transport("x", None).argv[5], weird);
         let bad_host = vec![OsString::from("ssh"), OsString::from_vec(b"h\xff".to_vec())];
         assert!(matches!(
             ParsedCommand::parse(&bad_host, V9_2),

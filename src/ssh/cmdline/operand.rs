@@ -147,7 +147,7 @@ fn url_decode(s: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A port in 1..=65535, digits only.
-fn numeric_port(s: &[u8]) -> Option<u16> {
+pub(super) fn numeric_port(s: &[u8]) -> Option<u16> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }

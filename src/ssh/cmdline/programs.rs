@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use super::destination::{scp_remote, sftp_destination, ssh_destination};
 use super::error::{no_destination, show};
 use super::getopt::{Opt, SCP_OPTS, SFTP_OPTS, dash, getopt, last_value, refuse};
-use super::{CmdlineError, Destination, Program};
+use super::{CmdlineError, Destination, Program, Transport};
 
 /// What each program's parser finds.
 pub(super) struct Parts {
@@ -18,6 +18,7 @@ pub(super) struct Parts {
     pub(super) resolve_args: Vec<OsString>,
     pub(super) ssh_program: Option<OsString>,
     pub(super) opts: Vec<Opt>,
+    pub(super) transport: Transport,
 }
 
 /// ssh: options, the destination, then (unless `--` came first) more
@@ -47,11 +48,12 @@ pub(super) fn parse_ssh(argv: &[OsString], spec: &[u8]) -> Result<Parts, Cmdline
         resolve_args: args,
         ssh_program: None,
         opts,
+        transport: Transport::Argv,
     })
 }
 
 /// ssh's own options that change what `ssh -G` prints.
-fn ssh_resolve_args(opts: &[Opt], args: &mut Vec<OsString>) {
+pub(super) fn ssh_resolve_args(opts: &[Opt], args: &mut Vec<OsString>) {
     for opt in opts {
         match opt.letter {
             b'F' | b'o' | b'i' | b'J' | b'l' | b'p' | b'b' | b'B' | b'P' if opt.value.is_some() => {
@@ -66,7 +68,7 @@ fn ssh_resolve_args(opts: &[Opt], args: &mut Vec<OsString>) {
 
 /// `-p port -l user`, as scp and sftp append them and as `user@host` and
 /// `ssh://host:port` set them in ssh (only if no earlier option did).
-fn push_destination_args(
+pub(super) fn push_destination_args(
     dest: &Destination,
     port_option: Option<OsString>,
     args: &mut Vec<OsString>,
@@ -165,6 +167,7 @@ fn forwarded_parts(destination: Destination, opts: Vec<Opt>, batch: (u8, &str)) 
         resolve_args: args,
         ssh_program: last_value(&opts, b'S'),
         opts,
+        transport: Transport::Argv,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the black-box tests: a real OpenSSH sshd per test
-//! ([`Sshd`]), test data with checksums, a bounded way to run a client, and
-//! a guard for tests that need root.
+//! ([`Sshd`]), real faults ([`faults`]) and networks of namespaces
+//! ([`netns`]), test data with checksums, a bounded way to run a client,
+//! and a guard for tests that need root.
 //!
 //! Each integration test file includes this with `mod common;` and uses what
 //! it needs; the rest would be dead code in that test crate, hence the allow.
@@ -13,6 +14,7 @@
 
 pub mod faults;
 pub mod live;
+pub mod netns;
 pub mod procstat;
 pub mod pty;
 mod sshd;

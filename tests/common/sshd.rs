@@ -1,7 +1,7 @@
-//! A real OpenSSH sshd for one test: its own port on 127.0.0.1 (or another
-//! loopback address, [`SshdBuilder::listen_address`]), its own
-//! temporary directory with host key, client key, authorized_keys, config,
-//! pid file and log, and a client config whose `Host rocktest` reaches it.
+//! A real OpenSSH sshd for one test: its own port on 127.0.0.1 (or port 22
+//! in a network namespace), its own temporary directory with host key,
+//! client key, authorized_keys, config, pid file and log, and a client
+//! config whose `Host rocktest` reaches it.
 //!
 //! Invariants:
 //! * Started with `-D` as a child of the test process and reported ready
@@ -14,12 +14,16 @@
 //!   dies, the listener gets SIGTERM (parent-death signal).
 //! * Ports race with other tests and programs; a failed bind is retried on a
 //!   new port.
+//! * Optionally ([`SshdBuilder::in_netns`]) sshd runs inside a network
+//!   namespace, on port 22 of a given address; readiness is then checked
+//!   from inside that namespace (its log, and a banner read by a thread that
+//!   joined the namespace), never from the host's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -47,6 +51,8 @@ const PRIVSEP_DIR: &str = "/run/sshd";
 const PORT_ATTEMPTS: u32 = 20;
 /// How long sshd may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Where `ip netns add` keeps the namespaces it names.
+const NETNS_DIR: &str = "/run/netns";
 
 /// Options for the sshd to start; see [`Sshd::builder`].
 #[derive(Debug, Default, Clone)]
@@ -55,8 +61,19 @@ pub struct SshdBuilder {
     kbd_interactive_auth: bool,
     allow_users: Vec<String>,
     extra: Vec<String>,
-    /// The address to listen on; 127.0.0.1 when unset.
+    /// The loopback address to listen on; 127.0.0.1 when unset.
     listen: Option<Ipv4Addr>,
+    netns: Option<NetnsListen>,
+    client_host: Option<String>,
+}
+
+/// Where sshd runs when it runs in a network namespace.
+#[derive(Debug, Clone)]
+struct NetnsListen {
+    /// The namespace's name, as `ip netns add` made it.
+    name: String,
+    /// The address sshd listens on there (port 22).
+    addr: IpAddr,
 }
 
 impl SshdBuilder {
@@ -117,6 +134,29 @@ impl SshdBuilder {
         self
     }
 
+    /// Runs sshd inside the network namespace `ns` (one that `ip netns add`
+    /// made, so `/run/netns/NS` exists), listening on port 22 of `addr`
+    /// (`0.0.0.0` for every address the namespace has, as a real server
+    /// does). The namespace is fresh, so port 22 is free there. Everything
+    /// sshd starts, such as rockd, runs in that namespace too. Readiness is
+    /// checked from inside the namespace. Give [`SshdBuilder::client_host`]
+    /// when `addr` is unspecified.
+    pub fn in_netns(mut self, ns: impl Into<String>, addr: IpAddr) -> Self {
+        self.netns = Some(NetnsListen {
+            name: ns.into(),
+            addr,
+        });
+        self
+    }
+
+    /// The name (or address) by which the client config's `Host rocktest`
+    /// reaches sshd (`HostName`), and under which known_hosts holds its host
+    /// key. By default the address sshd listens on.
+    pub fn client_host(mut self, host: impl Into<String>) -> Self {
+        self.client_host = Some(host.into());
+        self
+    }
+
     /// Starts sshd and waits until it accepts connections. Panics with the
     /// sshd log when it cannot be started.
     pub fn start(self) -> Sshd {
@@ -137,20 +177,37 @@ impl SshdBuilder {
         fs::copy(public_key_path(&paths.client_key), &paths.authorized_keys)
             .expect("write authorized_keys");
 
+        let listen = self
+            .netns
+            .as_ref()
+            .map_or(IpAddr::V4(self.ip()), |n| n.addr);
+        let client_host = match (&self.client_host, listen.is_unspecified()) {
+            (Some(host), _) => host.clone(),
+            (None, false) => listen.to_string(),
+            (None, true) => panic!(
+                "sshd listens on {listen}: give SshdBuilder::client_host, the address or \
+                 name the client should use"
+            ),
+        };
+        let ns = self.netns.as_ref().map(|n| n.name.as_str());
         let mut last_log = String::new();
         let ip = self.ip();
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port(ip);
-            fs::write(&paths.sshd_config, self.sshd_config(&paths, port))
+            // A fresh namespace has port 22 free; on the host, any port may
+            // be taken.
+            let port = if ns.is_some() { 22 } else { free_port(ip) };
+            fs::write(&paths.sshd_config, self.sshd_config(&paths, listen, port))
                 .expect("write sshd_config");
             fs::write(&paths.log, "").expect("create the sshd log");
-            let mut child = spawn_sshd(&paths);
-            match wait_ready(&mut child, ip, port, &paths.log) {
+            let mut child = spawn_sshd(&paths, ns);
+            match wait_ready(&mut child, ns, SocketAddr::new(listen, port), &paths.log) {
                 Ok(()) => {
                     let sshd = Sshd {
                         child,
                         ip,
                         port,
+                        listen,
+                        client_host,
                         user: current_user(),
                         paths,
                         keys_made: AtomicU32::new(0),
@@ -159,10 +216,20 @@ impl SshdBuilder {
                     sshd.write_client_files();
                     return sshd;
                 }
-                Err(Failure::PortTaken) => {
+                Err(Failure::PortTaken) if ns.is_none() => {
                     last_log = fs::read_to_string(&paths.log).unwrap_or_default();
                     kill_tree(child.id());
                     let _ = child.wait();
+                }
+                Err(Failure::PortTaken) => {
+                    kill_tree(child.id());
+                    let _ = child.wait();
+                    panic!(
+                        "sshd cannot bind port 22 in network namespace {}: is another sshd \
+                         running there?\n--- sshd log ---\n{}",
+                        ns.unwrap_or_default(),
+                        fs::read_to_string(&paths.log).unwrap_or_default(),
+                    );
                 }
                 Err(Failure::Other(why)) => {
                     kill_tree(child.id());
@@ -185,13 +252,13 @@ impl SshdBuilder {
         self.listen.unwrap_or(Ipv4Addr::LOCALHOST)
     }
 
-    fn sshd_config(&self, paths: &Paths, port: u16) -> String {
+    fn sshd_config(&self, paths: &Paths, listen: IpAddr, port: u16) -> String {
         let yes_no = |on: bool| if on { "yes" } else { "no" };
         let mut c = String::from("# Written by the rocks test fixture (tests/common/sshd.rs).\n");
         for line in &self.extra {
             writeln!(c, "{line}").unwrap();
         }
-        writeln!(c, "ListenAddress {}", self.ip()).unwrap();
+        writeln!(c, "ListenAddress {listen}").unwrap();
         writeln!(c, "Port {port}").unwrap();
         writeln!(c, "HostKey {}", paths.host_key.display()).unwrap();
         writeln!(c, "AuthorizedKeysFile {}", paths.authorized_keys.display()).unwrap();
@@ -238,6 +305,10 @@ pub struct Sshd {
     child: Child,
     ip: Ipv4Addr,
     port: u16,
+    /// The address sshd listens on (in its namespace, if it has one).
+    listen: IpAddr,
+    /// `HostName` of the client config, and the known_hosts name.
+    client_host: String,
     user: String,
     paths: Paths,
     /// Counts the extra keys made for the wrong-key helpers (file names).
@@ -269,19 +340,26 @@ impl Sshd {
         SshdBuilder::default()
     }
 
-    /// The port sshd listens on, on [`Sshd::ip`].
+    /// The port sshd listens on: a free one of 127.0.0.1, or 22 in a
+    /// network namespace.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// The loopback address sshd listens on (127.0.0.1 by default).
+    /// The loopback address sshd listens on (127.0.0.1 by default; in a
+    /// network namespace, 127.0.0.1 too, though sshd is not there).
     pub fn ip(&self) -> Ipv4Addr {
         self.ip
     }
 
-    /// The address sshd listens on.
+    /// The address sshd listens on (in its namespace, if it runs in one).
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((self.ip, self.port))
+        SocketAddr::new(self.listen, self.port)
+    }
+
+    /// The host name or address the client config reaches sshd by.
+    pub fn client_host(&self) -> &str {
+        &self.client_host
     }
 
     /// The sshd listener's process id.
@@ -304,7 +382,8 @@ impl Sshd {
         &self.paths.ssh_config
     }
 
-    /// The known_hosts file holding sshd's host key for `[IP]:PORT`.
+    /// The known_hosts file holding sshd's host key (for `[127.0.0.1]:PORT`,
+    /// or the [`SshdBuilder::client_host`] name).
     pub fn known_hosts(&self) -> &Path {
         &self.paths.known_hosts
     }
@@ -370,7 +449,7 @@ impl Sshd {
     pub fn known_hosts_with_wrong_key(&self) -> PathBuf {
         let key = self.new_key("impostor-host");
         let path = self.numbered("known_hosts.changed");
-        fs::write(&path, format!("[{}]:{} {key}\n", self.ip, self.port))
+        fs::write(&path, format!("{} {key}\n", self.known_hosts_name()))
             .expect("write known_hosts");
         path
     }
@@ -450,13 +529,13 @@ impl Sshd {
         let p = &self.paths;
         fs::write(
             &p.known_hosts,
-            format!("[{}]:{} {}\n", self.ip, self.port, self.host_public_key()),
+            format!("{} {}\n", self.known_hosts_name(), self.host_public_key()),
         )
         .expect("write known_hosts");
         let config = format!(
             "# Written by the rocks test fixture: `ssh -F THIS_FILE rocktest` reaches its sshd.\n\
              Host rocktest\n\
-             \x20   HostName {ip}\n\
+             \x20   HostName {host}\n\
              \x20   Port {port}\n\
              \x20   User {user}\n\
              \x20   IdentityFile {key}\n\
@@ -471,13 +550,23 @@ impl Sshd {
              \x20   ControlPath none\n\
              \x20   ConnectTimeout 10\n\
              \x20   LogLevel ERROR\n",
-            ip = self.ip,
+            host = self.client_host,
             port = self.port,
             user = self.user,
             key = p.client_key.display(),
             known_hosts = p.known_hosts.display(),
         );
         fs::write(&p.ssh_config, config).expect("write the client ssh config");
+    }
+
+    /// How known_hosts names this sshd: the client's host name, plainly on
+    /// port 22 and as `[host]:port` on any other.
+    fn known_hosts_name(&self) -> String {
+        if self.port == 22 {
+            self.client_host.clone()
+        } else {
+            format!("[{}]:{}", self.client_host, self.port)
+        }
     }
 
     fn numbered(&self, stem: &str) -> PathBuf {
@@ -629,8 +718,18 @@ fn parse_openssh_version(text: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Starts sshd in the foreground, logging to the fixture's log file.
-fn spawn_sshd(paths: &Paths) -> Child {
+/// Starts sshd in the foreground, logging to the fixture's log file; inside
+/// network namespace `ns` if given.
+fn spawn_sshd(paths: &Paths, ns: Option<&str>) -> Child {
+    let netns = ns.map(|name| {
+        let path = Path::new(NETNS_DIR).join(name);
+        fs::File::open(&path).unwrap_or_else(|e| {
+            panic!(
+                "open network namespace {}: {e} (make it with `ip netns add {name}`)",
+                path.display()
+            )
+        })
+    });
     let mut cmd = Command::new(SSHD);
     cmd.arg("-D")
         .arg("-f")
@@ -645,6 +744,12 @@ fn spawn_sshd(paths: &Paths) -> Child {
     // builds io::Errors from raw OS codes (no allocation).
     unsafe {
         cmd.pre_exec(move || {
+            // Only the network namespace: sshd needs no /etc/netns files.
+            if let Some(ns) = &netns
+                && libc::setns(std::os::fd::AsRawFd::as_raw_fd(ns), libc::CLONE_NEWNET) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
             // A subreaper keeps double-forked descendants in sshd's tree, so
             // that kill_tree finds them.
             if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) != 0 {
@@ -707,10 +812,15 @@ enum Failure {
     Other(String),
 }
 
-/// Waits until sshd logs that it listens on `port` and answers a connection
-/// with an SSH banner.
-fn wait_ready(child: &mut Child, ip: Ipv4Addr, port: u16, log: &Path) -> Result<(), Failure> {
-    let listening = format!("Server listening on {ip} port {port}.");
+/// Waits until sshd logs that it listens on `addr` and answers a connection
+/// with an SSH banner (from inside network namespace `ns`, if given).
+fn wait_ready(
+    child: &mut Child,
+    ns: Option<&str>,
+    addr: SocketAddr,
+    log: &Path,
+) -> Result<(), Failure> {
+    let listening = format!("Server listening on {} port {}.", addr.ip(), addr.port());
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let text = fs::read_to_string(log).unwrap_or_default();
@@ -736,8 +846,16 @@ fn wait_ready(child: &mut Child, ip: Ipv4Addr, port: u16, log: &Path) -> Result<
     }
     // Our sshd holds the port; check that it serves it. The banner comes
     // from the per-connection sshd it forks and re-executes.
-    let banner = read_banner(ip, port)
-        .map_err(|e| Failure::Other(format!("sshd listens but did not send a banner: {e}")))?;
+    let probe = if addr.ip().is_unspecified() {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+    } else {
+        addr
+    };
+    let banner = match ns {
+        None => read_banner(probe),
+        Some(ns) => read_banner_in(ns, probe),
+    }
+    .map_err(|e| Failure::Other(format!("sshd listens but did not send a banner: {e}")))?;
     if !banner.starts_with("SSH-2.0-OpenSSH") {
         return Err(Failure::Other(format!("unexpected banner {banner:?}")));
     }
@@ -753,8 +871,24 @@ fn wait_ready(child: &mut Child, ip: Ipv4Addr, port: u16, log: &Path) -> Result<
     Ok(())
 }
 
-fn read_banner(ip: Ipv4Addr, port: u16) -> io::Result<String> {
-    let addr = SocketAddr::from((ip, port));
+/// [`read_banner`] from a thread that joins network namespace `ns` first
+/// (a thread may change its own network namespace; the rest of the test
+/// process stays where it is).
+fn read_banner_in(ns: &str, addr: SocketAddr) -> io::Result<String> {
+    let path = Path::new(NETNS_DIR).join(ns);
+    thread::spawn(move || {
+        let file = fs::File::open(&path)?;
+        // SAFETY: setns on a descriptor we own; only this thread moves.
+        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        read_banner(addr)
+    })
+    .join()
+    .map_err(|_| io::Error::other("the banner probe thread panicked"))?
+}
+
+fn read_banner(addr: SocketAddr) -> io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut banner = Vec::new();

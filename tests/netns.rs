@@ -1,0 +1,839 @@
+//! `rock -d` across a real network that breaks: a laptop, a router and a
+//! server in network namespaces (`tests/common/netns.rs`), the fixture's
+//! sshd in the server namespace, rock in the laptop's, rockd started by
+//! rock's bootstrap on the server. The laptop changes address, loses its
+//! link, sleeps; the server moves; fifty sessions ride through cuts.
+//!
+//! Every session runs a remote command that prints `line N TIME` every
+//! 100 ms (TIME: the server's clock when it printed the line) until the test
+//! creates a stop file, then `end N` and exits 7: every line must arrive
+//! exactly once and in order, and rock must exit 7. Transfers compare the
+//! sha256 of a 256 MiB random file.
+//!
+//! Each fault's recovery is printed (`netns figures:` lines, shown with
+//! `--nocapture`) and never asserted: the machine is shared and slow.
+//!
+//! Durations: `ROCK_TEST_OUTAGE_SECS` (default 20) is the length of a link
+//! outage, `ROCK_TEST_SLEEP_SECS` (default 20) of the laptop's sleep.
+//! `scripts/test-long` runs this file with the full lengths (3 minutes and
+//! 2 minutes).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::netns::{Net, signal};
+use common::{ROCKD, Sshd, TempDir, require_root, rock_command};
+
+/// Safety limit for anything that should take seconds: a bootstrap, a
+/// recovery, the end of a session. Generous, because the machine is shared.
+const LIMIT: Duration = Duration::from_secs(180);
+/// Lines a session must deliver before a fault, and after it.
+const SETTLE_LINES: usize = 20;
+/// The transfers' size.
+const BIG: u64 = 256 << 20;
+
+fn env_secs(name: &str, default: u64) -> Duration {
+    let secs = match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number of seconds")),
+        Err(_) => default,
+    };
+    Duration::from_secs(secs)
+}
+
+/// How long a link outage lasts.
+fn outage() -> Duration {
+    env_secs("ROCK_TEST_OUTAGE_SECS", 20)
+}
+
+/// How long the laptop sleeps.
+fn sleep_time() -> Duration {
+    env_secs("ROCK_TEST_SLEEP_SECS", 20)
+}
+
+/// The clock the server's `$EPOCHREALTIME` reads (same machine).
+fn wall() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs_f64()
+}
+
+fn figure(text: &str) {
+    eprintln!("netns figures: {text}");
+}
+
+/// The remote command's stop file and the FIFO it idles on, in a
+/// directory the laptop and the server both see (one file system).
+struct Remote {
+    dir: TempDir,
+}
+
+impl Remote {
+    fn new() -> Remote {
+        let dir = common::temp_dir();
+        let fifo = dir.path().join("idle");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(status.success(), "mkfifo {} failed", fifo.display());
+        Remote { dir }
+    }
+
+    fn stop_file(&self) -> PathBuf {
+        self.dir.path().join("stop")
+    }
+
+    /// Numbered lines every 100 ms until the stop file exists, then
+    /// `end N`, exit 7. bash builtins only (`read -t` on a FIFO nobody
+    /// writes is the sleep), so fifty sessions do not fork 500 times a
+    /// second.
+    fn script(&self) -> String {
+        format!(
+            "exec bash -c 'exec 3<>{fifo}; i=0; while [ ! -e {stop} ]; do i=$((i+1)); \
+             echo \"line $i $EPOCHREALTIME\"; read -t 0.1 -u 3 x; done; echo \"end $i\"; exit 7'",
+            fifo = self.dir.path().join("idle").display(),
+            stop = self.stop_file().display(),
+        )
+    }
+
+    fn stop(&self) {
+        std::fs::write(self.stop_file(), "").expect("create the stop file");
+    }
+}
+
+/// A line as it arrived: when, and what it says.
+#[derive(Debug, Clone)]
+struct Arrival {
+    at: Instant,
+    text: String,
+}
+
+impl Arrival {
+    /// The server's clock when it printed a `line N TIME`.
+    fn printed(&self) -> Option<f64> {
+        let mut words = self.text.split_whitespace();
+        (words.next() == Some("line"))
+            .then(|| words.nth(1)?.replace(',', ".").parse().ok())
+            .flatten()
+    }
+}
+
+/// One fault: when it started and ended, by the wall clock (to compare
+/// with the server's) and by the monotonic one (to compare arrivals).
+#[derive(Debug, Clone)]
+struct Fault {
+    what: String,
+    start_wall: f64,
+    end_wall: f64,
+    end: Instant,
+}
+
+impl Fault {
+    /// Runs `cause` (which breaks the network and, for an outage, restores
+    /// it) and records when.
+    fn cause(what: impl Into<String>, cause: impl FnOnce()) -> Fault {
+        let start_wall = wall();
+        cause();
+        Fault {
+            what: what.into(),
+            start_wall,
+            end_wall: wall(),
+            end: Instant::now(),
+        }
+    }
+
+    /// (next, live): from the fault's end to the first line that arrived
+    /// after it and was printed after the fault began (so it crossed the
+    /// network after the fault, not before), and to the first line printed
+    /// after the fault ended (the backlog delivered, the stream live
+    /// again).
+    fn recovery(&self, lines: &[Arrival]) -> (Option<Duration>, Option<Duration>) {
+        let after = |pred: &dyn Fn(&Arrival, f64) -> bool| {
+            lines.iter().find_map(|a| {
+                let t = a.printed()?;
+                (a.at > self.end && pred(a, t)).then(|| a.at - self.end)
+            })
+        };
+        (
+            after(&|_, t| t > self.start_wall),
+            after(&|_, t| t >= self.end_wall),
+        )
+    }
+
+    /// Lines the server printed while the fault lasted.
+    fn printed_during(&self, lines: &[Arrival]) -> usize {
+        lines
+            .iter()
+            .filter_map(Arrival::printed)
+            .filter(|&t| t > self.start_wall && t < self.end_wall)
+            .count()
+    }
+
+    fn report(&self, scenario: &str, lines: &[Arrival]) {
+        let (next, live) = self.recovery(lines);
+        let secs =
+            |d: Option<Duration>| d.map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64()));
+        figure(&format!(
+            "{scenario}: {} (lasted {:.1} s): next line {} after it ended, live again after {}; \
+             {} lines printed during it",
+            self.what,
+            self.end_wall - self.start_wall,
+            secs(next),
+            secs(live),
+            self.printed_during(lines),
+        ));
+    }
+}
+
+/// A `rock -d ssh rocktest <script>` running on the laptop.
+struct Session {
+    child: Child,
+    lines: mpsc::Receiver<Arrival>,
+    got: Vec<Arrival>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    /// The thread that reads rock's stderr into `stderr`.
+    stderr_reader: thread::JoinHandle<()>,
+    /// Closed: the reader saw the end of rock's output.
+    closed: bool,
+}
+
+impl Session {
+    fn start(net: &Net, sshd: &Sshd, remote: &Remote) -> Session {
+        let mut cmd = rock_command(sshd, ROCKD, &["-v"], "ssh");
+        cmd.args(["rocktest", &remote.script()]);
+        let mut child = net
+            .on_laptop(&cmd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rock in the laptop namespace");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(text) = line else { break };
+                let at = Instant::now();
+                if tx.send(Arrival { at, text }).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let mut from = child.stderr.take().expect("piped stderr");
+        let stderr_reader = thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("stderr buffer")
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        Session {
+            child,
+            lines,
+            got: Vec::new(),
+            stderr,
+            stderr_reader,
+            closed: false,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("stderr buffer")).into_owned()
+    }
+
+    /// What went wrong, with everything rock printed.
+    fn fail(&self, what: &str) -> ! {
+        let last = self.got.last().map_or("(none)", |a| a.text.as_str());
+        panic!(
+            "rock (pid {}): {what}; {} lines so far, the last {last:?}\n--- rock's stderr ---\n{}",
+            self.pid(),
+            self.got.len(),
+            self.stderr()
+        );
+    }
+
+    /// Takes the next line, waiting up to `limit`; false at the end.
+    fn take(&mut self, limit: Duration) -> bool {
+        if self.closed {
+            return false;
+        }
+        match self.lines.recv_timeout(limit) {
+            Ok(line) => {
+                self.got.push(line);
+                true
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => self.fail(&format!("no line for {limit:?}")),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.closed = true;
+                false
+            }
+        }
+    }
+
+    /// Waits until `n` more lines have arrived.
+    fn wait_lines(&mut self, n: usize) {
+        let want = self.got.len() + n;
+        while self.got.len() < want {
+            if !self.take(LIMIT) {
+                self.fail(&format!("output ended before {want} lines"));
+            }
+        }
+    }
+
+    /// Waits until a line printed after `fault` ended has arrived, then for
+    /// `more` lines.
+    fn wait_live(&mut self, fault: &Fault, more: usize) {
+        if !self.try_wait_live(fault, LIMIT) {
+            self.fail(&format!("no line for {LIMIT:?} after {}", fault.what));
+        }
+        self.wait_lines(more);
+    }
+
+    /// Waits up to `limit` for a line printed after `fault` ended; false if
+    /// none came.
+    fn try_wait_live(&mut self, fault: &Fault, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while !self
+            .got
+            .iter()
+            .rev()
+            .any(|a| a.printed().is_some_and(|t| t >= fault.end_wall))
+        {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.got.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.closed = true;
+                    self.fail(&format!(
+                        "output ended before it resumed after {}",
+                        fault.what
+                    ));
+                }
+            }
+        }
+        true
+    }
+
+    /// Collects the rest of the output and the exit status (call after the
+    /// stop file exists).
+    fn finish(mut self) -> Finished {
+        while self.take(LIMIT) {}
+        let end = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for rock") {
+                break status;
+            }
+            if Instant::now() > end {
+                self.fail("rock did not exit after its output ended");
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        // The stderr reader ends when rock and its ssh have closed it.
+        let end = Instant::now() + Duration::from_secs(10);
+        while !self.stderr_reader.is_finished() && Instant::now() < end {
+            thread::sleep(Duration::from_millis(10));
+        }
+        Finished {
+            pid: self.pid(),
+            status,
+            stderr: self.stderr(),
+            lines: self.got,
+        }
+    }
+}
+
+/// A session's whole output and status.
+struct Finished {
+    pid: u32,
+    status: ExitStatus,
+    lines: Vec<Arrival>,
+    stderr: String,
+}
+
+impl Finished {
+    /// How many links rock made, by its `-v` log (for the figures only).
+    fn links(&self) -> usize {
+        self.stderr.matches("link up").count()
+    }
+
+    /// Every line once, in order, then `end N`, and exit status 7; and the
+    /// server printed lines during each fault that lasted a while (lines
+    /// that were held back, then delivered).
+    fn check(&self, faults: &[Fault]) {
+        let texts: Vec<&str> = self.lines.iter().map(|a| a.text.as_str()).collect();
+        let context = || {
+            format!(
+                "rock pid {}, status {:?}\n--- rock's stderr ---\n{}",
+                self.pid, self.status, self.stderr
+            )
+        };
+        let Some((last, numbered)) = texts.split_last() else {
+            panic!("no output at all; {}", context());
+        };
+        let n = numbered.len();
+        for (i, text) in numbered.iter().enumerate() {
+            let mut words = text.split_whitespace();
+            let ok = words.next() == Some("line")
+                && words.next() == Some(&(i + 1).to_string())
+                && words.next().is_some()
+                && words.next().is_none();
+            assert!(
+                ok,
+                "line {} should be `line {} TIME`, is {text:?}: lost, duplicated or reordered \
+                 (around it: {:?}); {}",
+                i + 1,
+                i + 1,
+                &texts[i.saturating_sub(3)..(i + 4).min(texts.len())],
+                context()
+            );
+        }
+        assert_eq!(
+            *last,
+            format!("end {n}"),
+            "the last line should say how many lines were printed; {}",
+            context()
+        );
+        assert_eq!(
+            self.status.code(),
+            Some(7),
+            "the remote command's exit status; {}",
+            context()
+        );
+        for fault in faults {
+            if fault.end_wall - fault.start_wall >= 2.0 {
+                assert!(
+                    fault.printed_during(&self.lines) > 0,
+                    "no line printed during {} arrived; {}",
+                    fault.what,
+                    context()
+                );
+            }
+        }
+    }
+}
+
+/// Asserts that rock's link now leaves the laptop from `addr`.
+fn assert_link_from(net: &Net, session: &Session, addr: std::net::Ipv4Addr) {
+    let sockets = net.sockets(&net.laptop);
+    let needle = format!("pid={},", session.pid());
+    let from = format!("{addr}:");
+    assert!(
+        sockets
+            .lines()
+            .any(|l| l.starts_with("ESTAB") && l.contains(&needle) && l.contains(&from)),
+        "rock has no established link from {addr}:\n{sockets}"
+    );
+}
+
+#[test]
+fn the_laptop_changes_address_mid_session() {
+    require_root("network namespaces");
+    let mut net = Net::new();
+    let sshd = net.start_sshd(Sshd::builder());
+    let remote = Remote::new();
+    let mut session = Session::start(&net, &sshd, &remote);
+    session.wait_lines(SETTLE_LINES);
+
+    let old = net.laptop_addr();
+    let mut new = old;
+    let fault = Fault::cause("laptop address change", || new = net.move_laptop());
+    session.wait_live(&fault, SETTLE_LINES);
+    assert_link_from(&net, &session, new);
+
+    remote.stop();
+    let done = session.finish();
+    fault.report(&format!("1 ({old} -> {new})"), &done.lines);
+    figure(&format!("1: rock made {} links in all", done.links()));
+    done.check(&[]);
+}
+
+#[test]
+fn the_link_goes_down_and_comes_back() {
+    require_root("network namespaces");
+    let net = Net::new();
+    let sshd = net.start_sshd(Sshd::builder());
+    let remote = Remote::new();
+    let mut session = Session::start(&net, &sshd, &remote);
+    session.wait_lines(SETTLE_LINES);
+
+    let outage = outage();
+    let fault = Fault::cause(format!("link down for {outage:?}"), || {
+        net.laptop_link_down();
+        thread::sleep(outage);
+        net.laptop_link_up();
+    });
+    session.wait_live(&fault, SETTLE_LINES);
+
+    remote.stop();
+    let done = session.finish();
+    fault.report("2", &done.lines);
+    figure(&format!("2: rock made {} links in all", done.links()));
+    done.check(&[fault]);
+}
+
+#[test]
+fn the_laptop_sleeps_and_wakes_up() {
+    require_root("network namespaces");
+    let net = Net::new();
+    let sshd = net.start_sshd(Sshd::builder());
+    let remote = Remote::new();
+    let mut session = Session::start(&net, &sshd, &remote);
+    session.wait_lines(SETTLE_LINES);
+
+    // Everything running on the laptop stops: rock, ssh, the helper.
+    let sleepers = net.laptop_pids();
+    assert!(
+        sleepers.contains(&session.pid()),
+        "rock (pid {}) is not among the laptop's processes {sleepers:?}",
+        session.pid()
+    );
+    let length = sleep_time();
+    let fault = Fault::cause(format!("SIGSTOP for {length:?}"), || {
+        for &pid in &sleepers {
+            signal(pid, libc::SIGSTOP);
+        }
+        thread::sleep(length);
+        for &pid in &sleepers {
+            signal(pid, libc::SIGCONT);
+        }
+    });
+    session.wait_live(&fault, SETTLE_LINES);
+
+    remote.stop();
+    let done = session.finish();
+    fault.report("3", &done.lines);
+    figure(&format!("3: rock made {} links in all", done.links()));
+    done.check(&[fault]);
+}
+
+/// How long the server-move test waits for the stream once rock has found
+/// the server again.
+const MOVED_LIMIT: Duration = Duration::from_secs(60);
+
+// Finding: rock finds the moved server (it re-resolves the name and its new
+// link to rockd comes up, resumed), but rockd's own connection to sshd was
+// made to the address the bootstrap reached sshd on (SSH_CONNECTION's server
+// address), which the move removed; that connection can no longer deliver,
+// so the stream never resumes. With rockd started as `rockd --target
+// 127.0.0.1:22` (sshd over loopback) this test passes.
+#[test]
+#[ignore = "known failure: rockd bridges to sshd through the server's old address, which the \
+            move removed (see the comment above the test)"]
+fn the_server_moves_and_its_name_follows() {
+    require_root("network namespaces");
+    let mut net = Net::new();
+    let sshd = net.start_sshd(Sshd::builder());
+    let remote = Remote::new();
+    let mut session = Session::start(&net, &sshd, &remote);
+    session.wait_lines(SETTLE_LINES);
+
+    let old = net.server_addr();
+    let mut new = old;
+    let fault = Fault::cause("server move", || new = net.move_server());
+    // First rock must find the server at its new address...
+    let end = Instant::now() + LIMIT;
+    let to_new = format!("{new}:");
+    let needle = format!("pid={},", session.pid());
+    while !net
+        .sockets(&net.laptop)
+        .lines()
+        .any(|l| l.starts_with("ESTAB") && l.contains(&needle) && l.contains(&to_new))
+    {
+        assert!(
+            Instant::now() < end,
+            "rock did not link to the server's new address {new} within {LIMIT:?}:\n{}\n\
+             --- rock's stderr ---\n{}",
+            net.sockets(&net.laptop),
+            session.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // ... then the stream must go on through it.
+    if !session.try_wait_live(&fault, MOVED_LIMIT) {
+        panic!(
+            "rock linked to the server's new address {new}, but no line came through it within \
+             {MOVED_LIMIT:?}. The server's sockets (rockd's connection to sshd is the one to \
+             look at):\n{}\n--- rock's stderr ---\n{}",
+            net.sockets(&net.server),
+            session.stderr()
+        );
+    }
+    session.wait_lines(SETTLE_LINES);
+
+    remote.stop();
+    let done = session.finish();
+    fault.report(&format!("4 ({old} -> {new})"), &done.lines);
+    figure(&format!("4: rock made {} links in all", done.links()));
+    done.check(&[]);
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// A fault during a transfer, and when the copy moved on.
+#[derive(Debug)]
+struct TransferFault {
+    what: String,
+    /// The copy's size when the fault ended.
+    size: u64,
+    ended: Instant,
+    /// When the copy had grown [`MOVED_ON`] past `size`.
+    moved_on: Option<Instant>,
+}
+
+/// How much the copy must grow after a fault to count as moving again: more
+/// than the socket and pipe buffers past the broken link can hold, so that
+/// it is data that crossed a new link.
+const MOVED_ON: u64 = 16 << 20;
+
+/// Runs `rock -d scp FROM TO` on the laptop; when `progress()` passes a
+/// third of [`BIG`] the laptop changes address, at two thirds its link goes
+/// down for [`outage`]. Asserts that both happened mid-transfer and that
+/// scp succeeded; prints the recoveries.
+fn scp_with_faults(
+    net: &mut Net,
+    sshd: &Sshd,
+    from: &str,
+    to: &str,
+    progress: impl Fn() -> u64,
+    what: &str,
+) {
+    let mut cmd = rock_command(sshd, ROCKD, &["-v"], "scp");
+    cmd.args([from, to]);
+    let child = net
+        .on_laptop(&cmd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock -d scp in the laptop namespace");
+    let waiter = thread::spawn(move || child.wait_with_output().expect("wait for rock"));
+    let end = Instant::now() + LIMIT * 5;
+    let outage = outage();
+    let mut faults: Vec<TransferFault> = Vec::new();
+    while !waiter.is_finished() {
+        assert!(
+            Instant::now() < end,
+            "the {what} did not finish in {:?}",
+            LIMIT * 5
+        );
+        let done = progress();
+        if let Some(last) = faults.last_mut()
+            && last.moved_on.is_none()
+            && done >= last.size + MOVED_ON
+        {
+            last.moved_on = Some(Instant::now());
+        }
+        if faults.is_empty() && done >= BIG / 3 {
+            let new = net.move_laptop();
+            faults.push(TransferFault {
+                what: format!("address change to {new} at {} MiB", done >> 20),
+                size: progress(),
+                ended: Instant::now(),
+                moved_on: None,
+            });
+        } else if faults.len() == 1 && faults[0].moved_on.is_some() && done >= 2 * BIG / 3 {
+            net.laptop_link_down();
+            let at = progress();
+            thread::sleep(outage);
+            net.laptop_link_up();
+            faults.push(TransferFault {
+                what: format!("link down for {outage:?} at {} MiB", at >> 20),
+                size: progress(),
+                ended: Instant::now(),
+                moved_on: None,
+            });
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let out = waiter.join().expect("the waiter thread");
+    let text = format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "rock -d scp ({what}) failed: {text}"
+    );
+    assert_eq!(
+        faults.len(),
+        2,
+        "the {what} finished before both faults: {faults:?}\n{text}"
+    );
+    for fault in &faults {
+        assert!(
+            fault.size < BIG,
+            "{} came after the {what} was complete\n{text}",
+            fault.what
+        );
+        let secs = fault
+            .moved_on
+            .map_or("never (it finished first)".into(), |at| {
+                format!("{:.2} s", (at - fault.ended).as_secs_f64())
+            });
+        figure(&format!(
+            "5 ({what}): {}: the copy grew {} MiB past its size at the fault's end {secs} after it",
+            fault.what,
+            MOVED_ON >> 20
+        ));
+    }
+}
+
+#[test]
+fn scp_up_and_down_survive_an_address_change_and_an_outage() {
+    require_root("network namespaces");
+    let mut net = Net::new();
+    let sshd = net.start_sshd(Sshd::builder());
+    let dir = common::temp_dir();
+    let original = dir.path().join("original");
+    common::random_file(&original, BIG);
+    let sum = common::sha256_file(&original);
+
+    let uploaded = dir.path().join("uploaded");
+    scp_with_faults(
+        &mut net,
+        &sshd,
+        &original.display().to_string(),
+        &format!("rocktest:{}", uploaded.display()),
+        || file_len(&uploaded),
+        "upload",
+    );
+    assert_eq!(
+        common::sha256_file(&uploaded),
+        sum,
+        "the upload is corrupted"
+    );
+
+    let downloaded = dir.path().join("downloaded");
+    scp_with_faults(
+        &mut net,
+        &sshd,
+        &format!("rocktest:{}", original.display()),
+        &downloaded.display().to_string(),
+        || file_len(&downloaded),
+        "download",
+    );
+    assert_eq!(
+        common::sha256_file(&downloaded),
+        sum,
+        "the download is corrupted"
+    );
+}
+
+/// Concurrent sessions in [`fifty_sessions_ride_through_repeated_cuts`].
+const SESSIONS: usize = 50;
+/// How long each cut of that test lasts.
+const CUT: Duration = Duration::from_secs(10);
+
+#[test]
+fn fifty_sessions_ride_through_repeated_cuts() {
+    require_root("network namespaces");
+    let mut net = Net::new();
+    // Fifty logins at once, each with a bootstrap and then ssh's own.
+    let sshd = net.start_sshd(
+        Sshd::builder()
+            .option("MaxStartups 200")
+            .option("MaxSessions 200"),
+    );
+    let remote = Remote::new();
+    let started = Instant::now();
+    let mut sessions: Vec<Session> = (0..SESSIONS)
+        .map(|_| Session::start(&net, &sshd, &remote))
+        .collect();
+    for s in &mut sessions {
+        s.wait_lines(5);
+    }
+    figure(&format!(
+        "6: {SESSIONS} sessions streaming {:.1} s after the first start",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let mut faults = Vec::new();
+    faults.push(Fault::cause(format!("link down for {CUT:?}"), || {
+        net.laptop_link_down();
+        thread::sleep(CUT);
+        net.laptop_link_up();
+    }));
+    for s in &mut sessions {
+        s.wait_live(faults.last().expect("a fault"), 5);
+    }
+    faults.push(Fault::cause("laptop address change", || {
+        net.move_laptop();
+    }));
+    for s in &mut sessions {
+        s.wait_live(faults.last().expect("a fault"), 5);
+    }
+    faults.push(Fault::cause(
+        format!("link down for {CUT:?} and back on a new address"),
+        || {
+            net.laptop_link_down();
+            net.move_laptop();
+            thread::sleep(CUT);
+            net.laptop_link_up();
+        },
+    ));
+    for s in &mut sessions {
+        s.wait_live(faults.last().expect("a fault"), 5);
+    }
+
+    remote.stop();
+    let done: Vec<Finished> = sessions.into_iter().map(Session::finish).collect();
+    for fault in &faults {
+        let mut next: Vec<f64> = Vec::new();
+        let mut live: Vec<f64> = Vec::new();
+        for d in &done {
+            let (n, l) = fault.recovery(&d.lines);
+            next.extend(n.map(|d| d.as_secs_f64()));
+            live.extend(l.map(|d| d.as_secs_f64()));
+        }
+        figure(&format!(
+            "6: {}: next line {}; live again {}",
+            fault.what,
+            spread(&mut next),
+            spread(&mut live)
+        ));
+    }
+    for d in &done {
+        d.check(&faults);
+    }
+}
+
+/// "min / median / max over N sessions".
+fn spread(values: &mut [f64]) -> String {
+    if values.is_empty() {
+        return "never".into();
+    }
+    values.sort_by(f64::total_cmp);
+    format!(
+        "min {:.2} s, median {:.2} s, max {:.2} s over {} sessions",
+        values[0],
+        values[values.len() / 2],
+        values[values.len() - 1],
+        values.len()
+    )
+}

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod boot;
+pub mod bridge_target;
 pub mod config;
 pub mod launch;
 pub mod local;

@@ -112,6 +112,21 @@ pub fn target_from_ssh_connection(value: &str) -> Result<String, RockdError> {
     Ok(SocketAddr::new(ip, port).to_string())
 }
 
+/// Connects to the sshd that took the client's connection on `server`:
+/// over loopback when the same listening socket serves it there (so that
+/// the bridge outlives a change of the server's address), else on `server`.
+fn connect_sshd(server: &str) -> Result<TcpStream, RockdError> {
+    if let Ok(addr) = server.parse::<SocketAddr>() {
+        let via = crate::bridge_target::bridge_target(addr);
+        if via != addr
+            && let Ok(stream) = connect_target(&via.to_string())
+        {
+            return Ok(stream);
+        }
+    }
+    connect_target(server)
+}
+
 fn connect_target(target: &str) -> Result<TcpStream, RockdError> {
     let failed = |error| RockdError::Target {
         addr: target.to_owned(),
@@ -173,12 +188,11 @@ pub fn prepare(
 ) -> Result<(Prepared, BootReady), RockdError> {
     options.config.validate()?;
     let request = read_request(input)?;
-    let target = match (&options.target, ssh_connection) {
-        (Some(t), _) => t.clone(),
-        (None, Some(conn)) => target_from_ssh_connection(conn)?,
+    let sshd = match (&options.target, ssh_connection) {
+        (Some(t), _) => connect_target(t)?,
+        (None, Some(conn)) => connect_sshd(&target_from_ssh_connection(conn)?)?,
         (None, None) => return Err(RockdError::NoTarget),
     };
-    let sshd = connect_target(&target)?;
     let listener = listen(&options)?;
     let port = listener
         .local_addr()

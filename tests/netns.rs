@@ -532,15 +532,11 @@ fn the_laptop_sleeps_and_wakes_up() {
 /// the server again.
 const MOVED_LIMIT: Duration = Duration::from_secs(60);
 
-// Finding: rock finds the moved server (it re-resolves the name and its new
-// link to rockd comes up, resumed), but rockd's own connection to sshd was
-// made to the address the bootstrap reached sshd on (SSH_CONNECTION's server
-// address), which the move removed; that connection can no longer deliver,
-// so the stream never resumes. With rockd started as `rockd --target
-// 127.0.0.1:22` (sshd over loopback) this test passes.
+// rock re-resolves the name and dials the new address; rockd's own
+// connection to sshd must survive the move too, which it does because rockd
+// reaches a wildcard-listening sshd over loopback (src/bridge_target.rs),
+// not over the server address the move removes.
 #[test]
-#[ignore = "known failure: rockd bridges to sshd through the server's old address, which the \
-            move removed (see the comment above the test)"]
 fn the_server_moves_and_its_name_follows() {
     require_root("network namespaces");
     let mut net = Net::new();

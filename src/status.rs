@@ -96,7 +96,7 @@ pub struct Report {
     pub phase: Phase,
     /// The latest heartbeat round trip over the current link.
     pub rtt: Option<Duration>,
-    /// Bytes sent but not yet acknowledged (to 64 KiB).
+    /// Bytes sent but not yet acknowledged (refreshed up to 4 times a second).
     pub replay_bytes: u64,
     /// Links made after the first.
     pub reconnects: u64,

@@ -232,7 +232,8 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             }
             progress |= self.check_first_link(now);
             progress |= self.drain_events(now)?;
-            self.status.publish(&self.session, self.dial_attempts());
+            let attempts = self.dial_attempts();
+            self.status.publish(&self.session, attempts, now);
             if let Some(outcome) = self.outcome(now) {
                 return Poll::Ready(Ok(outcome));
             }

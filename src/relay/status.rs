@@ -24,15 +24,23 @@ pub struct Status {
 /// Receives status updates.
 pub type StatusWatch = watch::Receiver<Status>;
 
-pub(crate) struct StatusTx(watch::Sender<Status>);
+/// A change of the figures alone (RTT, replay bytes) is published at most
+/// this often; a change of state, attempts or reconnections at once. So a
+/// busy transfer does not wake the status readers on every write.
+const FIGURES_EVERY: Duration = Duration::from_millis(250);
+
+pub(crate) struct StatusTx {
+    tx: watch::Sender<Status>,
+    /// When the figures were last published.
+    last: Option<Instant>,
+}
 
 fn snapshot(session: &Session, attempts: u32) -> Status {
     let s = session.stats();
     Status {
         state: s.state,
         rtt: s.rtt,
-        // Rounded so a busy transfer does not publish on every byte.
-        replay_buffered: s.replay_buffered & !0xffff,
+        replay_buffered: s.replay_buffered,
         reconnects: s.links_established.saturating_sub(1),
         attempts,
     }
@@ -40,22 +48,39 @@ fn snapshot(session: &Session, attempts: u32) -> Status {
 
 impl StatusTx {
     pub(crate) fn new(session: &Session) -> Self {
-        StatusTx(watch::Sender::new(snapshot(session, 0)))
+        StatusTx {
+            tx: watch::Sender::new(snapshot(session, 0)),
+            last: None,
+        }
     }
 
     pub(crate) fn subscribe(&self) -> StatusWatch {
-        self.0.subscribe()
+        self.tx.subscribe()
     }
 
-    pub(crate) fn publish(&self, session: &Session, attempts: u32) {
+    pub(crate) fn publish(&mut self, session: &Session, attempts: u32, now: Instant) {
         let next = snapshot(session, attempts);
-        self.0.send_if_modified(|cur| {
-            let changed = *cur != next;
+        let figures_due = self
+            .last
+            .is_none_or(|t| now.saturating_duration_since(t) >= FIGURES_EVERY);
+        let mut published = false;
+        self.tx.send_if_modified(|cur| {
+            let moved = (cur.state, cur.attempts, cur.reconnects)
+                != (next.state, next.attempts, next.reconnects);
+            let changed = if moved || figures_due {
+                *cur != next
+            } else {
+                false
+            };
             if changed {
                 *cur = next;
+                published = true;
             }
             changed
         });
+        if published {
+            self.last = Some(now);
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use rock::local::helper::{self, Helper};
 #[command(
     version,
     about,
-    override_usage = "rock [-l] [-v] [--reconnect MODE] [-d [USER]] COMMAND [ARG]..."
+    override_usage = "rock [-l] [-v] [--reconnect MODE] [--install-rockd] [-d [USER]] COMMAND [ARG]..."
 )]
 struct Args {
     /// Carry the command's ssh transport through a rockd started on the
@@ -44,6 +44,11 @@ struct Args {
     /// auto (direct, else ssh). Default: the host's profile, else direct.
     #[arg(long, value_name = "MODE")]
     reconnect: Option<ReconnectMode>,
+    /// If the remote host has no rockd (or an incompatible one), copy this
+    /// rock's rockd to ~/.local/lib/rock/ there without asking, verify its
+    /// sha256 and use it (auto_install = "yes" for this run).
+    #[arg(long)]
+    install_rockd: bool,
     /// The command to run and its arguments.
     #[arg(value_name = "COMMAND", required = true)]
     command: Vec<OsString>,
@@ -137,6 +142,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         rockd_path: args.rockd,
         suspend_timeout: args.suspend_timeout.map(Duration::from_secs),
         reconnect: args.reconnect,
+        install_rockd: args.install_rockd,
         profiles,
         exit_linger: Duration::from_secs(10),
     };
@@ -228,6 +234,15 @@ fn config_command(args: &[OsString]) -> ExitCode {
             ),
             None => println!("  rockd_port_range = any free port    # built-in"),
         }
+        match &e.auto_install {
+            Some(s) => println!("  auto_install = \"{}\"    # {}", s.value, s.from),
+            None => println!("  auto_install = \"ask\"    # built-in"),
+        }
+        line(
+            "rockd_binary",
+            &e.rockd_binary,
+            "rockd next to rock, else on PATH",
+        );
     }
     ExitCode::SUCCESS
 }
@@ -297,6 +312,13 @@ mod tests {
         assert_eq!(
             split("rock --reconnect=auto -d scp a h:").1,
             ["scp", "a", "h:"]
+        );
+        assert_eq!(
+            split("rock --install-rockd -d ssh h true"),
+            (
+                vec!["rock".to_owned(), "--install-rockd".into(), "-d".into()],
+                vec!["ssh".to_owned(), "h".into(), "true".into()]
+            )
         );
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::ssh::bootstrap::AutoInstall;
 pub use crate::ssh::reconnect::ReconnectMode;
 
 /// One `[defaults]` or `[[profile]]` section.
@@ -49,6 +50,11 @@ pub struct Section {
     pub rockd_port_range: Option<(u16, u16)>,
     /// Show a suspended session in the terminal's title.
     pub sign_of_life: Option<bool>,
+    /// Whether to copy rock's own rockd to a host without a usable one:
+    /// `ask`, `yes` or `no`.
+    pub auto_install: Option<AutoInstall>,
+    /// The local rockd binary to copy (default: next to rock, else PATH).
+    pub rockd_binary: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +228,8 @@ impl Config {
             rockd_listen: pick!(rockd_listen),
             rockd_port_range: pick!(rockd_port_range),
             sign_of_life: pick!(sign_of_life),
+            auto_install: pick!(auto_install),
+            rockd_binary: pick!(rockd_binary),
         }
     }
 }
@@ -258,6 +266,10 @@ pub struct Effective {
     pub rockd_port_range: Option<Sourced<(u16, u16)>>,
     /// Show a suspended session in the terminal's title.
     pub sign_of_life: Option<Sourced<bool>>,
+    /// Whether to copy rock's own rockd.
+    pub auto_install: Option<Sourced<AutoInstall>>,
+    /// The local rockd to copy.
+    pub rockd_binary: Option<Sourced<String>>,
 }
 
 impl Effective {
@@ -529,6 +541,62 @@ mod tests {
         assert_eq!(lab.reconnect.unwrap().value, ReconnectMode::Auto);
         assert_eq!(lab.rockd_port_range.unwrap().value, (60000, 60100));
         assert!(lab.rockd_listen.unwrap().value.is_unspecified());
+    }
+
+    #[test]
+    fn the_shipped_example_sets_the_install_keys() {
+        let example = include_str!("../config/config.toml");
+        let config = Config::from_files(vec![file("config/config.toml", example)]);
+        let other = config.for_host("anything");
+        assert_eq!(other.auto_install.unwrap().value, AutoInstall::Ask);
+        assert!(other.rockd_binary.is_none());
+        let lab = config.for_host("lab-7");
+        assert_eq!(lab.auto_install.unwrap().value, AutoInstall::Yes);
+        let bastion = config.for_host("bastion.corp.example");
+        assert_eq!(bastion.auto_install.unwrap().value, AutoInstall::No);
+        let cloud = config.for_host("cloud-db");
+        assert_eq!(
+            cloud.rockd_binary.unwrap().value,
+            "~/build/rocks/target/release/rockd"
+        );
+    }
+
+    #[test]
+    fn auto_install_values_are_checked() {
+        let config = Config::from_files(vec![file(
+            "c.toml",
+            "[defaults]\nauto_install = \"no\"\n\n[[profile]]\nhosts = [\"x\"]\n\
+             auto_install = \"yes\"\nrockd_binary = \"/opt/rockd\"\n",
+        )]);
+        assert_eq!(
+            config.for_host("x").auto_install.unwrap().value,
+            AutoInstall::Yes
+        );
+        assert_eq!(
+            config.for_host("y").auto_install.unwrap().value,
+            AutoInstall::No
+        );
+        assert_eq!(
+            config.for_host("x").rockd_binary.unwrap().value,
+            "/opt/rockd"
+        );
+        let err = ConfigFile::parse(Path::new("c.toml"), "[defaults]\nauto_install = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("auto_install"),
+            "{err}"
+        );
+        let err = ConfigFile::parse(
+            Path::new("c.toml"),
+            "[defaults]\nauto_install = \"maybe\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("\"maybe\"") && err.contains("\"ask\""),
+            "{err}"
+        );
     }
 
     #[test]

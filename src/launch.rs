@@ -25,7 +25,10 @@ use crate::local::helper::{ASKPASS_NAME, PROXY_NAME};
 use crate::local::notice;
 use crate::local::rundir::{RunDirError, SessionDir};
 use crate::relay::{Outcome, Relay, RelayError, RelayOptions, StatusWatch};
-use crate::ssh::bootstrap::{self, BootstrapError, BootstrapTarget, Bootstrapped, RockdCommand};
+use crate::ssh::bootstrap::{
+    self, AutoInstall, BootstrapError, BootstrapTarget, Bootstrapped, InstallPlan, LocalRockd,
+    RockdCommand,
+};
 use crate::ssh::cmdline::{self, CmdlineError, ParsedCommand, System, Transported};
 use crate::ssh::prompt::TerminalPrompter;
 use crate::ssh::reconnect::{self, LinkPlan, ReconnectMode};
@@ -47,6 +50,9 @@ pub struct LaunchOptions {
     pub suspend_timeout: Option<Duration>,
     /// `--reconnect`: how new links reach rockd (overrides the profile).
     pub reconnect: Option<ReconnectMode>,
+    /// `--install-rockd`: copy rock's own rockd to a host without a usable
+    /// one, without asking (overrides the profile's `auto_install`).
+    pub install_rockd: bool,
     /// Host profiles from the configuration files.
     pub profiles: crate::config::Config,
     /// How long to wait, after the command exits, for the session to end.
@@ -71,7 +77,7 @@ pub enum LaunchError {
     /// rockd speaks no protocol version we do.
     #[error(
         "rockd {version} on the remote speaks link protocol {theirs}, this rock speaks {ours}; \
-         install a matching rockd on the remote"
+         install a matching rockd on the remote, or run rock with --install-rockd to copy its own"
     )]
     Incompatible {
         /// rockd's version.
@@ -208,6 +214,16 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         .rockd_path
         .clone()
         .or_else(|| profile.rockd_path.map(|s| s.value));
+    let auto_install = if options.install_rockd {
+        AutoInstall::Yes
+    } else {
+        profile.auto_install.map(|s| s.value).unwrap_or_default()
+    };
+    // rock's own rockd, hashed (tens of MiB) while ssh -G runs: its
+    // installed name is a candidate, and it is what an install copies.
+    let rockd_binary = profile.rockd_binary.map(|s| s.value);
+    let local_rockd =
+        tokio::task::spawn_blocking(move || LocalRockd::find(rockd_binary.as_deref()));
     let localhost = options.localhost || profile.reconnect_to_localhost.is_some_and(|s| s.value);
     let mode = options
         .reconnect
@@ -235,8 +251,20 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
     let target = target_of(&host, &resolved);
     let mut args = rockd_args(&config);
     args.extend(reconnect::rockd_listen_args(rockd_listen, rockd_port_range));
-    let rockd = RockdCommand::with_defaults(rockd_path.as_deref(), args);
-    let boot = bootstrap::bootstrap(&target, &rockd, &request, Arc::new(TerminalPrompter)).await?;
+    let plan = InstallPlan {
+        policy: auto_install,
+        local: local_rockd.await.map_err(|e| LaunchError::Local {
+            what: "looking for the local rockd".into(),
+            error: std::io::Error::other(e.to_string()),
+        })?,
+    };
+    if let Err(e) = &plan.local {
+        tracing::debug!("no rockd to copy: {e}");
+    }
+    let installed = plan.installed_path();
+    let rockd = RockdCommand::with_installed(rockd_path.as_deref(), installed.as_deref(), args);
+    let prompter = Arc::new(TerminalPrompter);
+    let boot = bootstrap::bootstrap_installing(&target, &rockd, &request, prompter, &plan).await?;
     if SUPPORTED_VERSIONS.negotiate(boot.ready.proto).is_none() {
         return Err(LaunchError::Incompatible {
             version: boot.ready.version.clone(),

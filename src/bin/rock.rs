@@ -18,7 +18,7 @@ use rock::status;
 #[command(
     version,
     about,
-    override_usage = "rock [-l] [-v] [--reconnect MODE] [-d [USER]] COMMAND [ARG]...\n       rock status\n       rock config check [HOST]"
+    override_usage = "rock [-l] [-v] [--reconnect MODE] [--install-rockd] [-d [USER]] COMMAND [ARG]...\n       rock status\n       rock config check [HOST]"
 )]
 struct Args {
     /// Carry the command's ssh transport through a rockd started on the
@@ -47,6 +47,11 @@ struct Args {
     /// auto (direct, else ssh). Default: the host's profile, else direct.
     #[arg(long, value_name = "MODE")]
     reconnect: Option<ReconnectMode>,
+    /// If the remote host has no rockd (or an incompatible one), copy this
+    /// rock's rockd to ~/.local/lib/rock/ there without asking, verify its
+    /// sha256 and use it (auto_install = "yes" for this run).
+    #[arg(long)]
+    install_rockd: bool,
     /// The command to run and its arguments.
     #[arg(value_name = "COMMAND", required = true)]
     command: Vec<OsString>,
@@ -143,6 +148,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         rockd_path: args.rockd,
         suspend_timeout: args.suspend_timeout.map(Duration::from_secs),
         reconnect: args.reconnect,
+        install_rockd: args.install_rockd,
         profiles,
         exit_linger: Duration::from_secs(10),
     };
@@ -235,6 +241,15 @@ fn config_command(args: &[OsString]) -> ExitCode {
             None => println!("  rockd_port_range = any free port    # built-in"),
         }
         line("sign_of_life", &e.sign_of_life, "true");
+        match &e.auto_install {
+            Some(s) => println!("  auto_install = \"{}\"    # {}", s.value, s.from),
+            None => println!("  auto_install = \"ask\"    # built-in"),
+        }
+        line(
+            "rockd_binary",
+            &e.rockd_binary,
+            "rockd next to rock, else on PATH",
+        );
     }
     ExitCode::SUCCESS
 }
@@ -328,5 +343,12 @@ mod tests {
         );
         assert_eq!(split("rock -d rsync -a d h:").1, ["rsync", "-a", "d", "h:"]);
         assert_eq!(split("rock -d git push").1, ["git", "push"]);
+        assert_eq!(
+            split("rock --install-rockd -d ssh h true"),
+            (
+                vec!["rock".to_owned(), "--install-rockd".into(), "-d".into()],
+                vec!["ssh".to_owned(), "h".into(), "true".into()]
+            )
+        );
     }
 }

@@ -24,7 +24,23 @@ impl RockdCommand {
     /// The usual candidates: the configured path (if any), `rockd` on
     /// `PATH`, `~/.local/bin/rockd`, `~/.cargo/bin/rockd`.
     pub fn with_defaults(configured: Option<&str>, args: Vec<String>) -> RockdCommand {
-        let mut candidates: Vec<String> = configured.map(str::to_owned).into_iter().collect();
+        RockdCommand::with_installed(configured, None, args)
+    }
+
+    /// The usual candidates with `installed` — where rock installs its own
+    /// rockd (`~/.local/lib/rock/rockd-<version>-<hash>`) — right after the
+    /// configured path and before the other places, so that a session
+    /// finds what an earlier one installed without copying it again.
+    pub fn with_installed(
+        configured: Option<&str>,
+        installed: Option<&str>,
+        args: Vec<String>,
+    ) -> RockdCommand {
+        let mut candidates: Vec<String> = configured
+            .into_iter()
+            .chain(installed)
+            .map(str::to_owned)
+            .collect();
         for default in ["rockd", "~/.local/bin/rockd", "~/.cargo/bin/rockd"] {
             if !candidates.iter().any(|c| c == default) {
                 candidates.push(default.to_owned());
@@ -70,7 +86,7 @@ pub fn remote_command(rockd: &RockdCommand) -> String {
 }
 
 /// Quotes `word` for a POSIX shell.
-fn sh_quote(word: &str) -> String {
+pub(super) fn sh_quote(word: &str) -> String {
     let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
     if !word.is_empty() && word.chars().all(safe) {
         word.to_owned()
@@ -116,6 +132,11 @@ mod tests {
         );
         let cmd = RockdCommand::with_defaults(Some("rockd"), vec![]);
         assert_eq!(cmd.candidates.len(), 3);
+        let installed = "~/.local/lib/rock/rockd-0.1.0-0123456789abcdef";
+        let cmd = RockdCommand::with_installed(Some("/opt/rockd"), Some(installed), vec![]);
+        assert_eq!(cmd.candidates[..3], ["/opt/rockd", installed, "rockd"]);
+        let cmd = RockdCommand::with_installed(None, Some(installed), vec![]);
+        assert_eq!(cmd.candidates[..2], [installed, "rockd"]);
     }
 
     fn run_sh(command: &str, home: &Path) -> std::process::Output {

@@ -1,6 +1,6 @@
 //! Why a bootstrap failed: [`BootstrapError`], and the messages that tell
 //! the user what was refused and what to do (record the host key with
-//! plain ssh, install rockd, ...).
+//! plain ssh, install rockd, copy rock's own, ...).
 
 use std::path::{Path, PathBuf};
 
@@ -103,6 +103,27 @@ pub enum BootstrapError {
         host: String,
         /// Versions on both sides.
         detail: String,
+    },
+    /// rockd was missing or incompatible, and the policy (or the user)
+    /// said not to copy rock's own.
+    #[error("{cause}\n  {advice}")]
+    InstallDeclined {
+        /// rockd missing or incompatible.
+        cause: Box<BootstrapError>,
+        /// Why nothing was copied, and how to copy it.
+        advice: String,
+    },
+    /// rockd was missing or incompatible, and rock's own could not be
+    /// installed there or did not start.
+    #[error("{cause}\n  {detail}{}", stderr_suffix(.stderr))]
+    InstallFailed {
+        /// What failed first: rockd missing or incompatible, or the
+        /// installed rockd's own failure.
+        cause: Box<BootstrapError>,
+        /// What went wrong with the installation, and what to do.
+        detail: String,
+        /// The end of the remote stderr, if any.
+        stderr: String,
     },
     /// The SSH connection or the boot exchange went wrong.
     #[error("ssh bootstrap to {host}: {detail}{}", stderr_suffix(.stderr))]

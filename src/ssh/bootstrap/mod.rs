@@ -10,9 +10,11 @@
 //!   authentication; nothing is ever added to a known_hosts file.
 //! * The session key crosses only the exec channel's stdin: never argv, the
 //!   environment or a file.
-//! * Exactly one remote command runs; it tries the rockd candidates in
+//! * One remote command starts rockd; it tries the rockd candidates in
 //!   order and, when none exists, answers a `rockd-error` line naming every
-//!   candidate it tried.
+//!   candidate it tried. Only when that rockd is missing or incompatible,
+//!   and an [`InstallPlan`] allows it, do more commands run on the same
+//!   connection (probe, copy, start the copy): see `install`.
 //! * The channel is read until it ends (the exit status arrives after
 //!   EOF), but never longer than [`ANSWER_TIMEOUT`] for the answer and
 //!   [`DRAIN_TIMEOUT`] after it.
@@ -29,6 +31,13 @@
 //! * `exec` — the exec channel: the request in, rockd's output out.
 //! * `answer` — judges rockd's answer: ready, missing, failed or
 //!   incompatible.
+//! * `install` — [`AutoInstall`], [`InstallPlan`] and the steps that copy
+//!   rock's own rockd to a host without a usable one.
+//! * `local_rockd` — [`LocalRockd`]: the binary to copy, its hash and
+//!   installed name.
+//! * `platform` — [`Platform`]: OS and architecture here and there; the
+//!   glibc floor.
+//! * `script` — one small sh script over its own exec channel.
 //! * `error` — [`BootstrapError`] and its messages.
 
 use std::net::SocketAddr;
@@ -47,17 +56,24 @@ mod connect;
 mod error;
 mod exec;
 mod handshake;
+mod install;
+mod local_rockd;
+mod platform;
+mod script;
 mod target;
 
 pub use command::{RockdCommand, remote_command};
 pub use error::{BootstrapError, PresentedKey};
 pub use exec::{ANSWER_TIMEOUT, DRAIN_TIMEOUT, MAX_NOISE_LINES};
+pub use install::{AutoInstall, InstallPlan};
+pub use local_rockd::{INSTALL_DIR, LocalRockd, LocalRockdError, Source};
+pub use platform::{GLIBC_FLOOR, Platform};
 pub(crate) use target::expand_tilde;
 pub use target::{BootstrapTarget, agent_socket_from_env, default_known_hosts_files};
 
 use answer::interpret;
 use connect::connect_tcp;
-use exec::{Output, run_rockd};
+use exec::run_rockd;
 pub(crate) use handshake::{BootHandler, handshake};
 
 /// The result of a successful bootstrap.
@@ -75,23 +91,46 @@ pub struct Bootstrapped {
 
 /// Connects, checks the host key, authenticates, starts rockd and hands it
 /// `request`. `prompter` is asked for passwords and passphrases (never
-/// under `BatchMode`).
+/// under `BatchMode`). A missing or incompatible rockd is an error; see
+/// [`bootstrap_installing`] to copy rock's own instead.
 pub async fn bootstrap(
     target: &BootstrapTarget,
     rockd: &RockdCommand,
     request: &BootRequest,
     prompter: Arc<dyn Prompter>,
 ) -> Result<Bootstrapped, BootstrapError> {
+    start(target, rockd, request, prompter, None).await
+}
+
+/// [`bootstrap`], and when rockd is missing or incompatible, copies rock's
+/// own there and starts it, as `plan` says (asking `prompter` under
+/// [`AutoInstall::Ask`]).
+pub async fn bootstrap_installing(
+    target: &BootstrapTarget,
+    rockd: &RockdCommand,
+    request: &BootRequest,
+    prompter: Arc<dyn Prompter>,
+    plan: &InstallPlan,
+) -> Result<Bootstrapped, BootstrapError> {
+    start(target, rockd, request, prompter, Some(plan)).await
+}
+
+async fn start(
+    target: &BootstrapTarget,
+    rockd: &RockdCommand,
+    request: &BootRequest,
+    prompter: Arc<dyn Prompter>,
+    plan: Option<&InstallPlan>,
+) -> Result<Bootstrapped, BootstrapError> {
     let stream = connect_tcp(target).await?;
     let peer_addr = stream
         .peer_addr()
         .map_err(|e| BootstrapError::protocol(&target.hostname, format!("peer address: {e}")))?;
     let mut handle = handshake(target, stream, Arc::clone(&prompter)).await?;
-    let result = log_in_and_start(&mut handle, target, rockd, request, prompter).await;
+    let result = log_in_and_start(&mut handle, target, rockd, request, prompter, plan).await;
     // The bootstrap connection has done its job, whatever the outcome.
     let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
-    let (output, secrets) = result?;
-    let ready = interpret(output, &target.hostname)?;
+    let (ready, secrets) = result?;
     Ok(Bootstrapped {
         ready,
         peer_addr,
@@ -99,16 +138,17 @@ pub async fn bootstrap(
     })
 }
 
-/// Authenticates, then runs rockd; returns its output and the secrets
-/// typed, if any.
+/// Authenticates, then runs rockd (installing ours if `plan` says so);
+/// returns its answer and the secrets typed, if any.
 async fn log_in_and_start(
     handle: &mut Handle<BootHandler>,
     target: &BootstrapTarget,
     rockd: &RockdCommand,
     request: &BootRequest,
     prompter: Arc<dyn Prompter>,
-) -> Result<(Output, Secrets), BootstrapError> {
-    let auth = authenticate(handle, target, prompter)
+    plan: Option<&InstallPlan>,
+) -> Result<(BootReady, Secrets), BootstrapError> {
+    let auth = authenticate(handle, target, Arc::clone(&prompter))
         .await
         .map_err(|e| match e {
             AuthError::Transport(e) => BootstrapError::protocol(
@@ -119,5 +159,18 @@ async fn log_in_and_start(
         })?;
     tracing::debug!("authenticated with {}", auth.method);
     let output = run_rockd(handle, rockd, request, &target.hostname).await?;
-    Ok((output, auth.secrets))
+    let ready = match (interpret(output, &target.hostname), plan) {
+        (Err(cause), Some(plan)) if install::curable(&cause) => {
+            let remote = install::Remote {
+                handle,
+                target,
+                rockd,
+                request,
+                prompter: &prompter,
+            };
+            install::install_and_start(&remote, plan, cause).await?
+        }
+        (result, _) => result?,
+    };
+    Ok((ready, auth.secrets))
 }

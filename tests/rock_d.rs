@@ -47,6 +47,38 @@ fn a_remote_command_runs_and_its_exit_status_comes_back() {
     );
 }
 
+#[test]
+fn rock_is_quiet_by_default_and_tells_its_story_with_v() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let quiet = run_with_timeout(
+        rock(&sshd, &[], "ssh")
+            .env_remove("RUST_LOG")
+            .args(["rocktest", "echo done"]),
+        Duration::from_secs(60),
+    );
+    assert_exit(&quiet, 0, &text(&quiet));
+    assert!(
+        quiet.stderr.is_empty(),
+        "a session that goes well prints nothing of rock's own:\n{}",
+        text(&quiet)
+    );
+    let told = run_with_timeout(
+        rock(&sshd, &["-v"], "ssh")
+            .env_remove("RUST_LOG")
+            .args(["rocktest", "echo done"]),
+        Duration::from_secs(60),
+    );
+    assert_exit(&told, 0, &text(&told));
+    let stderr = String::from_utf8_lossy(&told.stderr);
+    assert!(
+        stderr.contains("rockd") && stderr.contains("link up"),
+        "-v logs where rockd listens and the link coming up:\n{}",
+        text(&told)
+    );
+    assert_eq!(String::from_utf8_lossy(&told.stdout).trim(), "done");
+}
+
 /// Waits until `rock` (pid) has its link to rockd up; returns rockd's port.
 fn wait_link_port(pid: u32) -> u16 {
     let end = Instant::now() + Duration::from_secs(30);

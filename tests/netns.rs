@@ -2,7 +2,9 @@
 //! server in network namespaces (`tests/common/netns.rs`), the fixture's
 //! sshd in the server namespace, rock in the laptop's, rockd started by
 //! rock's bootstrap on the server. The laptop changes address, loses its
-//! link, sleeps; the server moves; fifty sessions ride through cuts.
+//! link, sleeps; the server moves; fifty sessions ride through cuts; `rock
+//! -d scp` copies up and down through an address change and an outage,
+//! through the laptop's sleep, through the server's move.
 //!
 //! Every session runs a remote command that prints `line N TIME` every
 //! 100 ms (TIME: the server's clock when it printed the line) until the test
@@ -502,22 +504,9 @@ fn the_laptop_sleeps_and_wakes_up() {
     let mut session = Session::start(&net, &sshd, &remote);
     session.wait_lines(SETTLE_LINES);
 
-    // Everything running on the laptop stops: rock, ssh, the helper.
-    let sleepers = net.laptop_pids();
-    assert!(
-        sleepers.contains(&session.pid()),
-        "rock (pid {}) is not among the laptop's processes {sleepers:?}",
-        session.pid()
-    );
     let length = sleep_time();
     let fault = Fault::cause(format!("SIGSTOP for {length:?}"), || {
-        for &pid in &sleepers {
-            signal(pid, libc::SIGSTOP);
-        }
-        thread::sleep(length);
-        for &pid in &sleepers {
-            signal(pid, libc::SIGCONT);
-        }
+        laptop_sleeps_for(&net, session.pid(), length);
     });
     session.wait_live(&fault, SETTLE_LINES);
 
@@ -526,6 +515,24 @@ fn the_laptop_sleeps_and_wakes_up() {
     fault.report("3", &done.lines);
     figure(&format!("3: rock made {} links in all", done.links()));
     done.check(&[fault]);
+}
+
+/// The laptop sleeps for `length`: every process running on it (rock, ssh,
+/// the helper, scp) is stopped, then continued. Asserts that rock (pid
+/// `rock`) is among them.
+fn laptop_sleeps_for(net: &Net, rock: u32, length: Duration) {
+    let sleepers = net.laptop_pids();
+    assert!(
+        sleepers.contains(&rock),
+        "rock (pid {rock}) is not among the laptop's processes {sleepers:?}"
+    );
+    for &pid in &sleepers {
+        signal(pid, libc::SIGSTOP);
+    }
+    thread::sleep(length);
+    for &pid in &sleepers {
+        signal(pid, libc::SIGCONT);
+    }
 }
 
 /// How long the server-move test waits for the stream once rock has found
@@ -605,13 +612,58 @@ struct TransferFault {
 /// it is data that crossed a new link.
 const MOVED_ON: u64 = 16 << 20;
 
-/// Runs `rock -d scp FROM TO` on the laptop; when `progress()` passes a
-/// third of [`BIG`] the laptop changes address, at two thirds its link goes
-/// down for [`outage`]. Asserts that both happened mid-transfer and that
-/// scp succeeded; prints the recoveries.
+/// A fault [`scp_with_faults`] injects once the copy has reached `at`
+/// bytes (and has moved on after the fault before it).
+struct ScpFault {
+    at: u64,
+    /// Breaks the network (and mends it, for an outage or a sleep) while
+    /// rock (the pid) copies; says what it did.
+    cause: fn(&mut Net, u32) -> String,
+}
+
+/// A transfer scenario: its name in the figures, and the faults it injects
+/// in order.
+struct ScpScenario {
+    name: &'static str,
+    faults: &'static [ScpFault],
+}
+
+/// The laptop changes address.
+fn laptop_moves(net: &mut Net, _rock: u32) -> String {
+    format!("address change to {}", net.move_laptop())
+}
+
+/// The laptop's link goes down for [`outage`].
+fn link_outage(net: &mut Net, _rock: u32) -> String {
+    let outage = outage();
+    net.laptop_link_down();
+    thread::sleep(outage);
+    net.laptop_link_up();
+    format!("link down for {outage:?}")
+}
+
+/// The laptop sleeps for [`sleep_time`].
+fn laptop_sleeps(net: &mut Net, rock: u32) -> String {
+    let length = sleep_time();
+    laptop_sleeps_for(net, rock, length);
+    format!("SIGSTOP for {length:?}")
+}
+
+/// The server moves and its name follows.
+fn server_moves(net: &mut Net, _rock: u32) -> String {
+    let old = net.server_addr();
+    let new = net.move_server();
+    format!("server move {old} -> {new}")
+}
+
+/// Runs `rock -d scp FROM TO` on the laptop and injects the `scenario`'s
+/// faults as `progress()` passes each one's threshold. Asserts that every
+/// fault happened mid-transfer and that scp succeeded; prints the
+/// recoveries.
 fn scp_with_faults(
     net: &mut Net,
     sshd: &Sshd,
+    scenario: &ScpScenario,
     from: &str,
     to: &str,
     progress: impl Fn() -> u64,
@@ -625,9 +677,9 @@ fn scp_with_faults(
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rock -d scp in the laptop namespace");
+    let rock = child.id();
     let waiter = thread::spawn(move || child.wait_with_output().expect("wait for rock"));
     let end = Instant::now() + LIMIT * 5;
-    let outage = outage();
     let mut faults: Vec<TransferFault> = Vec::new();
     while !waiter.is_finished() {
         assert!(
@@ -642,21 +694,14 @@ fn scp_with_faults(
         {
             last.moved_on = Some(Instant::now());
         }
-        if faults.is_empty() && done >= BIG / 3 {
-            let new = net.move_laptop();
-            faults.push(TransferFault {
-                what: format!("address change to {new} at {} MiB", done >> 20),
-                size: progress(),
-                ended: Instant::now(),
-                moved_on: None,
-            });
-        } else if faults.len() == 1 && faults[0].moved_on.is_some() && done >= 2 * BIG / 3 {
-            net.laptop_link_down();
+        if let Some(next) = scenario.faults.get(faults.len())
+            && faults.last().is_none_or(|f| f.moved_on.is_some())
+            && done >= next.at
+        {
             let at = progress();
-            thread::sleep(outage);
-            net.laptop_link_up();
+            let did = (next.cause)(net, rock);
             faults.push(TransferFault {
-                what: format!("link down for {outage:?} at {} MiB", at >> 20),
+                what: format!("{did} at {} MiB", at >> 20),
                 size: progress(),
                 ended: Instant::now(),
                 moved_on: None,
@@ -678,9 +723,17 @@ fn scp_with_faults(
     );
     assert_eq!(
         faults.len(),
-        2,
-        "the {what} finished before both faults: {faults:?}\n{text}"
+        scenario.faults.len(),
+        "the {what} finished before all {} faults: {faults:?}\n{text}",
+        scenario.faults.len()
     );
+    figure(&format!(
+        "{} ({what}): rock made {} links in all",
+        scenario.name,
+        String::from_utf8_lossy(&out.stderr)
+            .matches("link up")
+            .count()
+    ));
     for fault in &faults {
         assert!(
             fault.size < BIG,
@@ -693,15 +746,18 @@ fn scp_with_faults(
                 format!("{:.2} s", (at - fault.ended).as_secs_f64())
             });
         figure(&format!(
-            "5 ({what}): {}: the copy grew {} MiB past its size at the fault's end {secs} after it",
+            "{} ({what}): {}: the copy grew {} MiB past its size at the fault's end {secs} after it",
+            scenario.name,
             fault.what,
             MOVED_ON >> 20
         ));
     }
 }
 
-#[test]
-fn scp_up_and_down_survive_an_address_change_and_an_outage() {
+/// Uploads a [`BIG`] random file with `rock -d scp`, then downloads it,
+/// each through the `scenario`'s faults; both copies must have the
+/// original's sha256.
+fn scp_up_and_down(scenario: &ScpScenario) {
     require_root("network namespaces");
     let mut net = Net::new();
     let sshd = net.start_sshd(Sshd::builder());
@@ -714,6 +770,7 @@ fn scp_up_and_down_survive_an_address_change_and_an_outage() {
     scp_with_faults(
         &mut net,
         &sshd,
+        scenario,
         &original.display().to_string(),
         &format!("rocktest:{}", uploaded.display()),
         || file_len(&uploaded),
@@ -729,6 +786,7 @@ fn scp_up_and_down_survive_an_address_change_and_an_outage() {
     scp_with_faults(
         &mut net,
         &sshd,
+        scenario,
         &format!("rocktest:{}", original.display()),
         &downloaded.display().to_string(),
         || file_len(&downloaded),
@@ -739,6 +797,47 @@ fn scp_up_and_down_survive_an_address_change_and_an_outage() {
         sum,
         "the download is corrupted"
     );
+}
+
+#[test]
+fn scp_up_and_down_survive_an_address_change_and_an_outage() {
+    scp_up_and_down(&ScpScenario {
+        name: "5",
+        faults: &[
+            ScpFault {
+                at: BIG / 3,
+                cause: laptop_moves,
+            },
+            ScpFault {
+                at: 2 * BIG / 3,
+                cause: link_outage,
+            },
+        ],
+    });
+}
+
+#[test]
+fn scp_up_and_down_survive_the_laptop_sleeping() {
+    scp_up_and_down(&ScpScenario {
+        name: "3 scp",
+        faults: &[ScpFault {
+            at: BIG / 2,
+            cause: laptop_sleeps,
+        }],
+    });
+}
+
+// As in `the_server_moves_and_its_name_follows`: rock re-resolves the name
+// and dials the new address; rockd's connection to sshd is over loopback.
+#[test]
+fn scp_up_and_down_survive_the_server_moving() {
+    scp_up_and_down(&ScpScenario {
+        name: "4 scp",
+        faults: &[ScpFault {
+            at: BIG / 2,
+            cause: server_moves,
+        }],
+    });
 }
 
 /// Concurrent sessions in [`fifty_sessions_ride_through_repeated_cuts`].

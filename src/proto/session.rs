@@ -8,11 +8,15 @@
 //!
 //! * inputs — [`Session::open_link`] (client) or [`Session::accept_link`]
 //!   (server) when a transport connects; [`Session::handle_link_input`] with
-//!   bytes read from it (at most [`Session::link_read_window`]);
+//!   bytes read from it (at most [`Session::link_read_window`]), or
+//!   [`Session::handle_link_input_with`] to hand data straight to the
+//!   application;
 //!   [`Session::link_failed`] when it errors or ends;
 //!   [`Session::handle_timeout`] when the time from
 //!   [`Session::poll_timeout`] has come;
-//! * the application side — [`Session::write`], [`Session::finish`],
+//! * the application side — [`Session::write`] (or [`Session::write_buf`] +
+//!   [`Session::commit_write`], to read into the replay buffer in place),
+//!   [`Session::finish`],
 //!   [`Session::read`] (or [`Session::peek`] + [`Session::consume`]),
 //!   [`Session::close`].
 //!
@@ -20,8 +24,10 @@
 //!
 //! 1. [`Session::poll_event`] until `None` — a `LinkDown` means close that
 //!    transport;
-//! 2. for each link, [`Session::poll_transmit`], write what it returns, and
-//!    report what was written with [`Session::advance_transmit`];
+//! 2. for each link, [`Session::poll_transmit`] (one run) or
+//!    [`Session::poll_transmit_vectored`] (several, for `writev`), write
+//!    them, report what was written with [`Session::advance_transmit`], and
+//!    ask again until nothing is left or the transport is full;
 //! 3. [`Session::poll_timeout`] to know when to call back.
 //!
 //! Every link the engine hands out is reported down by exactly one

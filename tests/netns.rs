@@ -23,13 +23,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::netns::{Net, signal};
+use common::transfer::file_len;
 use common::{ROCKD, Sshd, TempDir, require_root, rock_command};
 
 /// Safety limit for anything that should take seconds: a bootstrap, a
@@ -590,10 +591,6 @@ fn the_server_moves_and_its_name_follows() {
     fault.report(&format!("4 ({old} -> {new})"), &done.lines);
     figure(&format!("4: rock made {} links in all", done.links()));
     done.check(&[]);
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 /// A fault during a transfer, and when the copy moved on.

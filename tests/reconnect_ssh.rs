@@ -23,6 +23,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::pty::PtyChild;
+use common::transfer::{self, LinkFaults, file_len};
 use common::{ROCK, ROCKD, Sshd, assert_exit, require_root, rock_command, run_with_timeout};
 
 // ---- addresses, connections and faults --------------------------------
@@ -372,56 +373,40 @@ fn an_ssh_session_survives_resets_and_a_blackhole_of_its_ssh_link_exactly_once()
     assert!(n >= 9, "only {n} logins:\n{}", sshd.log());
 }
 
-/// Runs `cmd` (an scp through rock in ssh mode) while resetting its SSH
-/// link each time `progress()` passes another twelfth of `total`, ten
-/// times, and blackholing it for 8 s after the fifth.
+/// Faults on rock's link in ssh mode: its own SSH connection to sshd
+/// (named by its local port, new after each reset). The blackhole spares
+/// rockd's bridge to the same sshd.
+struct SshModeLink<'a> {
+    sshd: &'a Sshd,
+}
+
+impl LinkFaults for SshModeLink<'_> {
+    type Link = u16;
+    type Hole = Rules;
+
+    fn find(&mut self, rock_pid: u32) -> Option<u16> {
+        ssh_link(rock_pid, self.sshd)
+    }
+
+    fn reset(&self, port: &u16) {
+        reset_ssh_link(self.sshd, *port);
+    }
+
+    fn blackhole(&self, _: &u16) -> Rules {
+        blackhole_links(self.sshd, bridge_port(self.sshd, rockd_pid(self.sshd)))
+    }
+}
+
+/// Runs `cmd` (an scp through rock in ssh mode) with its SSH link reset ten
+/// times and blackholed once ([`transfer::transfer_under_faults`]).
 fn transfer_under_faults(
     sshd: &Sshd,
     cmd: &mut Command,
     total: u64,
     progress: impl Fn() -> u64,
 ) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait for rock"));
-    let (mut resets, mut blackholed) = (0, false);
-    let end = Instant::now() + Duration::from_secs(600);
-    while !waiter.is_finished() {
-        assert!(
-            Instant::now() < end,
-            "the transfer did not finish in 10 minutes"
-        );
-        let done = progress();
-        // Once data flows, rock's one connection to sshd is its link.
-        let link = (done > 0).then(|| ssh_link(pid, sshd)).flatten();
-        if let Some(link) = link {
-            if resets < 10 && done >= (resets + 1) * total / 12 {
-                reset_ssh_link(sshd, link);
-                resets += 1;
-            } else if !blackholed && resets >= 5 {
-                let hole = blackhole_links(sshd, bridge_port(sshd, rockd_pid(sshd)));
-                std::thread::sleep(Duration::from_secs(8));
-                drop(hole);
-                blackholed = true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = waiter.join().expect("waiter thread");
-    assert!(
-        resets >= 10 && blackholed,
-        "only {resets} resets, blackhole {blackholed}: the transfer outran the faults\n{}",
-        text(&out)
-    );
-    out
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    let faults = SshModeLink { sshd };
+    transfer::transfer_under_faults(cmd, total, progress, Duration::from_secs(600), faults)
 }
 
 #[test]

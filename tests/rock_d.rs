@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::faults::{Blackhole, link_port_of, listener_pid, reset_link};
 use common::pty::PtyChild;
+use common::transfer::{self, LinkFaults, file_len};
 use common::{ROCK, ROCKD, Sshd, assert_exit, require_root, rock_command, run_with_timeout};
 
 /// `rock --rockd <ours> [extra] -d <program> -F <fixture config> ...`.
@@ -188,62 +189,48 @@ fn wait_gone(pid: u32, limit: Duration) {
     }
 }
 
-/// Runs `cmd` (a transfer through rock) while resetting its link each time
-/// `progress()` passes another tenth of `total`, and blackholing it for 8 s
-/// at the half; returns the command's output.
+/// Faults on rock's direct TCP link to rockd.
+struct DirectLink {
+    sshd_port: u16,
+    /// rockd's port, once rock's link to it is seen; every later link goes
+    /// to the same port.
+    port: Option<u16>,
+}
+
+impl LinkFaults for DirectLink {
+    type Link = u16;
+    type Hole = Blackhole;
+
+    fn find(&mut self, rock_pid: u32) -> Option<u16> {
+        let sshd_port = self.sshd_port;
+        self.port = self
+            .port
+            .or_else(|| link_port_of(rock_pid).filter(|&p| p != sshd_port));
+        self.port
+    }
+
+    fn reset(&self, port: &u16) {
+        reset_link(*port);
+    }
+
+    fn blackhole(&self, port: &u16) -> Blackhole {
+        Blackhole::new(*port)
+    }
+}
+
+/// Runs `cmd` (a transfer through rock) with its link reset ten times and
+/// blackholed once ([`transfer::transfer_under_faults`]).
 fn transfer_under_faults(
     sshd: &Sshd,
     cmd: &mut Command,
     total: u64,
     progress: impl Fn() -> u64,
 ) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let pid = child.id();
-    let mut resets = 0;
-    let mut blackholed = false;
-    let end = Instant::now() + Duration::from_secs(300);
-    let mut port = None;
-    let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait for rock"));
-    while !waiter.is_finished() {
-        assert!(
-            Instant::now() < end,
-            "the transfer did not finish in 5 minutes"
-        );
-        let done = progress();
-        // Only once data flows: during the bootstrap rock's one TCP
-        // connection is to sshd itself.
-        if done > 0 {
-            port = port.or_else(|| link_port_of(pid).filter(|&p| p != sshd.port()));
-        }
-        if let Some(p) = port {
-            if resets < 10 && done >= (resets + 1) * total / 12 {
-                reset_link(p);
-                resets += 1;
-            }
-            if !blackholed && resets >= 5 {
-                let hole = Blackhole::new(p);
-                std::thread::sleep(Duration::from_secs(8));
-                drop(hole);
-                blackholed = true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = waiter.join().expect("waiter thread");
-    assert!(
-        resets >= 10 && blackholed,
-        "only {resets} resets, blackhole {blackholed}: the transfer outran the faults\n{}",
-        text(&out)
-    );
-    out
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    let faults = DirectLink {
+        sshd_port: sshd.port(),
+        port: None,
+    };
+    transfer::transfer_under_faults(cmd, total, progress, Duration::from_secs(300), faults)
 }
 
 const BIG: u64 = 256 << 20;

@@ -18,6 +18,7 @@ pub mod netns;
 pub mod procstat;
 pub mod pty;
 mod sshd;
+pub mod transfer;
 
 // Not every test file uses every item.
 #[allow(unused_imports)]

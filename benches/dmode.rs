@@ -136,7 +136,7 @@ impl Options {
                 Err(_) => default,
             }
         }
-        const KNOWN: [&str; 4] = ["scp", "echo", "startup", "recovery"];
+        const KNOWN: [&str; 5] = ["scp", "link", "echo", "startup", "recovery"];
         // cargo bench passes `--bench`; anything else not an option selects.
         let sections: Vec<String> = std::env::args()
             .skip(1)
@@ -918,6 +918,84 @@ fn bench_scp(sshd: &Sshd, opts: &Options, report: &mut Report) {
 }
 
 // ---------------------------------------------------------------------
+// 1b. scp over a link of limited rate.
+
+/// The rate-limited links of the `link` section: name, `tc` rate, and the
+/// size of the file sent over it (about five seconds' worth).
+const LINKS: [(&str, &str, u64); 2] = [("1 Gbit/s", "1gbit", 512), ("100 Mbit/s", "100mbit", 64)];
+
+/// scp through network namespaces (laptop ↔ router ↔ server), the router
+/// limiting each direction's rate with a token bucket: a network, not the
+/// machine's CPU, is the bottleneck, as for a user. Plain and rock only
+/// (the reference relays run in this process, outside the namespaces).
+fn bench_link(opts: &Options, report: &mut Report) {
+    for (name, rate, size_mib) in LINKS {
+        let net = common::netns::Net::new();
+        net.shape(rate, "50ms");
+        let sshd = net.start_sshd(Sshd::builder());
+        let bytes = size_mib << 20;
+        let mib = size_mib as f64;
+        let src = sshd.dir().join("random.bin");
+        println!("\n== scp over a {name} link: {mib:.0} MiB of random data ==");
+        common::random_file(&src, bytes);
+        let sum = common::sha256_file(&src);
+        let limit = Duration::from_secs(900);
+        let clients = [Client::Plain, Client::Rock];
+        let run = |who: Client, way: Way, dst: &Path| -> f64 {
+            pre_read(&src);
+            quiesce(&sshd);
+            let secs = timed_run(
+                &mut net.on_laptop(&scp_cmd(&sshd, who, way, &src, dst)),
+                limit,
+                &sshd,
+            );
+            quiesce(&sshd);
+            secs
+        };
+        // One untimed, checked copy each way per client.
+        for way in [Way::Up, Way::Down] {
+            for who in clients {
+                let dst = sshd.dir().join("received.bin");
+                run(who, way, &dst);
+                assert_eq!(
+                    common::sha256_file(&dst),
+                    sum,
+                    "{} over {name} delivered a corrupted copy",
+                    who.name()
+                );
+                std::fs::remove_file(&dst).expect("remove the copy");
+            }
+        }
+        for (way, direction) in [(Way::Up, "upload"), (Way::Down, "download")] {
+            let label = format!("scp {direction} over {name}");
+            report.quiet.settle(&label);
+            let (runs, redone, noisy) = alternate(
+                &mut report.quiet,
+                &label,
+                &clients,
+                opts.reps,
+                |who| mib / run(who, way, Path::new("/dev/null")),
+                |rate| format!("{rate:.1} MiB/s"),
+            );
+            let (p, r) = (&runs[&Client::Plain], &runs[&Client::Rock]);
+            let ratio: Vec<f64> = p.iter().zip(r).map(|(a, b)| b / a).collect();
+            report.row(
+                &format!("scp {direction} {mib:.0} MiB over a {name} link, MiB/s"),
+                spread(p, 1),
+                spread(r, 1),
+                format!("{} ×", spread(&ratio, 2)),
+                "≥ 0.90 ×",
+            );
+            if redone + noisy > 0 {
+                report.notes.push(format!(
+                    "{label}: {redone} round(s) redone for load, {noisy} kept noisy"
+                ));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------
 // 2. One-byte echo round trips.
 
 /// Round trips of one byte through `<client> rocktest cat`, in µs.
@@ -1416,6 +1494,9 @@ fn main() {
     let sshd = Sshd::start();
     if opts.wants("scp") {
         bench_scp(&sshd, &opts, &mut report);
+    }
+    if opts.wants("link") {
+        bench_link(&opts, &mut report);
     }
     if opts.wants("echo") {
         bench_echo(&sshd, &mut report);

@@ -463,7 +463,7 @@ impl Session {
         let Session { links, stream, .. } = self;
         let l = &mut links[i];
         if let Phase::Established(flow) = &mut l.phase {
-            fill_data(flow, &mut l.output, &stream.send);
+            fill_data(flow, &mut l.output, &stream.send, stream.recv.received());
         }
         Some(i)
     }
@@ -1267,10 +1267,17 @@ fn send_ack(flow: &mut Flow, output: &mut Outbox, received: u64) {
 
 /// Queues stream data (and the FIN) on the link's output while there is
 /// room, from the link's send position. Payloads are not copied: the
-/// outbox refers to the replay buffer.
-fn fill_data(flow: &mut Flow, output: &mut Outbox, send: &SendHalf) {
+/// outbox refers to the replay buffer. Data that goes out while something
+/// received is unacknowledged carries an ACK in front of it, so a peer
+/// that sends back as well as receiving needs few ACKs of their own.
+fn fill_data(flow: &mut Flow, output: &mut Outbox, send: &SendHalf, received: u64) {
     flow.tx_pos = flow.tx_pos.max(send.acked());
+    let mut queued = false;
     while output.len() < OUTPUT_HIGH && flow.tx_pos < send.written() {
+        if !queued && received > flow.last_ack_sent {
+            send_ack(flow, output, received);
+        }
+        queued = true;
         let len = (send.written() - flow.tx_pos).min(MAX_DATA as u64) as usize;
         output.push_data(flow.tx_pos, len);
         flow.tx_pos += len as u64;

@@ -179,6 +179,43 @@ impl Net {
             .start()
     }
 
+    /// Limits both directions between laptop and server to `rate` (a `tc`
+    /// rate such as `1gbit`) with a token bucket on each of the router's
+    /// two interfaces, queueing up to `queue` of delay before dropping.
+    /// (A token bucket, not netem: kernels without `sch_netem` have it.)
+    pub fn shape(&self, rate: &str, queue: &str) {
+        for dev in [&self.router_laptop_if, &self.router_server_if] {
+            let args = [
+                "-n",
+                &self.router,
+                "qdisc",
+                "replace",
+                "dev",
+                dev,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "512kb",
+                "latency",
+                queue,
+            ];
+            let out = Command::new("tc")
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run tc (install iproute2: scripts/setup)");
+            assert!(
+                out.status.success(),
+                "`tc {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+
     /// `cmd` as it would run on the laptop: `ip netns exec LAPTOP …`, which
     /// also puts the laptop's hosts file in place. Keeps `cmd`'s arguments,
     /// environment changes and directory; set stdio on the result.

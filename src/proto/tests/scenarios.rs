@@ -440,3 +440,30 @@ fn an_ack_arriving_mid_frame_does_not_cut_the_frame() {
     server.handle_link_input(now, s2, &out);
     assert_eq!(client.stats().replay_buffered, 0);
 }
+
+#[test]
+fn an_answer_carries_the_ack_of_what_it_answers() {
+    let mut pair = Pair::new(Config::default());
+    pair.connect();
+    pair.settle_reading();
+    let before = pair.client.session.stats().acked;
+    // A keystroke: below the ACK threshold, so no ACK of its own yet (its
+    // timer runs, and no time passes here).
+    pair.client.write(1);
+    pair.settle_reading();
+    assert_eq!(pair.server.delivered.len(), 1);
+    assert_eq!(pair.client.session.stats().acked, before);
+    // The echo goes back with the ACK in front of it.
+    pair.server.write(1);
+    pair.settle_reading();
+    assert_eq!(pair.client.delivered.len(), 1);
+    assert_eq!(pair.client.session.stats().acked, before + 1);
+    // Nothing was left for the ACK timer to send.
+    assert!(
+        pair.server
+            .session
+            .poll_timeout()
+            .is_none_or(|t| t > pair.now + Config::default().ack_delay),
+        "the server's ACK timer was cleared"
+    );
+}

@@ -51,13 +51,27 @@ pub struct Authenticated {
 
 /// The secrets the user typed for the authentication that succeeded, kept
 /// so the inner ssh (and, with `reconnect = "ssh"`, each new link) can be
-/// answered without asking again.
-#[derive(Debug, Default, Clone)]
+/// answered without asking again. Its `Debug` output says which secrets
+/// are held, never what they are.
+#[derive(Default, Clone)]
 pub struct Secrets {
     /// The account password (password or keyboard-interactive).
     pub password: Option<Zeroizing<String>>,
     /// The key file that authenticated and the passphrase that unlocked it.
     pub key_passphrase: Option<(PathBuf, Zeroizing<String>)>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = |present: bool| if present { "<held>" } else { "<none>" };
+        f.debug_struct("Secrets")
+            .field("password", &held(self.password.is_some()))
+            .field(
+                "key_passphrase",
+                &self.key_passphrase.as_ref().map(|(path, _)| (path, "<held>")),
+            )
+            .finish()
+    }
 }
 
 impl Secrets {
@@ -749,4 +763,25 @@ fn append_signature(
         .encode(&mut data)
         .map_err(|e| SignError::Key(format!("cannot encode the signature: {e}")))?;
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let secrets = Secrets {
+            password: Some(Zeroizing::new("hunter2-password".into())),
+            key_passphrase: Some((
+                PathBuf::from("/home/u/.ssh/id_ed25519"),
+                Zeroizing::new("open-sesame".into()),
+            )),
+        };
+        let shown = format!("{secrets:?} {secrets:#?}");
+        assert!(!shown.contains("hunter2-password"), "{shown}");
+        assert!(!shown.contains("open-sesame"), "{shown}");
+        assert!(shown.contains("id_ed25519"), "which key is held may show: {shown}");
+        assert!(format!("{:?}", Secrets::default()).contains("<none>"));
+    }
 }

@@ -849,3 +849,109 @@ fn a_mistake_in_the_config_file_is_reported_with_its_place() {
         );
     }
 }
+
+/// Stops the connection-sharing master of `config`, if one runs.
+struct MasterGuard<'a>(&'a Path);
+
+impl Drop for MasterGuard<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("ssh")
+            .arg("-F")
+            .arg(self.0)
+            .args(["-O", "exit", "rocktest"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Whether a connection-sharing master of `config` answers.
+fn master_runs(config: &Path) -> bool {
+    Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args(["-O", "check", "rocktest"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh -O check")
+        .status
+        .success()
+}
+
+#[test]
+fn connection_sharing_in_the_users_config_is_neither_used_nor_made() {
+    require_root("ss -K on the rock link");
+    let sshd = Sshd::start();
+    // The fixture's config turns sharing off; this one turns it on.
+    let config = std::fs::read_to_string(sshd.ssh_config())
+        .expect("read the ssh config")
+        .replace(
+            "ControlMaster no",
+            "ControlMaster auto\n    ControlPersist 120",
+        )
+        .replace(
+            "ControlPath none",
+            &format!("ControlPath {}/cm-%C", sshd.dir().display()),
+        );
+    assert!(config.contains("ControlPersist"), "{config}");
+    let config_path = sshd.dir().join("ssh_config_shared");
+    std::fs::write(&config_path, config).expect("write the ssh config");
+    let _master = MasterGuard(&config_path);
+    let rock_shared = || {
+        let mut cmd = rock_command(&sshd, ROCKD, &[], "ssh");
+        // A second -F: ssh uses the last one given.
+        cmd.arg("-F").arg(&config_path);
+        cmd
+    };
+
+    // No master yet: rock's session must not become one (with
+    // ControlPersist it would outlive rock, its transport gone).
+    let out = run_with_timeout(
+        rock_shared().args(["rocktest", "echo carried"]),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0, "rock -d ssh with connection sharing configured");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "carried");
+    assert!(
+        !master_runs(&config_path),
+        "rock's ssh left a master behind"
+    );
+
+    // A master made by plain ssh: rock's session must not ride on it.
+    let out = run_with_timeout(
+        Command::new("ssh")
+            .arg("-F")
+            .arg(&config_path)
+            .args(["rocktest", "true"])
+            .stdin(Stdio::null()),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0, "plain ssh making a master");
+    assert!(master_runs(&config_path), "plain ssh made no master");
+    const LINES: u32 = 60;
+    let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.05; done; exit 3");
+    let mut child = rock_shared()
+        .args(["rocktest", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let lines = collect_lines(&mut child);
+    let mut got = vec![
+        lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the first line")
+            .1,
+    ];
+    // The session has a rock link (through the master it would have none),
+    // and it survives that link's reset.
+    reset_link(wait_link_port(child.id()));
+    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
+        got.push(line);
+    }
+    let status = child.wait().expect("wait for rock");
+    let expected: Vec<String> = (1..=LINES).map(|i| format!("line {i}")).collect();
+    assert_eq!(got, expected, "lines lost, duplicated or reordered");
+    assert_eq!(status.code(), Some(3));
+}

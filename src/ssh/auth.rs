@@ -68,7 +68,10 @@ impl std::fmt::Debug for Secrets {
             .field("password", &held(self.password.is_some()))
             .field(
                 "key_passphrase",
-                &self.key_passphrase.as_ref().map(|(path, _)| (path, "<held>")),
+                &self
+                    .key_passphrase
+                    .as_ref()
+                    .map(|(path, _)| (path, "<held>")),
             )
             .finish()
     }
@@ -781,7 +784,10 @@ mod tests {
         let shown = format!("{secrets:?} {secrets:#?}");
         assert!(!shown.contains("hunter2-password"), "{shown}");
         assert!(!shown.contains("open-sesame"), "{shown}");
-        assert!(shown.contains("id_ed25519"), "which key is held may show: {shown}");
+        assert!(
+            shown.contains("id_ed25519"),
+            "which key is held may show: {shown}"
+        );
         assert!(format!("{:?}", Secrets::default()).contains("<none>"));
     }
 }

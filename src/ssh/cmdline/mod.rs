@@ -261,7 +261,8 @@ impl ParsedCommand {
     }
 
     /// The command with its transport redirected: `-o ProxyCommand=<cmd>
-    /// -o ProxyUseFdpass=yes` (and `-o User=<user>` for `rock -d USER`)
+    /// -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o ControlMaster=no -o ControlPath=none` (and
+    /// `-o User=<user>` for `rock -d USER`)
     /// given to the ssh it starts, where they beat any later `-o` and the
     /// config files (ssh keeps the first value of each setting). ssh
     /// percent-expands `proxy_command` and runs it with the user's shell,
@@ -278,6 +279,13 @@ impl ParsedCommand {
             format!("ProxyCommand={proxy_command}").into(),
             "-o".into(),
             "ProxyUseFdpass=yes".into(),
+            // Connection sharing would defeat us both ways: an existing
+            // master carries the session outside rock, and a new master
+            // (with ControlPersist) outlives the rock it depends on.
+            "-o".into(),
+            "ControlMaster=no".into(),
+            "-o".into(),
+            "ControlPath=none".into(),
         ];
         if let Some(user) = user {
             ours.extend(["-o".into(), format!("User={user}").into()]);
@@ -382,6 +390,10 @@ mod tests {
                 "ProxyCommand=rock --helper 3",
                 "-o",
                 "ProxyUseFdpass=yes",
+                "-o",
+                "ControlMaster=no",
+                "-o",
+                "ControlPath=none",
                 "-v",
                 "-A",
                 "host",
@@ -398,6 +410,10 @@ mod tests {
                 "-o",
                 "ProxyUseFdpass=yes",
                 "-o",
+                "ControlMaster=no",
+                "-o",
+                "ControlPath=none",
+                "-o",
                 "User=bob",
                 "f",
                 "h:"
@@ -406,7 +422,7 @@ mod tests {
         // After the destination, `-J` is still an ssh option; in the command it is not.
         let p = ok(&["ssh", "h", "-J", "j", "ls", "-J"]);
         assert_eq!(
-            strings(&p.with_transport("x", None).argv)[5..],
+            strings(&p.with_transport("x", None).argv)[9..],
             ["h", "ls", "-J"]
         );
     }
@@ -463,7 +479,7 @@ mod tests {
         let weird = OsString::from_vec(b"caf\xe9.txt".to_vec());
         let argv = vec![OsString::from("scp"), weird.clone(), OsString::from("h:")];
         let p = ParsedCommand::parse(&argv, V9_2).unwrap();
-        assert_eq!(p.with_transport("x", None).argv[5], weird);
+        assert_eq!(p.with_transport("x", None).argv[9], weird);
         let bad_host = vec![OsString::from("ssh"), OsString::from_vec(b"h\xff".to_vec())];
         assert!(matches!(
             ParsedCommand::parse(&bad_host, V9_2),

@@ -450,7 +450,7 @@ mod tests {
             [
                 "rsync",
                 "-ave",
-                "ssh -o \"ProxyCommand='/r/rock-proxy'\" -o ProxyUseFdpass=yes -o User=bob -v",
+                "ssh -o \"ProxyCommand='/r/rock-proxy'\" -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o User=bob -v",
                 "f",
                 "h:"
             ]
@@ -460,8 +460,8 @@ mod tests {
         assert_eq!(
             strings(&t.argv)[1..3],
             [
-                "--rsh=ssh -o ProxyCommand=x -o ProxyUseFdpass=yes",
-                "-essh -o ProxyCommand=x -o ProxyUseFdpass=yes"
+                "--rsh=ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none",
+                "-essh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none"
             ]
         );
         let p = ok_in(&["rsync", "f", "h:"], &env);
@@ -471,7 +471,7 @@ mod tests {
             t.env,
             [(
                 "RSYNC_RSH".into(),
-                "ssh -o ProxyCommand=x -o ProxyUseFdpass=yes".into()
+                "ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none".into()
             )]
         );
     }

@@ -637,6 +637,44 @@ fn auto_uses_rockds_own_port_when_it_answers() {
     assert_eq!(got, numbered(LINES), "lines lost, duplicated or reordered");
 }
 
+#[test]
+fn auto_returns_to_rockds_port_once_it_answers_again() {
+    require_root("iptables and ss -K");
+    let sshd = Sshd::builder().listen_address(own_address()).start();
+    let firewall = only_ssh_open(&sshd, Block::Reject);
+    const LINES: u32 = 60;
+    let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done; exit 5");
+    let (mut child, lines) = spawn_script(&mut rock(&sshd, "auto", "ssh"), &script);
+    let rock_pid = child.id();
+    let mut got = vec![
+        lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the session started")
+            .1,
+    ];
+    let link = wait_ssh_link(rock_pid, &sshd);
+    // The network lets rockd's port through again; the next link uses it.
+    drop(firewall);
+    let rockd_port = listen_addr(rockd_pid(&sshd)).port();
+    let direct = |c: &Conn| of_pid(c, rock_pid) && c.peer.port() == rockd_port;
+    assert!(!connections().iter().any(direct), "direct before the reset");
+    let cut = Instant::now();
+    reset_ssh_link(&sshd, link);
+    let waited = first_after(&lines, &mut got, cut);
+    eprintln!("auto mode back to direct: after the reset, next line in {waited:?}");
+    assert!(
+        connections().iter().any(direct),
+        "after the reset, rock's link is not to rockd's port {rockd_port}"
+    );
+    assert_eq!(ssh_link(rock_pid, &sshd), None, "rock kept an SSH link");
+    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
+        got.push(line);
+    }
+    let status = child.wait().expect("wait for rock");
+    assert_eq!(got, numbered(LINES), "lines lost, duplicated or reordered");
+    assert_eq!(status.code(), Some(5), "the remote command's exit status");
+}
+
 /// `--reconnect direct` (the default) behind the same firewall: the
 /// bootstrap works, the link cannot be made, and rock says what to do.
 fn direct_fails_clearly(block: Block) {

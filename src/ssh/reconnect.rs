@@ -162,9 +162,13 @@ pub fn hint(mode: ReconnectMode, error: &RelayError) -> Option<&'static str> {
 /// `auto` mode: direct links while rockd's port answers, ssh when not.
 ///
 /// The rule, per attempt:
-/// 1. Once a link has been made through ssh, every later attempt goes
-///    through ssh only (a path that blocked rockd's port once is assumed
-///    to block it still; ssh works wherever direct does).
+/// 1. Once a link has been made through ssh, later attempts go through
+///    ssh, and rockd's port is dialled beside it at the same time: the
+///    first of the two made becomes the link (direct when both are). A
+///    direct link is a bare TCP connect, made long before an SSH login
+///    completes. So a session that moved to ssh on a network that blocked rockd's
+///    port moves back at its first reconnect on a network that does not,
+///    and a port still blocked costs nothing but a SYN.
 /// 2. Otherwise the attempt dials rockd's port. If that works, it is the
 ///    link. If it fails (refused, timed out, unreachable...), the same
 ///    attempt goes on through ssh when no direct connection has ever been
@@ -174,7 +178,7 @@ pub fn hint(mode: ReconnectMode, error: &RelayError) -> Option<&'static str> {
 ///
 /// So a blocked port costs the first link one failed connect (at most
 /// [`CONNECT_TIMEOUT`]), and a port that stops answering later costs a
-/// few attempts before the session moves to ssh for good.
+/// few attempts before the session moves to ssh.
 pub struct AutoDialer {
     direct: TcpDialer,
     ssh: SshDialer,
@@ -195,7 +199,7 @@ impl AutoDialer {
 /// What [`AutoDialer`] has learnt in this session.
 #[derive(Debug, Default)]
 struct AutoState {
-    /// A link was made through ssh: ssh only from now on.
+    /// The last link was made through ssh: race ssh and direct.
     through_ssh: bool,
     /// A direct connection was made at least once.
     direct_worked: bool,
@@ -226,11 +230,11 @@ impl Dialer for AutoDialer {
     fn dial(&mut self) -> DialFuture {
         let state = Arc::clone(&self.state);
         let ssh = self.ssh.dial();
-        if update(&state, |s| s.through_ssh) {
-            return ssh;
-        }
         let direct = self.direct.dial();
         let target = self.direct.describe();
+        if update(&state, |s| s.through_ssh) {
+            return Box::pin(race(direct, ssh, state, target));
+        }
         Box::pin(async move {
             let direct_error = match direct.await {
                 Ok(link) => {
@@ -259,6 +263,39 @@ impl Dialer for AutoDialer {
 
     fn describe(&self) -> String {
         format!("{}, or {}", self.direct.describe(), self.ssh.describe())
+    }
+}
+
+/// Rule 1 of [`AutoDialer`]: ssh and direct at once; the first link
+/// made wins, direct if both are ready. An ssh error is the attempt's
+/// error; a direct one only means waiting for ssh.
+async fn race(
+    direct: DialFuture,
+    ssh: DialFuture,
+    state: Arc<Mutex<AutoState>>,
+    target: String,
+) -> io::Result<crate::relay::BoxLink> {
+    let (mut direct, mut ssh) = (direct, ssh);
+    let mut direct_live = true;
+    loop {
+        tokio::select! {
+            biased;
+            made = &mut direct, if direct_live => match made {
+                Ok(link) => {
+                    tracing::info!("rockd's port {target} answers again; reconnecting directly");
+                    update(&state, |s| {
+                        s.through_ssh = false;
+                        s.direct_ok();
+                    });
+                    return Ok(link);
+                }
+                Err(e) => {
+                    tracing::debug!("rockd's port {target}, beside ssh: {e}");
+                    direct_live = false;
+                }
+            },
+            made = &mut ssh => return made,
+        }
     }
 }
 

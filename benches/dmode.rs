@@ -921,8 +921,9 @@ fn bench_scp(sshd: &Sshd, opts: &Options, report: &mut Report) {
 // 1b. scp over a link of limited rate.
 
 /// The rate-limited links of the `link` section: name, `tc` rate, and the
-/// size of the file sent over it (about five seconds' worth).
-const LINKS: [(&str, &str, u64); 2] = [("1 Gbit/s", "1gbit", 512), ("100 Mbit/s", "100mbit", 64)];
+/// size in MiB of the file sent over it (1 GiB, as in the `scp` section,
+/// where that takes about ten seconds; five seconds' worth on the slow one).
+const LINKS: [(&str, &str, u64); 2] = [("1 Gbit/s", "1gbit", 1024), ("100 Mbit/s", "100mbit", 64)];
 
 /// scp through network namespaces (laptop ↔ router ↔ server), the router
 /// limiting each direction's rate with a token bucket: a network, not the

@@ -21,6 +21,9 @@
 //! * `scp`: a 1 GiB random file up and down (to `/dev/null`, so that no disk
 //!   write is timed; the source is read once before every run so that it
 //!   comes from the page cache), throughput of the whole command;
+//! * `link`: the same over a rate-limited link (network namespaces laptop ↔
+//!   router ↔ server, the router's token buckets at 1 Gbit/s, then
+//!   100 Mbit/s), where the network rather than this machine's CPU limits;
 //! * `echo`: round trips of one byte through `ssh rocktest cat`;
 //! * `startup`: wall time of `ssh rocktest true`;
 //! * `recovery`: a session printing a line every 10 ms; the time from
@@ -40,7 +43,8 @@
 //! times, then kept and counted as noisy); waiting for quiet is capped at
 //! `ROCK_BENCH_WAIT_MINUTES` (default 30) for the whole run.
 //!
-//! Arguments select sections: `cargo bench --bench dmode -- scp echo`.
+//! Arguments select sections: `cargo bench --bench dmode -- scp echo`
+//! (`scp`, `link`, `echo`, `startup`, `recovery`).
 //! `ROCK_BENCH_MIB` (default 1024) sets the file size, `ROCK_BENCH_REPS`
 //! (default 5) the number of transfers per direction and client.
 

@@ -31,6 +31,7 @@ use crate::ssh::bootstrap::{
 };
 use crate::ssh::cmdline::{self, CmdlineError, ParsedCommand, System, Transported};
 use crate::ssh::prompt::TerminalPrompter;
+use crate::ssh::proxy::{JumpSpec, Proxy};
 use crate::ssh::reconnect::{self, LinkPlan, ReconnectMode};
 use crate::ssh::resolve::{self, IdentityAgent, ResolveError, Resolved};
 use crate::status::SessionInfo;
@@ -160,7 +161,54 @@ fn target_of(destination: &str, r: &Resolved) -> BootstrapTarget {
         password_authentication: r.password_authentication,
         kbd_interactive_authentication: r.kbd_interactive_authentication,
         agent_socket,
+        proxy: None,
     }
+}
+
+/// The proxy `ssh -G` resolved for the destination, if any: `ProxyJump`
+/// as the user's own ssh would run it (with their `-F`), or
+/// `ProxyCommand` with its tokens expanded.
+fn proxy_of(
+    host: &str,
+    parsed: &ParsedCommand,
+    resolved: &Resolved,
+) -> Result<Option<Proxy>, LaunchError> {
+    if let Some(jump) = &resolved.proxy_jump {
+        let spec = JumpSpec::parse(jump).map_err(|why| {
+            LaunchError::Unsupported(format!(
+                "the ProxyJump of {host}, {jump}, cannot be read: {why}"
+            ))
+        })?;
+        return Ok(Some(Proxy::Jump {
+            program: parsed.ssh_program().to_owned(),
+            spec,
+            target_host: resolved.hostname.clone(),
+            target_port: resolved.port,
+            config: parsed.config_file().map(ToOwned::to_owned),
+        }));
+    }
+    let Some(line) = resolved.proxy_command_line()? else {
+        return Ok(None);
+    };
+    if line == "-" {
+        return Err(LaunchError::Unsupported(format!(
+            "{host} has `ProxyCommand -` (the connection on ssh's own stdin and stdout), \
+             which rock -d cannot carry"
+        )));
+    }
+    if resolved.get("proxyusefdpass") == Some("yes") {
+        return Err(LaunchError::Unsupported(format!(
+            "{host} has ProxyUseFdpass yes, which rock -d cannot carry: its ProxyCommand \
+             passes back a socket rather than carrying the bytes; set ProxyUseFdpass no \
+             for rock -d"
+        )));
+    }
+    Ok(Some(Proxy::Command { line }))
+}
+
+/// The proxy the links go through, for messages.
+fn links_proxy(target: &BootstrapTarget) -> Option<String> {
+    target.proxy.as_ref().map(ToString::to_string)
 }
 
 /// rockd's arguments for the engine settings both ends must share.
@@ -225,30 +273,27 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
     let local_rockd =
         tokio::task::spawn_blocking(move || LocalRockd::find(rockd_binary.as_deref()));
     let localhost = options.localhost || profile.reconnect_to_localhost.is_some_and(|s| s.value);
+    let resolved = resolve::resolve(parsed.ssh_program(), &resolve_args, &host)?;
+    let proxy = proxy_of(&host, &parsed, &resolved)?;
+    // Behind a bastion rockd's own port is rarely reachable: unless told
+    // otherwise, links go the way the bootstrap went, through the proxy.
     let mode = options
         .reconnect
         .or(profile.reconnect.map(|s| s.value))
-        .unwrap_or_default();
+        .unwrap_or(if proxy.is_some() {
+            ReconnectMode::Ssh
+        } else {
+            ReconnectMode::default()
+        });
     let rockd_listen = reconnect::rockd_listen(mode, profile.rockd_listen.map(|s| s.value));
     let rockd_port_range = profile.rockd_port_range.map(|s| s.value);
-    let resolved = resolve::resolve(parsed.ssh_program(), &resolve_args, &host)?;
-    if let Some(jump) = &resolved.proxy_jump {
-        return Err(LaunchError::Unsupported(format!(
-            "{host} is reached through ProxyJump {jump}, which rock -d cannot carry yet; \
-             run rock -d on the jump host, or connect without ProxyJump"
-        )));
-    }
-    if let Some(cmd) = &resolved.proxy_command {
-        return Err(LaunchError::Unsupported(format!(
-            "{host} is reached through ProxyCommand {cmd}, which rock -d cannot carry yet"
-        )));
-    }
 
     let request = BootRequest {
         id: SessionId(random()?),
         key: SessionKey(random()?),
     };
-    let target = target_of(&host, &resolved);
+    let mut target = target_of(&host, &resolved);
+    target.proxy = proxy;
     let mut args = rockd_args(&config);
     args.extend(reconnect::rockd_listen_args(rockd_listen, rockd_port_range));
     let plan = InstallPlan {
@@ -272,11 +317,15 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
             ours: SUPPORTED_VERSIONS,
         });
     }
+    let reached = match (&links_proxy(&target), boot.peer_addr) {
+        (Some(proxy), _) => format!("{host} (through its {proxy})"),
+        (None, Some(addr)) => addr.ip().to_string(),
+        (None, None) => host.clone(),
+    };
     tracing::info!(
-        "rockd {} listening on port {} of {}; reconnect mode {mode}",
+        "rockd {} listening on port {} of {reached}; reconnect mode {mode}",
         boot.ready.version,
         boot.ready.port,
-        boot.peer_addr.ip()
     );
     let dial_host = if localhost {
         "127.0.0.1".to_owned()

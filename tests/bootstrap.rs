@@ -338,7 +338,7 @@ async fn key_authentication_starts_rockd_and_hands_it_the_key() {
 
     assert_eq!(done.ready.port, STUB_PORT);
     assert_eq!(done.ready.version, "0.0.0-stub");
-    assert_eq!(done.peer_addr, sshd.addr());
+    assert_eq!(done.peer_addr, Some(sshd.addr()));
     assert!(done.secrets.password.is_none());
     let received = fs::read_to_string(&record).expect("the stub recorded the request");
     let mut expected = request().encode();

@@ -9,6 +9,8 @@
 //! * [`auth`] — authenticates once: agent, key files, keyboard-interactive,
 //!   password.
 //! * [`bootstrap`] — connects, authenticates and starts rockd.
+//! * [`proxy`] — `ProxyCommand` and `ProxyJump`: the process that carries
+//!   the connection to a host behind a bastion.
 //! * [`tunnel`] — reconnecting through ssh: a new SSH connection and a
 //!   channel to rockd for each link.
 //! * [`reconnect`] — the reconnect modes (direct, ssh, auto) and the
@@ -19,6 +21,7 @@ pub mod bootstrap;
 pub mod cmdline;
 pub mod known_hosts;
 pub mod prompt;
+pub mod proxy;
 pub mod reconnect;
 pub mod resolve;
 pub mod tunnel;

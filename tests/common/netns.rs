@@ -216,6 +216,50 @@ impl Net {
         }
     }
 
+    /// The router's address on the laptop's subnet now: where a jump host
+    /// running on the router is reached from the laptop.
+    pub fn router_laptop_addr(&self) -> Ipv4Addr {
+        gateway(1, self.laptop_subnet)
+    }
+
+    /// Starts a second fixture sshd in the *router* namespace, on port 22
+    /// of [`Net::router_laptop_addr`]: a bastion between the laptop and the
+    /// server (its client config names it by that address).
+    pub fn start_jump_sshd(&self, builder: SshdBuilder) -> Sshd {
+        builder
+            .in_netns(&self.router, IpAddr::V4(self.router_laptop_addr()))
+            .start()
+    }
+
+    /// Makes the router stop forwarding from the laptop's subnets to the
+    /// server's (iptables FORWARD DROP inside the router namespace only,
+    /// gone with it): the laptop then reaches the server only through a
+    /// jump host on the router, whose own connections leave from the
+    /// router itself and are not forwarded.
+    pub fn block_laptop_to_server(&self) {
+        let out = in_netns(
+            &self.router,
+            Command::new("iptables").args([
+                "-I",
+                "FORWARD",
+                "-s",
+                "10.1.0.0/16",
+                "-d",
+                "10.2.0.0/16",
+                "-j",
+                "DROP",
+            ]),
+        )
+        .output()
+        .expect("run iptables in the router namespace");
+        assert!(
+            out.status.success(),
+            "iptables FORWARD DROP in {} failed: {}",
+            self.router,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `cmd` as it would run on the laptop: `ip netns exec LAPTOP …`, which
     /// also puts the laptop's hosts file in place. Keeps `cmd`'s arguments,
     /// environment changes and directory; set stdio on the result.

@@ -1,6 +1,7 @@
-//! The TCP connection to the remote host: every address the name
+//! The connection to the remote host: TCP to every address the name
 //! resolves to, in order, each connect (and the lookup) bounded by
-//! `ConnectTimeout`.
+//! `ConnectTimeout`; or, with `ProxyCommand` or `ProxyJump`, the proxy
+//! process's stream.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,6 +9,45 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::{BootstrapError, BootstrapTarget};
+use crate::ssh::proxy::{Proxy, ProxyGuard, ProxyStream};
+
+/// Starts the target's proxy (prompts allowed: this is the bootstrap).
+pub(super) fn connect_proxy(
+    target: &BootstrapTarget,
+    proxy: &Proxy,
+) -> Result<(ProxyStream, ProxyGuard), BootstrapError> {
+    ProxyStream::spawn(proxy, false).map_err(|e| BootstrapError::Proxy {
+        host: target.hostname.clone(),
+        proxy: proxy.to_string(),
+        detail: e.to_string(),
+        destination: target.destination.clone(),
+    })
+}
+
+/// The error for a handshake through `guard`'s proxy that failed with
+/// `error`: when the proxy has exited, that is the cause to report.
+pub(super) async fn proxy_failure(
+    target: &BootstrapTarget,
+    guard: &ProxyGuard,
+    error: BootstrapError,
+) -> BootstrapError {
+    let BootstrapError::Protocol { detail, .. } = &error else {
+        return error;
+    };
+    if guard
+        .exit_status(std::time::Duration::from_millis(500))
+        .await
+        .is_none()
+    {
+        return error;
+    }
+    BootstrapError::Proxy {
+        host: target.hostname.clone(),
+        proxy: guard.proxy().to_owned(),
+        detail: guard.explain(detail.clone()).await,
+        destination: target.destination.clone(),
+    }
+}
 
 /// Connects to the first address of the target that answers.
 pub(super) async fn connect_tcp(target: &BootstrapTarget) -> Result<TcpStream, BootstrapError> {

@@ -30,6 +30,22 @@ pub enum BootstrapError {
         /// The last error (resolution or connect).
         error: std::io::Error,
     },
+    /// The connection through `ProxyCommand` or `ProxyJump` failed: the
+    /// proxy could not start, or ended before the SSH connection was made.
+    #[error(
+        "cannot reach {destination} ({host}) through its {proxy}: {detail}\n  \
+         check that `ssh {destination}` works without rock"
+    )]
+    Proxy {
+        /// The target host.
+        host: String,
+        /// `ProxyJump …` or `ProxyCommand …`.
+        proxy: String,
+        /// What happened (naming the proxy's command).
+        detail: String,
+        /// The destination as typed.
+        destination: String,
+    },
     /// The host key is not in any known_hosts file.
     #[error("{}", unknown_key_message(.key, .files, .other_types, .destination))]
     HostKeyUnknown {

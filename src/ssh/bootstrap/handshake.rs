@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use russh::client::{Handle, Handler, Session};
 use russh::keys::{Algorithm, PublicKey, PublicKeyOrCertificate};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{BootstrapError, BootstrapTarget, PresentedKey};
 use crate::ssh::known_hosts::{self, HostKeyStatus};
@@ -86,14 +86,18 @@ impl Handler for BootHandler {
     }
 }
 
-/// Runs the SSH handshake on `stream`; a host key not recorded as known
+/// Runs the SSH handshake on `stream` (a TCP connection, or a proxy
+/// process's stream); a host key not recorded as known
 /// ends it with the matching [`BootstrapError`]. The reconnection through
 /// ssh (`crate::ssh::tunnel`) runs the very same check on every new link.
-pub(crate) async fn handshake(
+pub(crate) async fn handshake<S>(
     target: &BootstrapTarget,
-    stream: TcpStream,
+    stream: S,
     prompter: Arc<dyn Prompter>,
-) -> Result<Handle<BootHandler>, BootstrapError> {
+) -> Result<Handle<BootHandler>, BootstrapError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let files = target.known_hosts_paths();
     let name = target.known_hosts_name();
     let refusal = Arc::new(Mutex::new(None));

@@ -1,6 +1,6 @@
 //! The bootstrap of `rock -d`: one SSH connection that starts rockd.
 //!
-//! Owns the sequence TCP connect → SSH handshake with the host key checked
+//! Owns the sequence TCP connect (or proxy process) → SSH handshake with the host key checked
 //! against known_hosts → authentication → one exec channel that starts
 //! rockd, sends it the [`BootRequest`] on stdin and reads its
 //! [`BootReady`] from stdout.
@@ -23,7 +23,9 @@
 //! This file holds [`bootstrap`] itself, the sequence; the steps, one job
 //! each (authentication is [`super::auth`]'s):
 //! * `target` — [`BootstrapTarget`]: where to connect, with which settings.
-//! * `connect` — the TCP connection, within `ConnectTimeout`.
+//! * `connect` — the TCP connection, within `ConnectTimeout`, or the
+//!   proxy process ([`crate::ssh::proxy`]) under `ProxyCommand` or
+//!   `ProxyJump`.
 //! * `handshake` — the SSH handshake and the known_hosts check of the
 //!   server's host key.
 //! * `command` — [`RockdCommand`] and the one remote command that finds
@@ -72,7 +74,7 @@ pub(crate) use target::expand_tilde;
 pub use target::{BootstrapTarget, agent_socket_from_env, default_known_hosts_files};
 
 use answer::interpret;
-use connect::connect_tcp;
+use connect::{connect_proxy, connect_tcp, proxy_failure};
 use exec::run_rockd;
 pub(crate) use handshake::{BootHandler, handshake};
 
@@ -81,9 +83,9 @@ pub(crate) use handshake::{BootHandler, handshake};
 pub struct Bootstrapped {
     /// rockd's answer: its version, protocol range and port.
     pub ready: BootReady,
-    /// The server address the SSH connection reached; the rock link dials
-    /// rockd's port on this IP.
-    pub peer_addr: SocketAddr,
+    /// The server address the SSH connection reached (`None` through a
+    /// proxy, which hides it).
+    pub peer_addr: Option<SocketAddr>,
     /// What the user typed to authenticate (a password, a key's
     /// passphrase), for the inner ssh (through `SSH_ASKPASS`).
     pub secrets: Secrets,
@@ -122,11 +124,24 @@ async fn start(
     prompter: Arc<dyn Prompter>,
     plan: Option<&InstallPlan>,
 ) -> Result<Bootstrapped, BootstrapError> {
-    let stream = connect_tcp(target).await?;
-    let peer_addr = stream
-        .peer_addr()
-        .map_err(|e| BootstrapError::protocol(&target.hostname, format!("peer address: {e}")))?;
-    let mut handle = handshake(target, stream, Arc::clone(&prompter)).await?;
+    // The proxy process, if any, lives until the bootstrap is done.
+    let (mut handle, peer_addr, _proxy) = match &target.proxy {
+        None => {
+            let stream = connect_tcp(target).await?;
+            let peer_addr = stream.peer_addr().map_err(|e| {
+                BootstrapError::protocol(&target.hostname, format!("peer address: {e}"))
+            })?;
+            let handle = handshake(target, stream, Arc::clone(&prompter)).await?;
+            (handle, Some(peer_addr), None)
+        }
+        Some(proxy) => {
+            let (stream, guard) = connect_proxy(target, proxy)?;
+            match handshake(target, stream, Arc::clone(&prompter)).await {
+                Ok(handle) => (handle, None, Some(guard)),
+                Err(e) => return Err(proxy_failure(target, &guard, e).await),
+            }
+        }
+    };
     let result = log_in_and_start(&mut handle, target, rockd, request, prompter, plan).await;
     // The bootstrap connection has done its job, whatever the outcome.
     let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::ssh::known_hosts;
+use crate::ssh::proxy::Proxy;
 
 /// Where and how to reach the remote host: what `ssh -G` resolved.
 #[derive(Debug, Clone)]
@@ -40,6 +41,10 @@ pub struct BootstrapTarget {
     /// The agent's socket (`IdentityAgent`, else `SSH_AUTH_SOCK`), already
     /// resolved by the caller; `None` means no agent.
     pub agent_socket: Option<PathBuf>,
+    /// `ProxyCommand` or `ProxyJump`: the process that carries the
+    /// connection, instead of a TCP connection of our own. The host key
+    /// checked is still the target's, under its known_hosts name.
+    pub proxy: Option<Proxy>,
 }
 
 impl BootstrapTarget {
@@ -61,6 +66,7 @@ impl BootstrapTarget {
             password_authentication: true,
             kbd_interactive_authentication: true,
             agent_socket: agent_socket_from_env(),
+            proxy: None,
         }
     }
 

@@ -253,6 +253,24 @@ impl ParsedCommand {
         &self.resolve_args
     }
 
+    /// The last `-F` the command gives ssh (ssh's own rule: the last one
+    /// wins), which ssh passes on to the ssh it runs for `ProxyJump`.
+    pub fn config_file(&self) -> Option<&OsStr> {
+        let mut config = None;
+        let mut words = self.resolve_args.iter();
+        while let Some(word) = words.next() {
+            match word.as_bytes() {
+                b"-F" => config = words.next().map(OsString::as_os_str),
+                // Every other option with a value: skip the value.
+                [b'-', letter] if b"oiJlpbBP".contains(letter) => {
+                    words.next();
+                }
+                _ => {}
+            }
+        }
+        config
+    }
+
     /// The ssh the command runs: `argv[0]` for ssh, `-S program` for scp
     /// and sftp, else `ssh` from PATH (scp and sftp have a built-in path,
     /// `/usr/bin/ssh` in most builds, normally the same program).
@@ -472,6 +490,15 @@ mod tests {
             );
             assert!(!stdout.contains("proxyjump"), "{stdout}");
         }
+    }
+
+    #[test]
+    fn the_last_config_file_is_the_one_ssh_uses() {
+        let p = ok(&["ssh", "-F", "a", "-o", "-F", "-Fb", "h"]);
+        assert_eq!(p.config_file(), Some(OsStr::new("b")));
+        let p = ok(&["scp", "-F", "c", "-J", "-F", "f", "h:"]);
+        assert_eq!(p.config_file(), Some(OsStr::new("c")));
+        assert_eq!(ok(&["sftp", "h"]).config_file(), None);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! the SSH connection it runs in.
 //!
 //! Invariant: when the link is dropped (the relay gave it up, or a dial
-//! was abandoned), its TCP socket is shut down at once, so russh's
-//! connection task ends even if it was blocked writing into a blackholed
-//! socket, rather than lingering until the kernel gives up.
+//! was abandoned), its TCP socket is shut down at once (or its proxy
+//! process killed), so russh's connection task ends even if it was blocked
+//! writing into a blackholed socket, rather than lingering until the
+//! kernel gives up.
 
 use std::io;
 use std::net::Shutdown;
@@ -16,24 +17,39 @@ use russh::client::{Handle, Msg};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::ssh::bootstrap::BootHandler;
+use crate::ssh::proxy::ProxyGuard;
 
-/// Shuts a TCP socket down when dropped (through a second descriptor of
-/// the same socket, so it works while russh owns the first).
-pub(super) struct Cut(std::net::TcpStream);
+/// Ends the link's transport when dropped: shuts a TCP socket down
+/// (through a second descriptor of the same socket, so it works while
+/// russh owns the first), or kills the proxy process.
+pub(super) enum Cut {
+    Tcp(std::net::TcpStream),
+    /// Dropping the guard kills the process.
+    Proxy {
+        _guard: ProxyGuard,
+    },
+}
 
 impl Cut {
     /// Splits `stream` into itself and its cut.
-    pub(super) fn new(stream: tokio::net::TcpStream) -> io::Result<(tokio::net::TcpStream, Cut)> {
+    pub(super) fn tcp(stream: tokio::net::TcpStream) -> io::Result<(tokio::net::TcpStream, Cut)> {
         let std = stream.into_std()?;
-        let cut = Cut(std.try_clone()?);
+        let cut = Cut::Tcp(std.try_clone()?);
         Ok((tokio::net::TcpStream::from_std(std)?, cut))
+    }
+
+    /// The cut of a proxy process's stream.
+    pub(super) fn proxy(guard: ProxyGuard) -> Cut {
+        Cut::Proxy { _guard: guard }
     }
 }
 
 impl Drop for Cut {
     fn drop(&mut self) {
-        // The socket may be dead already; nothing to report.
-        let _ = self.0.shutdown(Shutdown::Both);
+        if let Cut::Tcp(socket) = self {
+            // The socket may be dead already; nothing to report.
+            let _ = socket.shutdown(Shutdown::Both);
+        }
     }
 }
 

@@ -15,6 +15,11 @@
 //!   direct link) and the SSH handshake, authentication and channel open
 //!   together by `setup_timeout`, so a blackholed attempt ends with
 //!   `TimedOut` and the next one starts at once.
+//! * Behind `ProxyCommand` or `ProxyJump`, each attempt starts a fresh
+//!   proxy process instead of a TCP connection ([`crate::ssh::proxy`]); a
+//!   generated jump runs with `-o BatchMode=yes`, as the terminal belongs
+//!   to the user's command by then. Its start and the rest share
+//!   `setup_timeout`; a proxy that hangs is killed with the attempt.
 //!
 //! * `link` — [`SshLink`], the channel as a link's byte stream.
 //! * `replay` — [`ReplayPrompter`], the secrets typed once.
@@ -24,12 +29,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::relay::{BoxLink, DialFuture, Dialer};
 use crate::ssh::auth::{AuthError, Secrets, authenticate};
-use crate::ssh::bootstrap::{BootstrapTarget, handshake};
+use crate::ssh::bootstrap::{BootHandler, BootstrapTarget, handshake};
 use crate::ssh::prompt::Prompter;
+use crate::ssh::proxy::ProxyStream;
 
 mod link;
 mod replay;
@@ -104,10 +111,20 @@ impl Dialer for SshDialer {
         } else {
             self.connect_host.clone()
         };
-        format!(
-            "rockd through ssh to {}@{host} port {} (channel to {}:{})",
-            self.target.user, self.target.port, self.rockd_host, self.rockd_port
-        )
+        match &self.target.proxy {
+            None => format!(
+                "rockd through ssh to {}@{host} port {} (channel to {}:{})",
+                self.target.user, self.target.port, self.rockd_host, self.rockd_port
+            ),
+            Some(proxy) => format!(
+                "rockd through ssh to {}@{} port {} via its {proxy} (channel to {}:{})",
+                self.target.user,
+                self.target.hostname,
+                self.target.port,
+                self.rockd_host,
+                self.rockd_port
+            ),
+        }
     }
 }
 
@@ -124,23 +141,53 @@ struct Attempt {
 
 impl Attempt {
     async fn run(self) -> io::Result<BoxLink> {
-        let stream = connect(&self.connect_host, self.target.port, self.connect_timeout).await?;
-        let (stream, cut) = Cut::new(stream)?;
         let limit = self.setup_timeout;
-        match tokio::time::timeout(limit, self.set_up(stream, cut)).await {
-            Ok(result) => result,
-            Err(_) => Err(io::Error::new(
+        let timed_out = |what: &str| {
+            io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!(
-                    "ssh to {}: no session within {limit:?} (handshake, login, channel)",
-                    self.connect_host
-                ),
-            )),
+                format!("ssh to {what}: no session within {limit:?} (handshake, login, channel)"),
+            )
+        };
+        let Some(proxy) = &self.target.proxy else {
+            let stream =
+                connect(&self.connect_host, self.target.port, self.connect_timeout).await?;
+            let (stream, cut) = Cut::tcp(stream)?;
+            return match tokio::time::timeout(limit, self.set_up(stream)).await {
+                Ok(Ok((channel, handle))) => Ok(Box::new(SshLink::new(channel, handle, cut))),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(timed_out(&self.connect_host)),
+            };
+        };
+        // A fresh proxy per attempt, never prompting; dropping its guard
+        // (a failed or abandoned attempt, a dropped link) kills it.
+        let (stream, guard) = ProxyStream::spawn(proxy, true)?;
+        match tokio::time::timeout(limit, self.set_up(stream)).await {
+            Ok(Ok((channel, handle))) => {
+                Ok(Box::new(SshLink::new(channel, handle, Cut::proxy(guard))))
+            }
+            Ok(Err(e)) => {
+                let why = guard.explain(e.to_string()).await;
+                Err(io::Error::new(e.kind(), format!("reconnecting: {why}")))
+            }
+            Err(_) => Err(timed_out(&format!(
+                "{} through the {}",
+                self.target.hostname,
+                guard.proxy()
+            ))),
         }
     }
 
-    /// Handshake, login and channel on a connected socket.
-    async fn set_up(&self, stream: TcpStream, cut: Cut) -> io::Result<BoxLink> {
+    /// Handshake, login and channel on a connected stream.
+    async fn set_up<S>(
+        &self,
+        stream: S,
+    ) -> io::Result<(
+        russh::ChannelStream<russh::client::Msg>,
+        russh::client::Handle<BootHandler>,
+    )>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let prompter: Arc<dyn Prompter> = Arc::new(ReplayPrompter::new(self.secrets.clone()));
         let mut handle = handshake(&self.target, stream, Arc::clone(&prompter))
             .await
@@ -169,7 +216,7 @@ impl Attempt {
             .map_err(|e| {
                 channel_error(&self.target.hostname, &self.rockd_host, self.rockd_port, e)
             })?;
-        Ok(Box::new(SshLink::new(channel.into_stream(), handle, cut)))
+        Ok((channel.into_stream(), handle))
     }
 }
 

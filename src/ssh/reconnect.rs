@@ -166,9 +166,9 @@ pub fn hint(mode: ReconnectMode, error: &RelayError) -> Option<&'static str> {
 ///    ssh, and rockd's port is dialled beside it at the same time: the
 ///    first of the two made becomes the link (direct when both are). A
 ///    direct link is a bare TCP connect, made long before an SSH login
-///    completes. So a session that moved to ssh on a network that blocked rockd's
-///    port moves back at its first reconnect on a network that does not,
-///    and a port still blocked costs nothing but a SYN.
+///    completes. So a session that moved to ssh on a network that blocked
+///    rockd's port moves back at its first reconnect on a network that
+///    does not, and a port still blocked costs nothing but a SYN.
 /// 2. Otherwise the attempt dials rockd's port. If that works, it is the
 ///    link. If it fails (refused, timed out, unreachable...), the same
 ///    attempt goes on through ssh when no direct connection has ever been

@@ -14,13 +14,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::live::{stderr_text, stdout_lines};
 use common::netns::{Net, in_netns};
 use common::transfer::{LinkFaults, file_len, transfer_under_faults};
 use common::{
@@ -195,30 +195,8 @@ impl Stream {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start rock on the laptop");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut from = child.stderr.take().expect("stderr");
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = from.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("stderr")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let lines = stdout_lines(&mut child);
+        let stderr = stderr_text(&mut child);
         Stream {
             child,
             lines,

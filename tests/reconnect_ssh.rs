@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -22,6 +21,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::live::timed_stdout_lines;
 use common::pty::PtyChild;
 use common::transfer::{self, LinkFaults, file_len};
 use common::{ROCK, ROCKD, Sshd, assert_exit, require_root, rock_command, run_with_timeout};
@@ -253,21 +253,6 @@ fn rock(sshd: &Sshd, mode: &str, program: &str) -> Command {
     rock_command(sshd, ROCKD, &["--reconnect", mode], program)
 }
 
-/// Reads the child's stdout lines in a thread: (arrival time, line).
-fn collect_lines(child: &mut Child) -> mpsc::Receiver<(Instant, String)> {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// Starts `cmd` on `rocktest` running `script`, collecting its lines.
 fn spawn_script(cmd: &mut Command, script: &str) -> (Child, mpsc::Receiver<(Instant, String)>) {
     let mut child = cmd
@@ -276,7 +261,7 @@ fn spawn_script(cmd: &mut Command, script: &str) -> (Child, mpsc::Receiver<(Inst
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rock");
-    let lines = collect_lines(&mut child);
+    let lines = timed_stdout_lines(&mut child);
     (child, lines)
 }
 

@@ -3,13 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::faults::{Blackhole, link_port_of, listener_pid, reset_link};
+use common::live::timed_stdout_lines;
 use common::pty::PtyChild;
 use common::transfer::{self, LinkFaults, file_len};
 use common::{ROCK, ROCKD, Sshd, assert_exit, require_root, rock_command, run_with_timeout};
@@ -92,21 +92,6 @@ fn wait_link_port(pid: u32) -> u16 {
     }
 }
 
-/// Reads the child's stdout lines in a thread: (arrival time, line).
-fn collect_lines(child: &mut Child) -> mpsc::Receiver<(Instant, String)> {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// Starts `rock [extra] -d ssh rocktest <script>` with its output piped, and
 /// collects its lines as they arrive.
 fn spawn_script(
@@ -120,7 +105,7 @@ fn spawn_script(
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rock");
-    let lines = collect_lines(&mut child);
+    let lines = timed_stdout_lines(&mut child);
     (child, lines)
 }
 
@@ -573,7 +558,7 @@ fn a_forwarded_port_keeps_its_connection_across_a_reset() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rock");
-    let lines = collect_lines(&mut child);
+    let lines = timed_stdout_lines(&mut child);
     lines
         .recv_timeout(Duration::from_secs(30))
         .expect("session up");
@@ -937,7 +922,7 @@ fn connection_sharing_in_the_users_config_is_neither_used_nor_made() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rock");
-    let lines = collect_lines(&mut child);
+    let lines = timed_stdout_lines(&mut child);
     let mut got = vec![
         lines
             .recv_timeout(Duration::from_secs(60))

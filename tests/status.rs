@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::faults::{Blackhole, link_port_of};
+use common::live::stdout_lines;
 use common::pty::PtyChild;
 use common::{ROCK, ROCKD, Sshd, require_root, run_with_timeout};
 
@@ -97,21 +96,6 @@ fn wait_for_stop(stop: &Path) -> String {
     )
 }
 
-/// Reads the child's stdout lines in a thread.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// rockd's port, once `rock` (pid) has its link up.
 fn wait_link_port(pid: u32, sshd: &Sshd) -> u16 {
     let end = Instant::now() + Duration::from_secs(30);
@@ -154,7 +138,7 @@ fn status_follows_a_session_through_a_blackhole_and_forgets_it_when_it_ends() {
     .stderr(Stdio::piped())
     .spawn()
     .expect("start rock");
-    let lines = lines_of(&mut child);
+    let lines = stdout_lines(&mut child);
     assert_eq!(
         lines.recv_timeout(Duration::from_secs(60)).as_deref(),
         Ok("started")
@@ -240,7 +224,7 @@ fn a_session_whose_rock_was_killed_is_recognised_and_removed() {
     .stderr(Stdio::piped())
     .spawn()
     .expect("start rock");
-    let lines = lines_of(&mut child);
+    let lines = stdout_lines(&mut child);
     assert_eq!(
         lines.recv_timeout(Duration::from_secs(60)).as_deref(),
         Ok("started")

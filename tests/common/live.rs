@@ -35,16 +35,37 @@ pub fn spawn_rock_script(
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rock -d ssh");
+    let lines = stdout_lines(&mut child);
+    let stderr = stderr_text(&mut child);
+    (child, lines, stderr)
+}
+
+/// The child's stdout lines as they arrive, read by a thread.
+pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    read_lines(child, |line| line)
+}
+
+/// The child's stdout lines, each with the moment it arrived.
+pub fn timed_stdout_lines(child: &mut Child) -> mpsc::Receiver<(Instant, String)> {
+    read_lines(child, |line| (Instant::now(), line))
+}
+
+fn read_lines<T: Send + 'static>(child: &mut Child, stamp: fn(String) -> T) -> mpsc::Receiver<T> {
     let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, lines) = mpsc::channel();
+    let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
+            if tx.send(stamp(line)).is_err() {
                 break;
             }
         }
     });
+    rx
+}
+
+/// The child's stderr, collected by a thread as it comes.
+pub fn stderr_text(child: &mut Child) -> Arc<Mutex<String>> {
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut pipe = child.stderr.take().expect("piped stderr");
     let sink = stderr.clone();
@@ -58,7 +79,7 @@ pub fn spawn_rock_script(
             sink.lock().expect("stderr buffer").push_str(&text);
         }
     });
-    (child, lines, stderr)
+    stderr
 }
 
 /// One `rock -d ssh` session whose remote prints `line 1`, `line 2`, …

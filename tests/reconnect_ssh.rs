@@ -278,6 +278,21 @@ fn logins(sshd: &Sshd, user: &str) -> usize {
         .count()
 }
 
+/// Waits until sshd has logged at least `n` logins of `user`. A link whose
+/// TCP connection is up may still be in its key exchange, and a fault that
+/// hits it there costs the login the test counts on.
+fn wait_logins(sshd: &Sshd, user: &str, n: usize) {
+    let end = Instant::now() + Duration::from_secs(60);
+    while logins(sshd, user) < n {
+        assert!(
+            Instant::now() < end,
+            "sshd never logged {n} logins of {user}:\n{}",
+            sshd.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Receives lines into `got` until one arrives after `cut`; returns how
 /// long after `cut` that was.
 fn first_after(
@@ -327,13 +342,16 @@ fn an_ssh_session_survives_resets_and_a_blackhole_of_its_ssh_link_exactly_once()
         "rock dialled rockd's port directly"
     );
 
+    // The bootstrap, the inner ssh and the first link.
+    wait_logins(&sshd, sshd.user(), 3);
     let mut link = wait_ssh_link(rock_pid, &sshd);
-    for _ in 0..5 {
+    for reset in 1..=5 {
         std::thread::sleep(Duration::from_millis(700));
         let cut = Instant::now();
         reset_ssh_link(&sshd, link);
         let waited = first_after(&lines, &mut got, cut);
         eprintln!("ssh mode: after a reset, next line in {waited:?}");
+        wait_logins(&sshd, sshd.user(), 3 + reset);
         let new = wait_ssh_link(rock_pid, &sshd);
         assert_ne!(new, link, "the link after a reset is a new SSH connection");
         link = new;

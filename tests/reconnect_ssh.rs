@@ -678,6 +678,69 @@ fn auto_returns_to_rockds_port_once_it_answers_again() {
     assert_eq!(status.code(), Some(5), "the remote command's exit status");
 }
 
+/// Drops every TCP segment with data that goes to sshd's address except to
+/// its port: connections to rockd's port are made, and nothing passes
+/// them, as through a middlebox that accepts any connection. (A segment
+/// without data is at most 52 bytes: IP 20, TCP 20 and timestamps 12.)
+fn only_ssh_carries(sshd: &Sshd) -> Rules {
+    Rules::insert(vec![words(&format!(
+        "-i lo -p tcp ! --syn -d {} ! --dport {} -m length --length 53:65535 -j DROP",
+        sshd.ip(),
+        sshd.port()
+    ))])
+}
+
+#[test]
+fn auto_goes_through_ssh_when_rockds_port_connects_but_carries_nothing() {
+    require_root("iptables and ss -K");
+    let sshd = Sshd::builder().listen_address(own_address()).start();
+    let _middlebox = only_ssh_carries(&sshd);
+    const LINES: u32 = 60;
+    let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done; exit 4");
+    let mut cmd = rock_command(&sshd, ROCKD, &["-v", "--reconnect", "auto"], "ssh");
+    let (mut child, lines) = spawn_script(&mut cmd, &script);
+    let stderr = common::live::stderr_text(&mut child);
+    let rock_pid = child.id();
+    // The first direct link waits out its handshake timeout, then ssh.
+    let first = lines.recv_timeout(Duration::from_secs(60));
+    let mut got = vec![
+        first
+            .unwrap_or_else(|e| {
+                let log = stderr.lock().expect("stderr").clone();
+                panic!("the session did not start ({e}):\n{log}")
+            })
+            .1,
+    ];
+    let link = wait_ssh_link(rock_pid, &sshd);
+    let cut = Instant::now();
+    reset_ssh_link(&sshd, link);
+    let waited = first_after(&lines, &mut got, cut);
+    eprintln!("auto mode, silent port: after a reset, next line in {waited:?}");
+    assert_ne!(wait_ssh_link(rock_pid, &sshd), link, "no new SSH link");
+    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
+        got.push(line);
+    }
+    let status = child.wait().expect("wait for rock");
+    let log = stderr.lock().expect("stderr").clone();
+    assert_eq!(got, numbered(LINES), "lines lost, duplicated or reordered");
+    assert_eq!(
+        status.code(),
+        Some(4),
+        "the remote command's exit status\n{log}"
+    );
+    assert_eq!(
+        log.matches("nothing comes through").count(),
+        1,
+        "the silent port was not noticed once:\n{log}"
+    );
+    // After the reset the silent port is not dialled again: no race that a
+    // connect would win and its handshake then lose.
+    assert!(
+        !log.contains("answers again"),
+        "rock went back to the silent port:\n{log}"
+    );
+}
+
 /// `--reconnect direct` (the default) behind the same firewall: the
 /// bootstrap works, the link cannot be made, and rock says what to do.
 fn direct_fails_clearly(block: Block) {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+use rock_proto::LinkId;
+
 use super::BoxLink;
 
 /// A transport being opened.
@@ -19,6 +21,20 @@ pub trait Dialer: Send {
     fn dial(&mut self) -> DialFuture;
     /// Names the target, for messages.
     fn describe(&self) -> String;
+    /// The transport of the last dial that succeeded finished its
+    /// handshake (`true`), or was lost before it did (`false`). A route
+    /// that connects but carries nothing can only be told from one that
+    /// works this way.
+    fn handshake_done(&mut self, _established: bool) {}
+    /// How long the transport just made may take over its handshake
+    /// before it is given up as a failure of its route (the engine's own
+    /// handshake timeout when `None`).
+    fn handshake_limit(&self) -> Option<Duration> {
+        None
+    }
+    /// The host's addresses or routes changed: what was learnt about the
+    /// routes may no longer hold.
+    fn network_changed(&mut self) {}
 }
 
 /// Dials `host:port` over TCP, looking the name up again on every attempt so
@@ -122,6 +138,9 @@ pub(crate) struct DialState {
     pub(crate) failures: u32,
     pub(crate) last_error: Option<String>,
     backoff: Backoff,
+    /// The link the last dial made, until its handshake ends, and when
+    /// the dialer wants it given up if it has not.
+    unproven: Option<(LinkId, Option<Instant>)>,
 }
 
 impl DialState {
@@ -133,6 +152,7 @@ impl DialState {
             failures: 0,
             last_error: None,
             backoff: Backoff::default(),
+            unproven: None,
         }
     }
 
@@ -164,17 +184,52 @@ impl DialState {
 
     /// The network changed: an attempt in flight may use a route or source
     /// address that is gone, and waiting out the backoff is pointless.
+    /// A link in its handshake then fails for the change, not its route,
+    /// so its end is not reported to the dialer.
     pub(crate) fn network_changed(&mut self, now: Instant) {
         self.connecting = None;
         self.next_attempt = now;
         self.backoff.reset();
+        self.unproven = None;
+        self.dialer.network_changed();
     }
 
-    /// A link was established.
-    pub(crate) fn connected(&mut self) {
+    /// A dialled transport became link `id`; its handshake starts.
+    pub(crate) fn opened(&mut self, id: LinkId, now: Instant) {
+        let deadline = self.dialer.handshake_limit().map(|limit| now + limit);
+        self.unproven = Some((id, deadline));
+    }
+
+    /// When the link in its handshake is to be given up, if the dialer set
+    /// a limit.
+    pub(crate) fn handshake_deadline(&self) -> Option<Instant> {
+        self.unproven.and_then(|(_, deadline)| deadline)
+    }
+
+    /// The link in its handshake, if it is past the dialer's limit.
+    pub(crate) fn overdue(&self, now: Instant) -> Option<LinkId> {
+        match self.unproven {
+            Some((id, Some(deadline))) if now >= deadline => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Link `id` was established.
+    pub(crate) fn connected(&mut self, id: LinkId) {
         self.failures = 0;
         self.last_error = None;
         self.backoff.reset();
+        if self.unproven.take_if(|(u, _)| *u == id).is_some() {
+            self.dialer.handshake_done(true);
+        }
+    }
+
+    /// Link `id` went down; tells the dialer if it never got through its
+    /// handshake.
+    pub(crate) fn down(&mut self, id: LinkId) {
+        if self.unproven.take_if(|(u, _)| *u == id).is_some() {
+            self.dialer.handshake_done(false);
+        }
     }
 }
 

@@ -231,6 +231,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 progress = true;
             }
             progress |= self.check_first_link(now);
+            progress |= self.check_handshake_limit(now);
             progress |= self.drain_events(now)?;
             let attempts = self.dial_attempts();
             self.status.publish(&self.session, attempts, now);
@@ -246,6 +247,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 self.linger_until,
                 self.farewell_until,
                 self.first_link_until,
+                self.handshake_deadline(),
             ]
             .into_iter()
             .flatten()
@@ -284,6 +286,27 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             &format!("no link came within {} s of the start", waited.as_secs()),
         );
         true
+    }
+
+    /// Gives up a dialled link whose handshake outlasted its dialer's limit.
+    fn check_handshake_limit(&mut self, now: Instant) -> bool {
+        let Source::Dial(d) = &self.source else {
+            return false;
+        };
+        let Some(id) = d.overdue(now) else {
+            return false;
+        };
+        tracing::debug!(%id, "no handshake within the route's limit; giving the link up");
+        // Its LinkDown tells the dialer, and the relay redials at once.
+        self.session.link_failed(now, id);
+        true
+    }
+
+    fn handshake_deadline(&self) -> Option<Instant> {
+        match &self.source {
+            Source::Dial(d) => d.handshake_deadline(),
+            Source::Listen(_) => None,
+        }
     }
 
     /// The host's addresses or routes changed: the link may be stranded on
@@ -331,6 +354,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                     match result {
                         Ok(io) => {
                             let id = self.session.open_link(now, nonce()?);
+                            d.opened(id, now);
                             self.links.push((id, io));
                         }
                         Err(e) => {
@@ -512,13 +536,13 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                     tracing::info!(%link, resumed, "link up");
                     self.rejections = 0;
                     if let Source::Dial(d) = &mut self.source {
-                        d.connected();
+                        d.connected(link);
                     }
                 }
                 Event::LinkDown { link, error } => {
                     tracing::info!(%link, %error, "link down");
                     self.links.retain(|(id, _)| *id != link);
-                    self.on_link_down(now, &error)?;
+                    self.on_link_down(now, link, &error)?;
                 }
                 Event::PeerFinished => tracing::debug!("peer finished its stream"),
                 Event::Finished => {
@@ -534,10 +558,16 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         Ok(progress)
     }
 
-    fn on_link_down(&mut self, now: Instant, error: &LinkError) -> Result<(), RelayError> {
+    fn on_link_down(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        error: &LinkError,
+    ) -> Result<(), RelayError> {
         let Source::Dial(d) = &mut self.source else {
             return Ok(());
         };
+        d.down(link);
         let never_connected = self.session.stats().links_established == 0;
         match error {
             LinkError::Handshake(h @ HandshakeError::UnsupportedVersion { .. })

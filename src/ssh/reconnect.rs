@@ -30,6 +30,11 @@ use crate::ssh::tunnel::SshDialer;
 /// blackholed SYN costs this long, and the next attempt starts at once.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// In `auto` mode, how long a direct link may take over its handshake
+/// before its route counts as failed: a round trip or two where rockd's
+/// port really answers, with room for a lost segment.
+pub const DIRECT_HANDSHAKE_LIMIT: Duration = Duration::from_secs(3);
+
 /// In `auto` mode, once direct links have worked in a session, how many
 /// direct attempts in a row must fail before one goes on through ssh.
 pub const DIRECT_FAILURES_BEFORE_SSH: u32 = 3;
@@ -162,23 +167,33 @@ pub fn hint(mode: ReconnectMode, error: &RelayError) -> Option<&'static str> {
 /// `auto` mode: direct links while rockd's port answers, ssh when not.
 ///
 /// The rule, per attempt:
-/// 1. Once a link has been made through ssh, later attempts go through
+/// 1. While rockd's port is known to be *silent* (see below), attempts go
+///    through ssh only, until the host's network changes.
+/// 2. Once a link has been made through ssh, later attempts go through
 ///    ssh, and rockd's port is dialled beside it at the same time: the
 ///    first of the two made becomes the link (direct when both are). A
 ///    direct link is a bare TCP connect, made long before an SSH login
 ///    completes. So a session that moved to ssh on a network that blocked
 ///    rockd's port moves back at its first reconnect on a network that
 ///    does not, and a port still blocked costs nothing but a SYN.
-/// 2. Otherwise the attempt dials rockd's port. If that works, it is the
+/// 3. Otherwise the attempt dials rockd's port. If that works, it is the
 ///    link. If it fails (refused, timed out, unreachable...), the same
-///    attempt goes on through ssh when no direct connection has ever been
-///    made in this session, or when this is the
-///    [`DIRECT_FAILURES_BEFORE_SSH`]th direct failure in a row; otherwise
-///    it fails, and the relay retries as usual.
+///    attempt goes on through ssh when no direct link has ever worked in
+///    this session, or when this is the [`DIRECT_FAILURES_BEFORE_SSH`]th
+///    direct failure in a row; otherwise it fails, and the relay retries
+///    as usual.
+///
+/// A direct link works when its handshake completes. One whose TCP
+/// connection was made but whose handshake did not complete within
+/// [`DIRECT_HANDSHAKE_LIMIT`] (a middlebox that accepts any connection and
+/// passes nothing, say) counts as a direct failure too; and when that failure would send the attempt on
+/// through ssh, or ssh links were already known to work, rockd's port is
+/// marked silent (rule 1).
 ///
 /// So a blocked port costs the first link one failed connect (at most
-/// [`CONNECT_TIMEOUT`]), and a port that stops answering later costs a
-/// few attempts before the session moves to ssh.
+/// [`CONNECT_TIMEOUT`]), a silent one [`DIRECT_HANDSHAKE_LIMIT`], and a port
+/// that stops answering later costs a few attempts before the session
+/// moves to ssh.
 pub struct AutoDialer {
     direct: TcpDialer,
     ssh: SshDialer,
@@ -196,15 +211,27 @@ impl AutoDialer {
     }
 }
 
+/// The two routes to rockd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Direct,
+    Ssh,
+}
+
 /// What [`AutoDialer`] has learnt in this session.
 #[derive(Debug, Default)]
 struct AutoState {
     /// The last link was made through ssh: race ssh and direct.
     through_ssh: bool,
-    /// A direct connection was made at least once.
+    /// A direct link completed its handshake at least once.
     direct_worked: bool,
     /// Direct failures in a row.
     direct_failures: u32,
+    /// rockd's port accepts connections that never complete a handshake:
+    /// don't dial it until the network changes.
+    direct_silent: bool,
+    /// The route of the last link made, until its handshake ends.
+    pending: Option<Route>,
 }
 
 impl AutoState {
@@ -214,9 +241,36 @@ impl AutoState {
         !self.direct_worked || self.direct_failures >= DIRECT_FAILURES_BEFORE_SSH
     }
 
-    fn direct_ok(&mut self) {
-        self.direct_worked = true;
+    /// A link was made through `route`; its handshake starts.
+    fn made(&mut self, route: Route) {
+        self.pending = Some(route);
+        if route == Route::Ssh {
+            self.through_ssh = true;
+        }
+    }
+
+    /// The last link made finished its handshake, or failed before.
+    fn handshake_done(&mut self, established: bool) {
+        match (self.pending.take(), established) {
+            (Some(Route::Direct), true) => {
+                self.direct_worked = true;
+                self.direct_failures = 0;
+                self.through_ssh = false;
+            }
+            (Some(Route::Direct), false) => {
+                // Connected, yet nothing came through.
+                if self.direct_failed() || self.through_ssh {
+                    self.direct_silent = true;
+                }
+            }
+            (Some(Route::Ssh), _) | (None, _) => {}
+        }
+    }
+
+    fn network_changed(&mut self) {
+        self.direct_silent = false;
         self.direct_failures = 0;
+        self.pending = None;
     }
 }
 
@@ -230,15 +284,23 @@ impl Dialer for AutoDialer {
     fn dial(&mut self) -> DialFuture {
         let state = Arc::clone(&self.state);
         let ssh = self.ssh.dial();
-        let direct = self.direct.dial();
         let target = self.direct.describe();
-        if update(&state, |s| s.through_ssh) {
+        let (silent, through_ssh) = update(&state, |s| (s.direct_silent, s.through_ssh));
+        if silent {
+            return Box::pin(async move {
+                let link = ssh.await?;
+                update(&state, |s| s.made(Route::Ssh));
+                Ok(link)
+            });
+        }
+        let direct = self.direct.dial();
+        if through_ssh {
             return Box::pin(race(direct, ssh, state, target));
         }
         Box::pin(async move {
             let direct_error = match direct.await {
                 Ok(link) => {
-                    update(&state, AutoState::direct_ok);
+                    update(&state, |s| s.made(Route::Direct));
                     return Ok(link);
                 }
                 Err(e) => e,
@@ -253,7 +315,7 @@ impl Dialer for AutoDialer {
                         "rockd's port {target} cannot be reached ({direct_error}); \
                          reconnecting through ssh from now on"
                     );
-                    update(&state, |s| s.through_ssh = true);
+                    update(&state, |s| s.made(Route::Ssh));
                     Ok(link)
                 }
                 Err(ssh_error) => Err(both_failed(&target, direct_error, ssh_error)),
@@ -264,9 +326,32 @@ impl Dialer for AutoDialer {
     fn describe(&self) -> String {
         format!("{}, or {}", self.direct.describe(), self.ssh.describe())
     }
+
+    fn handshake_done(&mut self, established: bool) {
+        let target = self.direct.describe();
+        update(&self.state, |s| {
+            let was_silent = s.direct_silent;
+            s.handshake_done(established);
+            if s.direct_silent && !was_silent {
+                tracing::info!(
+                    "rockd's port {target} accepts connections but nothing comes through; \
+                     reconnecting through ssh until the network changes"
+                );
+            }
+        });
+    }
+
+    fn handshake_limit(&self) -> Option<Duration> {
+        let direct = update(&self.state, |s| s.pending == Some(Route::Direct));
+        direct.then_some(DIRECT_HANDSHAKE_LIMIT)
+    }
+
+    fn network_changed(&mut self) {
+        update(&self.state, AutoState::network_changed);
+    }
 }
 
-/// Rule 1 of [`AutoDialer`]: ssh and direct at once; the first link
+/// Rule 2 of [`AutoDialer`]: ssh and direct at once; the first link
 /// made wins, direct if both are ready. An ssh error is the attempt's
 /// error; a direct one only means waiting for ssh.
 async fn race(
@@ -283,10 +368,7 @@ async fn race(
             made = &mut direct, if direct_live => match made {
                 Ok(link) => {
                     tracing::info!("rockd's port {target} answers again; reconnecting directly");
-                    update(&state, |s| {
-                        s.through_ssh = false;
-                        s.direct_ok();
-                    });
+                    update(&state, |s| s.made(Route::Direct));
                     return Ok(link);
                 }
                 Err(e) => {
@@ -294,7 +376,11 @@ async fn race(
                     direct_live = false;
                 }
             },
-            made = &mut ssh => return made,
+            made = &mut ssh => {
+                let link = made?;
+                update(&state, |s| s.made(Route::Ssh));
+                return Ok(link);
+            }
         }
     }
 }
@@ -351,16 +437,76 @@ mod tests {
         assert!(s.direct_failed());
     }
 
+    /// A direct link made and established.
+    fn direct_ok(s: &mut AutoState) {
+        s.made(Route::Direct);
+        s.handshake_done(true);
+    }
+
     #[test]
     fn auto_falls_back_after_repeated_failures_once_direct_worked() {
         let mut s = AutoState::default();
-        s.direct_ok();
+        direct_ok(&mut s);
         for _ in 1..DIRECT_FAILURES_BEFORE_SSH {
             assert!(!s.direct_failed());
         }
         assert!(s.direct_failed());
         // A success in between starts the count again.
-        s.direct_ok();
+        direct_ok(&mut s);
         assert!(!s.direct_failed());
+    }
+
+    #[test]
+    fn a_connect_alone_is_not_a_direct_link_that_worked() {
+        let mut s = AutoState::default();
+        s.made(Route::Direct);
+        assert!(!s.direct_worked);
+        // Its handshake never completed: the port is silent at once, as
+        // no direct link ever worked.
+        s.handshake_done(false);
+        assert!(s.direct_silent);
+        assert!(!s.direct_worked);
+    }
+
+    #[test]
+    fn a_silent_port_is_given_up_after_repeated_failures_once_direct_worked() {
+        let mut s = AutoState::default();
+        direct_ok(&mut s);
+        for _ in 1..DIRECT_FAILURES_BEFORE_SSH {
+            s.made(Route::Direct);
+            s.handshake_done(false);
+            assert!(!s.direct_silent);
+        }
+        s.made(Route::Direct);
+        s.handshake_done(false);
+        assert!(s.direct_silent);
+        // A new network may not have the middlebox: direct is tried again.
+        s.network_changed();
+        assert!(!s.direct_silent);
+        assert_eq!(s.direct_failures, 0);
+    }
+
+    #[test]
+    fn a_direct_link_won_from_ssh_that_stays_silent_returns_to_ssh_at_once() {
+        let mut s = AutoState::default();
+        direct_ok(&mut s);
+        s.made(Route::Ssh);
+        assert!(s.through_ssh);
+        // The race's direct connect won, then carried nothing.
+        s.made(Route::Direct);
+        s.handshake_done(false);
+        assert!(s.direct_silent);
+        assert!(s.through_ssh, "ssh still works");
+    }
+
+    #[test]
+    fn a_direct_link_that_works_ends_the_race() {
+        let mut s = AutoState::default();
+        s.made(Route::Ssh);
+        s.handshake_done(true);
+        assert!(s.through_ssh);
+        direct_ok(&mut s);
+        assert!(!s.through_ssh);
+        assert!(s.direct_worked);
     }
 }

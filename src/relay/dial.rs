@@ -235,7 +235,95 @@ impl DialState {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// Records what the relay tells it; dials nothing.
+    struct Recorder {
+        told: Arc<Mutex<Vec<bool>>>,
+        limit: Option<Duration>,
+    }
+
+    impl Dialer for Recorder {
+        fn dial(&mut self) -> DialFuture {
+            Box::pin(async { Err(io::Error::other("not dialling in this test")) })
+        }
+        fn describe(&self) -> String {
+            "recorder".into()
+        }
+        fn handshake_done(&mut self, established: bool) {
+            self.told.lock().unwrap().push(established);
+        }
+        fn handshake_limit(&self) -> Option<Duration> {
+            self.limit
+        }
+    }
+
+    /// Ids of `n` links, as a client session numbers them.
+    fn links(n: usize) -> Vec<LinkId> {
+        use rock_proto::{Config, Role, Session, SessionId, SessionKey};
+        let now = Instant::now();
+        let mut s = Session::new(
+            Role::Client,
+            SessionId([1; 16]),
+            SessionKey([2; 32]),
+            Config::default(),
+            now,
+        )
+        .unwrap();
+        (0..n).map(|_| s.open_link(now, [0; 32])).collect()
+    }
+
+    fn state(limit: Option<Duration>) -> (DialState, Arc<Mutex<Vec<bool>>>) {
+        let told = Arc::default();
+        let dialer = Recorder {
+            told: Arc::clone(&told),
+            limit,
+        };
+        (DialState::new(Box::new(dialer)), told)
+    }
+
+    #[test]
+    fn the_dialer_learns_how_each_dialled_links_handshake_ended() {
+        let (mut d, told) = state(None);
+        let now = Instant::now();
+        let link = links(4);
+        let link = |n: usize| link[n];
+        d.opened(link(1), now);
+        d.connected(link(1));
+        // Lost after its handshake: not the route's failure.
+        d.down(link(1));
+        d.opened(link(2), now);
+        d.down(link(2));
+        // Another link's end says nothing of the one in its handshake.
+        d.opened(link(3), now);
+        d.down(link(2));
+        assert_eq!(*told.lock().unwrap(), [true, false]);
+        // A network change forgets it: its failure is the change's.
+        d.network_changed(now);
+        d.down(link(3));
+        assert_eq!(*told.lock().unwrap(), [true, false]);
+    }
+
+    #[test]
+    fn a_link_past_its_dialers_handshake_limit_is_overdue() {
+        let (mut d, _) = state(Some(Duration::from_secs(3)));
+        let now = Instant::now();
+        let link = links(3);
+        let link = |n: usize| link[n];
+        d.opened(link(1), now);
+        assert_eq!(d.handshake_deadline(), Some(now + Duration::from_secs(3)));
+        assert_eq!(d.overdue(now + Duration::from_millis(2999)), None);
+        assert_eq!(d.overdue(now + Duration::from_secs(3)), Some(link(1)));
+        d.connected(link(1));
+        assert_eq!(d.overdue(now + Duration::from_secs(9)), None);
+        // Without a limit, only the engine's handshake timeout applies.
+        let (mut d, _) = state(None);
+        d.opened(link(2), now);
+        assert_eq!(d.handshake_deadline(), None);
+        assert_eq!(d.overdue(now + Duration::from_secs(3600)), None);
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_and_resets() {

@@ -939,4 +939,30 @@ fn connection_sharing_in_the_users_config_is_neither_used_nor_made() {
     let expected: Vec<String> = (1..=LINES).map(|i| format!("line {i}")).collect();
     assert_eq!(got, expected, "lines lost, duplicated or reordered");
     assert_eq!(status.code(), Some(3));
+
+    // Sharing asked for on the command line would beat rock's options:
+    // refused before anything runs, the master left alone.
+    let ctl = std::fs::read_dir(sshd.dir())
+        .expect("list the fixture's directory")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("cm-"))
+        })
+        .expect("the master's control socket");
+    for sharing in [&["-S"][..], &["-M", "-S"]] {
+        let out = run_with_timeout(
+            rock_shared()
+                .args(sharing)
+                .arg(&ctl)
+                .args(["rocktest", "echo must not run"]),
+            Duration::from_secs(60),
+        );
+        assert_exit(&out, 255, "rock -d ssh with -M/-S");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("shares one connection"), "{err}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+    assert!(master_runs(&config_path), "the user's master was disturbed");
 }

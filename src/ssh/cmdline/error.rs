@@ -49,6 +49,17 @@ pub enum CmdlineError {
         /// The option letter.
         letter: char,
     },
+    /// ssh's connection sharing (`-M`, `-S`), which would carry the
+    /// session outside rock or outlive it.
+    #[error(
+        "rock -d: `ssh -{letter}` shares one connection between ssh processes, which would \
+         carry the session outside rock or outlive it — drop -{letter} (rock turns connection \
+         sharing off for the sessions it carries)"
+    )]
+    ConnectionSharing {
+        /// The option letter.
+        letter: char,
+    },
     /// No operand names a remote host.
     #[error("rock -d: cannot find the destination host in `{command}` — {hint}")]
     NoDestination {

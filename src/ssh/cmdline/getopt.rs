@@ -130,6 +130,18 @@ pub(super) fn refuse(program: Program, opts: &[Opt], letters: &[u8]) -> Result<(
     }
 }
 
+/// Refuses ssh's connection sharing options, `-M` and `-S`: given on the
+/// command line they beat the `-o ControlMaster=no -o ControlPath=none`
+/// rock adds.
+pub(super) fn refuse_sharing(opts: &[Opt]) -> Result<(), CmdlineError> {
+    match opts.iter().find(|o| b"MS".contains(&o.letter)) {
+        Some(o) => Err(CmdlineError::ConnectionSharing {
+            letter: char::from(o.letter),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The value of the last `-letter`, as the programs keep it.
 pub(super) fn last_value(opts: &[Opt], letter: u8) -> Option<OsString> {
     opts.iter()

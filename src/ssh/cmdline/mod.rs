@@ -279,7 +279,7 @@ impl ParsedCommand {
     }
 
     /// The command with its transport redirected: `-o ProxyCommand=<cmd>
-    /// -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o ControlMaster=no -o ControlPath=none` (and
+    /// -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none` (and
     /// `-o User=<user>` for `rock -d USER`)
     /// given to the ssh it starts, where they beat any later `-o` and the
     /// config files (ssh keeps the first value of each setting). ssh

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::destination::{scp_remote, sftp_destination, ssh_destination};
 use super::error::{no_destination, show};
-use super::getopt::{Opt, SCP_OPTS, SFTP_OPTS, dash, getopt, last_value, refuse};
+use super::getopt::{Opt, SCP_OPTS, SFTP_OPTS, dash, getopt, last_value, refuse, refuse_sharing};
 use super::{CmdlineError, Destination, Program, Transport};
 
 /// What each program's parser finds.
@@ -39,6 +39,7 @@ pub(super) fn parse_ssh(argv: &[OsString], spec: &[u8]) -> Result<Parts, Cmdline
         opts.extend(more);
     }
     refuse(Program::Ssh, &opts, b"GOQV")?;
+    refuse_sharing(&opts)?;
     let mut args = Vec::new();
     ssh_resolve_args(&opts[..before], &mut args);
     push_destination_args(&destination, None, &mut args);
@@ -211,6 +212,23 @@ mod tests {
             );
         }
         assert!(err(&["ssh", "-v"]).contains("cannot find the destination host in `ssh -v`"));
+    }
+
+    #[test]
+    fn ssh_connection_sharing_on_the_command_line_is_refused() {
+        for argv in [
+            &["ssh", "-M", "h"][..],
+            &["ssh", "-S", "/tmp/ctl", "h"],
+            &["ssh", "h", "-S/tmp/ctl", "ls"],
+        ] {
+            let e = err(argv);
+            assert!(
+                e.contains("shares one connection") && e.contains("drop -"),
+                "{e}"
+            );
+        }
+        // scp's -S names the ssh program: nothing to do with sharing.
+        ok(&["scp", "-S", "/opt/ssh", "f", "h:"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::Program;
 use super::error::CmdlineError;
-use super::getopt::{Opt, getopt, refuse};
+use super::getopt::{Opt, getopt, refuse, refuse_sharing};
 use super::programs::ssh_resolve_args;
 use super::shell::{self, Syntax};
 use super::surroundings::{Surroundings, VarsOf};
@@ -55,6 +55,7 @@ impl RemoteShell {
         }
         let (opts, at) = getopt(Program::Ssh, &argv, 1, spec)?;
         refuse(Program::Ssh, &opts, b"GOQV")?;
+        refuse_sharing(&opts)?;
         if let Some(extra) = argv.get(at) {
             return Err(fail(format!(
                 "it names `{}` after its options, but the host and command are added by the \

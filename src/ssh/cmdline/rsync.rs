@@ -415,6 +415,11 @@ mod tests {
         assert!(e.contains("two remote destinations"), "{e}");
         let e = err_in(&["rsync", "--daemon"], &FakeEnv::default());
         assert!(e.contains("--daemon"), "{e}");
+        let e = err_in(
+            &["rsync", "-e", "ssh -S /tmp/ctl", "f", "h:"],
+            &FakeEnv::default(),
+        );
+        assert!(e.contains("shares one connection"), "{e}");
     }
 
     #[test]

@@ -185,6 +185,7 @@ fn proxy_of(
             target_host: resolved.hostname.clone(),
             target_port: resolved.port,
             config: parsed.config_file().map(ToOwned::to_owned),
+            verbosity: parsed.verbosity(),
         }));
     }
     let Some(line) = resolved.proxy_command_line()? else {

@@ -452,6 +452,26 @@ fn a_jump_host_that_refuses_the_login_exits_255_clearly() {
 }
 
 #[test]
+fn the_users_dash_v_reaches_the_jump_hosts_ssh_as_ssh_passes_it() {
+    let b = Bastion::new("ProxyJump jump");
+    let out = run_with_timeout(&mut b.rock("ssh", &["-v", "rocktest", "true"]), LIMIT);
+    assert_exit(&out, 0, "rock -d ssh -v through a jump host");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Each ssh says whom it logged in to: the jump's ssh the jump host,
+    // the user's own ssh the server.
+    let jump = format!("Authenticated to {} ", b.net.router_laptop_addr());
+    let jump_logins = stderr.lines().filter(|l| l.contains(&jump)).count();
+    // The bootstrap's jump and the first link's.
+    assert!(
+        jump_logins >= 2,
+        "{jump_logins} debug logins of the jump's ssh:\n{stderr}"
+    );
+    let server = format!("Authenticated to {} ", b.net.server_addr());
+    assert!(stderr.contains(&server), "{stderr}");
+    b.assert_laptop_empty();
+}
+
+#[test]
 fn a_direct_connection_to_the_server_fails() {
     let b = Bastion::new("ProxyJump jump");
     let out = run_with_timeout(

@@ -271,6 +271,14 @@ impl ParsedCommand {
         config
     }
 
+    /// How many `-v` the command gives ssh (scp and sftp hand theirs on),
+    /// which ssh passes on to the ssh it runs for `ProxyJump`. rsync's and
+    /// git's own `-v` are theirs, not ssh's: 0.
+    pub fn verbosity(&self) -> u8 {
+        let n = self.opts.iter().filter(|o| o.letter == b'v').count();
+        u8::try_from(n).unwrap_or(u8::MAX)
+    }
+
     /// The ssh the command runs: `argv[0]` for ssh, `-S program` for scp
     /// and sftp, else `ssh` from PATH (scp and sftp have a built-in path,
     /// `/usr/bin/ssh` in most builds, normally the same program).
@@ -499,6 +507,13 @@ mod tests {
         let p = ok(&["scp", "-F", "c", "-J", "-F", "f", "h:"]);
         assert_eq!(p.config_file(), Some(OsStr::new("c")));
         assert_eq!(ok(&["sftp", "h"]).config_file(), None);
+    }
+
+    #[test]
+    fn verbosity_counts_the_v_flags_ssh_sees() {
+        assert_eq!(ok(&["ssh", "-vv", "h", "-v", "ls"]).verbosity(), 3);
+        assert_eq!(ok(&["scp", "-v", "f", "h:"]).verbosity(), 1);
+        assert_eq!(ok(&["sftp", "-o", "-v", "h"]).verbosity(), 0);
     }
 
     #[test]

@@ -46,13 +46,16 @@ impl JumpSpec {
     }
 
     /// The jump's ssh command: `program [-o BatchMode=yes] [-l user]
-    /// [-p port] [-J earlier] [-F config] -W [host]:port lasthop`.
+    /// [-p port] [-J earlier] [-F config] [-v…] -W [host]:port lasthop`,
+    /// with up to three `v`s for the user's `verbosity`, as ssh passes its
+    /// own on.
     pub fn command(
         &self,
         program: &OsStr,
         target_host: &str,
         target_port: u16,
         config: Option<&OsStr>,
+        verbosity: u8,
         batch: bool,
     ) -> Vec<OsString> {
         let mut argv: Vec<OsString> = vec![program.to_owned()];
@@ -70,6 +73,9 @@ impl JumpSpec {
         }
         if let Some(config) = config {
             argv.extend(["-F".into(), config.to_owned()]);
+        }
+        if verbosity > 0 {
+            argv.push(format!("-{}", "v".repeat(verbosity.min(3).into())).into());
         }
         argv.extend([
             "-W".into(),
@@ -153,7 +159,7 @@ mod tests {
             }
         );
         assert_eq!(
-            words(&j.command("ssh".as_ref(), "10.2.0.2", 22, None, false)),
+            words(&j.command("ssh".as_ref(), "10.2.0.2", 22, None, 0, false)),
             ["ssh", "-J", "u@[::1]:2,a@b:3", "-W", "[10.2.0.2]:22", "c"]
         );
         assert_eq!(j.to_string(), "u@[::1]:2,a@b:3,c");
@@ -168,6 +174,7 @@ mod tests {
                 "fe80::1",
                 2200,
                 Some("/my cfg".as_ref()),
+                5,
                 true
             )),
             [
@@ -180,6 +187,7 @@ mod tests {
                 "2022",
                 "-F",
                 "/my cfg",
+                "-vvv",
                 "-W",
                 "[fe80::1]:2200",
                 "::1"

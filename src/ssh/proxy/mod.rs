@@ -8,8 +8,8 @@
 //!   tokens already expanded by `Resolved::proxy_command_line`.
 //! * `ProxyJump` becomes the command ssh makes of it (`ssh.c`): the user's
 //!   ssh with `[-l user] [-p port] [-J earlier,hops] [-F config] -W
-//!   '[host]:port' lasthop`; only `-F` of the user's options is passed on,
-//!   as ssh passes it. For a reconnect (`batch`), `-o BatchMode=yes` goes
+//!   '[host]:port' lasthop`; only `-F` and `-v` of the user's options are
+//!   passed on, as ssh passes them. For a reconnect (`batch`), `-o BatchMode=yes` goes
 //!   first, so the jump never prompts while the terminal is the user's.
 //!
 //! Invariants:
@@ -52,6 +52,8 @@ pub enum Proxy {
         target_port: u16,
         /// The user's `-F`, which ssh passes on to the jump.
         config: Option<OsString>,
+        /// How many `-v` the user gave, which ssh passes on too.
+        verbosity: u8,
     },
 }
 
@@ -73,7 +75,15 @@ impl Proxy {
                 target_host,
                 target_port,
                 config,
-            } => spec.command(program, target_host, *target_port, config.as_deref(), batch),
+                verbosity,
+            } => spec.command(
+                program,
+                target_host,
+                *target_port,
+                config.as_deref(),
+                *verbosity,
+                batch,
+            ),
         }
     }
 }

@@ -18,10 +18,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use common::live::timed_stdout_lines;
+use common::live::{stderr_text, timed_stdout_lines};
 use common::pty::PtyChild;
 use common::transfer::{self, LinkFaults, file_len};
 use common::{ROCK, ROCKD, Sshd, assert_exit, require_root, rock_command, run_with_timeout};
@@ -253,16 +253,74 @@ fn rock(sshd: &Sshd, mode: &str, program: &str) -> Command {
     rock_command(sshd, ROCKD, &["--reconnect", mode], program)
 }
 
-/// Starts `cmd` on `rocktest` running `script`, collecting its lines.
-fn spawn_script(cmd: &mut Command, script: &str) -> (Child, mpsc::Receiver<(Instant, String)>) {
-    let mut child = cmd
-        .args(["rocktest", script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let lines = timed_stdout_lines(&mut child);
-    (child, lines)
+/// A remote script run through rock: its stdout lines as they arrive,
+/// and rock's stderr, kept for messages.
+struct Stream {
+    child: Child,
+    lines: mpsc::Receiver<(Instant, String)>,
+    stderr: Arc<Mutex<String>>,
+    got: Vec<String>,
+}
+
+impl Stream {
+    /// Starts `cmd` on `rocktest` running `script`; waits for its first
+    /// line.
+    fn start(cmd: &mut Command, script: &str) -> Stream {
+        let mut child = cmd
+            .args(["rocktest", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rock");
+        let lines = timed_stdout_lines(&mut child);
+        let stderr = stderr_text(&mut child);
+        let mut stream = Stream {
+            child,
+            lines,
+            stderr,
+            got: Vec::new(),
+        };
+        match stream.lines.recv_timeout(Duration::from_secs(60)) {
+            Ok((_, line)) => stream.got.push(line),
+            Err(e) => panic!("the session did not start ({e}):\n{}", stream.log()),
+        }
+        stream
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// rock's stderr so far.
+    fn log(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Receives lines until one arrives after `cut`; returns how long
+    /// after `cut` that was.
+    fn first_after(&mut self, cut: Instant) -> Duration {
+        loop {
+            let (at, line) = match self.lines.recv_timeout(Duration::from_secs(90)) {
+                Ok(got) => got,
+                Err(e) => panic!("the session stalled for 90 s ({e}):\n{}", self.log()),
+            };
+            self.got.push(line);
+            if at > cut {
+                return at.duration_since(cut);
+            }
+        }
+    }
+
+    /// Takes the rest of the lines and waits for rock: every line, the
+    /// exit code, and rock's stderr.
+    fn finish(mut self) -> (Vec<String>, Option<i32>, String) {
+        while let Ok((_, line)) = self.lines.recv_timeout(Duration::from_secs(60)) {
+            self.got.push(line);
+        }
+        let status = self.child.wait().expect("wait for rock");
+        let log = self.log();
+        (self.got, status.code(), log)
+    }
 }
 
 /// The lines of a numbered stream as the remote script prints them.
@@ -293,24 +351,6 @@ fn wait_logins(sshd: &Sshd, user: &str, n: usize) {
     }
 }
 
-/// Receives lines into `got` until one arrives after `cut`; returns how
-/// long after `cut` that was.
-fn first_after(
-    lines: &mpsc::Receiver<(Instant, String)>,
-    got: &mut Vec<String>,
-    cut: Instant,
-) -> Duration {
-    loop {
-        let (at, line) = lines
-            .recv_timeout(Duration::from_secs(90))
-            .expect("the session stalled for 90 s");
-        got.push(line);
-        if at > cut {
-            return at.duration_since(cut);
-        }
-    }
-}
-
 // ---- ssh mode ------------------------------------------------------------
 
 #[test]
@@ -320,14 +360,8 @@ fn an_ssh_session_survives_resets_and_a_blackhole_of_its_ssh_link_exactly_once()
     let _firewall = only_ssh_open(&sshd, Block::Reject);
     const LINES: u32 = 400;
     let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done; exit 7");
-    let (mut child, lines) = spawn_script(&mut rock(&sshd, "ssh", "ssh"), &script);
-    let rock_pid = child.id();
-    let mut got = vec![
-        lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the session started")
-            .1,
-    ];
+    let mut stream = Stream::start(&mut rock(&sshd, "ssh", "ssh"), &script);
+    let rock_pid = stream.pid();
     let rockd = rockd_pid(&sshd);
     let listening = listen_addr(rockd);
     assert_eq!(
@@ -349,7 +383,7 @@ fn an_ssh_session_survives_resets_and_a_blackhole_of_its_ssh_link_exactly_once()
         std::thread::sleep(Duration::from_millis(700));
         let cut = Instant::now();
         reset_ssh_link(&sshd, link);
-        let waited = first_after(&lines, &mut got, cut);
+        let waited = stream.first_after(cut);
         eprintln!("ssh mode: after a reset, next line in {waited:?}");
         wait_logins(&sshd, sshd.user(), 3 + reset);
         let new = wait_ssh_link(rock_pid, &sshd);
@@ -362,14 +396,11 @@ fn an_ssh_session_survives_resets_and_a_blackhole_of_its_ssh_link_exactly_once()
     let lifted = Instant::now();
     eprintln!(
         "ssh mode: after a 20 s blackhole, next line in {:?}",
-        first_after(&lines, &mut got, lifted)
+        stream.first_after(lifted)
     );
-    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
-        got.push(line);
-    }
-    let status = child.wait().expect("wait for rock");
+    let (got, code, log) = stream.finish();
     assert_eq!(got, numbered(LINES), "lines lost, duplicated or reordered");
-    assert_eq!(status.code(), Some(7), "the remote command's exit status");
+    assert_eq!(code, Some(7), "the remote command's exit status\n{log}");
     // The bootstrap, the inner ssh, the first link, one per reset, and at
     // least one after the blackhole: each link logged in anew.
     let n = logins(&sshd, sshd.user());
@@ -568,14 +599,8 @@ fn auto_falls_back(block: Block) {
     let _firewall = only_ssh_open(&sshd, block);
     const LINES: u32 = 40;
     let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done; exit 3");
-    let (mut child, lines) = spawn_script(&mut rock(&sshd, "auto", "ssh"), &script);
-    let rock_pid = child.id();
-    let mut got = vec![
-        lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the session started")
-            .1,
-    ];
+    let mut stream = Stream::start(&mut rock(&sshd, "auto", "ssh"), &script);
+    let rock_pid = stream.pid();
     let listening = listen_addr(rockd_pid(&sshd));
     assert!(
         listening.ip().is_unspecified(),
@@ -584,15 +609,12 @@ fn auto_falls_back(block: Block) {
     let link = wait_ssh_link(rock_pid, &sshd);
     let cut = Instant::now();
     reset_ssh_link(&sshd, link);
-    let waited = first_after(&lines, &mut got, cut);
+    let waited = stream.first_after(cut);
     eprintln!("auto mode ({block:?}): after a reset, next line in {waited:?}");
     assert_ne!(wait_ssh_link(rock_pid, &sshd), link, "no new SSH link");
-    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
-        got.push(line);
-    }
-    let status = child.wait().expect("wait for rock");
+    let (got, code, log) = stream.finish();
     assert_eq!(got, numbered(LINES), "lines lost, duplicated or reordered");
-    assert_eq!(status.code(), Some(3), "the remote command's exit status");
+    assert_eq!(code, Some(3), "the remote command's exit status\n{log}");
 }
 
 #[test]
@@ -611,14 +633,8 @@ fn auto_uses_rockds_own_port_when_it_answers() {
     let sshd = Sshd::start();
     const LINES: u32 = 30;
     let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done");
-    let (mut child, lines) = spawn_script(&mut rock(&sshd, "auto", "ssh"), &script);
-    let rock_pid = child.id();
-    let mut got = vec![
-        lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the session started")
-            .1,
-    ];
+    let mut stream = Stream::start(&mut rock(&sshd, "auto", "ssh"), &script);
+    let rock_pid = stream.pid();
     let rockd_port = listen_addr(rockd_pid(&sshd)).port();
     let direct = |c: &Conn| of_pid(c, rock_pid) && c.peer.port() == rockd_port;
     assert!(
@@ -628,15 +644,13 @@ fn auto_uses_rockds_own_port_when_it_answers() {
     assert_eq!(ssh_link(rock_pid, &sshd), None, "rock went through ssh");
     let cut = Instant::now();
     common::faults::reset_link(rockd_port);
-    first_after(&lines, &mut got, cut);
+    stream.first_after(cut);
     assert!(
         connections().iter().any(direct),
         "after a reset, rock's link is not to rockd's port"
     );
-    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
-        got.push(line);
-    }
-    assert!(child.wait().expect("wait for rock").success());
+    let (got, code, log) = stream.finish();
+    assert_eq!(code, Some(0), "{log}");
     assert_eq!(got, numbered(LINES), "lines lost, duplicated or reordered");
 }
 
@@ -647,14 +661,8 @@ fn auto_returns_to_rockds_port_once_it_answers_again() {
     let firewall = only_ssh_open(&sshd, Block::Reject);
     const LINES: u32 = 60;
     let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done; exit 5");
-    let (mut child, lines) = spawn_script(&mut rock(&sshd, "auto", "ssh"), &script);
-    let rock_pid = child.id();
-    let mut got = vec![
-        lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the session started")
-            .1,
-    ];
+    let mut stream = Stream::start(&mut rock(&sshd, "auto", "ssh"), &script);
+    let rock_pid = stream.pid();
     let link = wait_ssh_link(rock_pid, &sshd);
     // The network lets rockd's port through again; the next link uses it.
     drop(firewall);
@@ -663,19 +671,16 @@ fn auto_returns_to_rockds_port_once_it_answers_again() {
     assert!(!connections().iter().any(direct), "direct before the reset");
     let cut = Instant::now();
     reset_ssh_link(&sshd, link);
-    let waited = first_after(&lines, &mut got, cut);
+    let waited = stream.first_after(cut);
     eprintln!("auto mode back to direct: after the reset, next line in {waited:?}");
     assert!(
         connections().iter().any(direct),
         "after the reset, rock's link is not to rockd's port {rockd_port}"
     );
     assert_eq!(ssh_link(rock_pid, &sshd), None, "rock kept an SSH link");
-    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
-        got.push(line);
-    }
-    let status = child.wait().expect("wait for rock");
+    let (got, code, log) = stream.finish();
     assert_eq!(got, numbered(LINES), "lines lost, duplicated or reordered");
-    assert_eq!(status.code(), Some(5), "the remote command's exit status");
+    assert_eq!(code, Some(5), "the remote command's exit status\n{log}");
 }
 
 /// Drops every TCP segment with data that goes to sshd's address except to
@@ -698,36 +703,18 @@ fn auto_goes_through_ssh_when_rockds_port_connects_but_carries_nothing() {
     const LINES: u32 = 60;
     let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done; exit 4");
     let mut cmd = rock_command(&sshd, ROCKD, &["-v", "--reconnect", "auto"], "ssh");
-    let (mut child, lines) = spawn_script(&mut cmd, &script);
-    let stderr = common::live::stderr_text(&mut child);
-    let rock_pid = child.id();
-    // The first direct link waits out its handshake timeout, then ssh.
-    let first = lines.recv_timeout(Duration::from_secs(60));
-    let mut got = vec![
-        first
-            .unwrap_or_else(|e| {
-                let log = stderr.lock().expect("stderr").clone();
-                panic!("the session did not start ({e}):\n{log}")
-            })
-            .1,
-    ];
+    // The first direct link waits out its handshake limit, then ssh.
+    let mut stream = Stream::start(&mut cmd, &script);
+    let rock_pid = stream.pid();
     let link = wait_ssh_link(rock_pid, &sshd);
     let cut = Instant::now();
     reset_ssh_link(&sshd, link);
-    let waited = first_after(&lines, &mut got, cut);
+    let waited = stream.first_after(cut);
     eprintln!("auto mode, silent port: after a reset, next line in {waited:?}");
     assert_ne!(wait_ssh_link(rock_pid, &sshd), link, "no new SSH link");
-    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
-        got.push(line);
-    }
-    let status = child.wait().expect("wait for rock");
-    let log = stderr.lock().expect("stderr").clone();
+    let (got, code, log) = stream.finish();
     assert_eq!(got, numbered(LINES), "lines lost, duplicated or reordered");
-    assert_eq!(
-        status.code(),
-        Some(4),
-        "the remote command's exit status\n{log}"
-    );
+    assert_eq!(code, Some(4), "the remote command's exit status\n{log}");
     assert_eq!(
         log.matches("nothing comes through").count(),
         1,
@@ -812,10 +799,7 @@ fn a_host_profile_selects_ssh_mode_and_rockds_port_range() {
     .expect("write the profile");
     let mut cmd = rock_command(&sshd, ROCKD, &[], "ssh");
     cmd.env("XDG_CONFIG_HOME", home.path());
-    let (mut child, lines) = spawn_script(&mut cmd, "echo one; sleep 1; echo two");
-    let first_line = lines
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the session started");
+    let stream = Stream::start(&mut cmd, "echo one; sleep 1; echo two");
     let listening = listen_addr(rockd_pid(&sshd));
     assert_eq!(
         listening.ip(),
@@ -826,10 +810,10 @@ fn a_host_profile_selects_ssh_mode_and_rockds_port_range() {
         (first..=last).contains(&listening.port()),
         "rockd listens on {listening}, outside {first}-{last}"
     );
-    wait_ssh_link(child.id(), &sshd);
-    let rest: Vec<String> = lines.iter().map(|(_, l)| l).collect();
-    assert!(child.wait().expect("wait for rock").success());
-    assert_eq!([vec![first_line.1], rest].concat(), ["one", "two"]);
+    wait_ssh_link(stream.pid(), &sshd);
+    let (got, code, log) = stream.finish();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(got, ["one", "two"]);
 
     let out = run_with_timeout(
         Command::new(ROCK)

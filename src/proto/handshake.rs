@@ -446,16 +446,7 @@ impl ClientAuth {
         server: &ServerHello,
         received: u64,
     ) -> ClientAuth {
-        let mut ca = ClientAuth {
-            received,
-            proof: [0; 32],
-        };
-        ca.proof = prove(
-            key,
-            Prover::Client,
-            &[&hello.encode(), &server.encode(), &ca.encode_unproven()],
-        );
-        ca
+        ClientAuth::proven_by(Prover::Client, key, hello, server, received)
     }
 
     /// A client message carrying the *server's* proof over the client's
@@ -467,13 +458,24 @@ impl ClientAuth {
         server: &ServerHello,
         received: u64,
     ) -> ClientAuth {
+        ClientAuth::proven_by(Prover::Server, key, hello, server, received)
+    }
+
+    /// The message with `prover`'s proof over the whole transcript.
+    fn proven_by(
+        prover: Prover,
+        key: &SessionKey,
+        hello: &ClientHello,
+        server: &ServerHello,
+        received: u64,
+    ) -> ClientAuth {
         let mut ca = ClientAuth {
             received,
             proof: [0; 32],
         };
         ca.proof = prove(
             key,
-            Prover::Server,
+            prover,
             &[&hello.encode(), &server.encode(), &ca.encode_unproven()],
         );
         ca

@@ -103,6 +103,24 @@ impl Bastion {
         self.net.on_laptop(&cmd)
     }
 
+    /// `rock --rockd ROCKD -d ARGS…` on the laptop, without a `-F`: for
+    /// rsync and git, whose ssh command names the config itself.
+    fn rock_bare(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ROCK);
+        cmd.arg("--rockd")
+            .arg(ROCKD)
+            .arg("-d")
+            .args(args)
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SSH_ASKPASS")
+            .env_remove("SSH_ASKPASS_REQUIRE")
+            .env_remove("DISPLAY")
+            .env_remove("RSYNC_RSH")
+            .env_remove("GIT_SSH")
+            .env_remove("GIT_SSH_COMMAND");
+        self.net.on_laptop(&cmd)
+    }
+
     /// Plain `ssh -F CONFIG ARGS…` on the laptop.
     fn ssh(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("ssh");
@@ -449,6 +467,60 @@ fn a_jump_host_that_refuses_the_login_exits_255_clearly() {
         "the message should name the jump, its exit and ssh's own reason:\n{stderr}"
     );
     b.assert_laptop_empty();
+}
+
+#[test]
+fn rsync_and_git_with_dash_j_in_their_ssh_command_go_through_the_jump() {
+    // No ProxyJump in the config: only the ssh commands' -J reach the server.
+    let b = Bastion::new("");
+    let ssh = format!("ssh -F '{}' -J jump", b.config.display());
+    let dir = temp_dir();
+    let (local, remote, back) = (
+        dir.path().join("local.bin"),
+        dir.path().join("remote.bin"),
+        dir.path().join("back.bin"),
+    );
+    random_file(&local, 4 << 20);
+    let want = sha256_file(&local);
+    let remote_arg = format!("rocktest:{}", remote.display());
+    let up = run_with_timeout(
+        &mut b.rock_bare(&["rsync", "-e", &ssh, path(&local), &remote_arg]),
+        LIMIT,
+    );
+    assert_exit(&up, 0, "rock -d rsync -e 'ssh -J jump' up");
+    assert_eq!(sha256_file(&remote), want, "the upload's sha256");
+    let mut down = b.rock_bare(&["rsync", &remote_arg, path(&back)]);
+    down.env("RSYNC_RSH", &ssh);
+    let out = run_with_timeout(&mut down, LIMIT);
+    assert_exit(&out, 0, "rock -d rsync with RSYNC_RSH='ssh -J jump' down");
+    assert_eq!(sha256_file(&back), want, "the download's sha256");
+
+    let repo = dir.path().join("repo.git");
+    let init = Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(&repo)
+        .output()
+        .expect("run git init");
+    assert!(init.status.success(), "{init:?}");
+    let mut ls = b.rock_bare(&["git", "ls-remote", &format!("rocktest:{}", repo.display())]);
+    ls.env("GIT_SSH_COMMAND", &ssh)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null");
+    let out = run_with_timeout(&mut ls, LIMIT);
+    assert_exit(
+        &out,
+        0,
+        "rock -d git ls-remote with GIT_SSH_COMMAND='ssh -J jump'",
+    );
+    // The bootstrap and the first link of each of the three went through
+    // the jump.
+    let logins = b.jump_logins();
+    assert!(logins >= 6, "only {logins} logins on the jump host");
+    b.assert_laptop_empty();
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
 }
 
 #[test]

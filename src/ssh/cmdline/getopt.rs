@@ -142,6 +142,30 @@ pub(super) fn refuse_sharing(opts: &[Opt]) -> Result<(), CmdlineError> {
     }
 }
 
+/// `argv[from..]` without its `-J` options, read as `opts` (indices into
+/// `argv`): a `-J` word and its value word go, a cluster like `-vJjump`
+/// keeps what comes before the `J`.
+pub(super) fn without_jumps(argv: &[OsString], from: usize, opts: &[Opt]) -> Vec<OsString> {
+    let jumps: Vec<&Opt> = opts.iter().filter(|o| o.letter == b'J').collect();
+    let mut out = Vec::with_capacity(argv.len());
+    for (i, word) in argv.iter().enumerate().skip(from) {
+        if jumps
+            .iter()
+            .any(|j| matches!(j.value, Some((_, w)) if w == i && w != j.word))
+        {
+            continue;
+        }
+        match jumps.iter().find(|j| j.word == i) {
+            Some(j) if j.offset > 1 => {
+                out.push(OsString::from_vec(word.as_bytes()[..j.offset].to_vec()));
+            }
+            Some(_) => {}
+            None => out.push(word.clone()),
+        }
+    }
+    out
+}
+
 /// The value of the last `-letter`, as the programs keep it.
 pub(super) fn last_value(opts: &[Opt], letter: u8) -> Option<OsString> {
     opts.iter()

@@ -632,4 +632,24 @@ mod tests {
             "'/opt/my ssh/ssh' -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o User=bob"
         );
     }
+
+    #[test]
+    fn a_jump_in_gits_ssh_command_is_resolved_and_left_out_of_it() {
+        let mut env = env();
+        env.vars.insert(
+            "GIT_SSH_COMMAND".into(),
+            "ssh -J \"$JUMP\" -o 'User=it'\\''s'".into(),
+        );
+        env.vars.insert("JUMP".into(), "u@bastion:2222".into());
+        let p = ok_in(&["git", "fetch"], &env);
+        assert_eq!(
+            strings(p.resolve_args()),
+            ["-J", "u@bastion:2222", "-o", "User=it's", "-l", "u"]
+        );
+        let t = p.with_transport("x", None);
+        assert_eq!(
+            t.env[0].1,
+            "ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o 'User=it'\\''s'"
+        );
+    }
 }

@@ -348,23 +348,7 @@ impl ParsedCommand {
         let mut out = Vec::with_capacity(self.argv.len() + ours.len());
         out.push(self.argv[0].clone());
         out.extend(ours.iter().cloned());
-        let jumps: Vec<&Opt> = self.opts.iter().filter(|o| o.letter == b'J').collect();
-        for (i, word) in self.argv.iter().enumerate().skip(1) {
-            if jumps
-                .iter()
-                .any(|j| matches!(j.value, Some((_, w)) if w == i && w != j.word))
-            {
-                continue;
-            }
-            match jumps.iter().find(|j| j.word == i) {
-                // `-J`: the whole word goes; `-vJ…`: keep `-v`.
-                Some(j) if j.offset > 1 => {
-                    out.push(OsString::from_vec(word.as_bytes()[..j.offset].to_vec()));
-                }
-                Some(_) => {}
-                None => out.push(word.clone()),
-            }
-        }
+        out.extend(getopt::without_jumps(&self.argv, 1, &self.opts));
         out
     }
 }

@@ -8,7 +8,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::Program;
 use super::error::CmdlineError;
-use super::getopt::{Opt, getopt, refuse, refuse_sharing};
+use super::getopt::{self, Opt, getopt, refuse, refuse_sharing};
 use super::programs::ssh_resolve_args;
 use super::shell::{self, Syntax};
 use super::surroundings::{Surroundings, VarsOf};
@@ -22,6 +22,8 @@ pub(super) struct RemoteShell {
     text: Vec<u8>,
     /// Where its first word (the program) ends in `text`.
     first_end: usize,
+    /// Its words, as split (variables expanded, quotes removed).
+    words: Vec<OsString>,
     /// The program: the first word.
     pub(super) program: OsString,
     /// ssh's options among the other words.
@@ -68,6 +70,7 @@ impl RemoteShell {
             text: text.to_vec(),
             first_end: split.first_end,
             program: argv[0].clone(),
+            words: argv,
             opts,
         })
     }
@@ -78,6 +81,7 @@ impl RemoteShell {
             syntax,
             text: b"ssh".to_vec(),
             first_end: 3,
+            words: vec!["ssh".into()],
             program: "ssh".into(),
             opts: Vec::new(),
         }
@@ -91,12 +95,31 @@ impl RemoteShell {
     /// The text with `words` inserted right after the program, where they
     /// beat the user's later options and the config files (ssh keeps the
     /// first value of each setting).
+    ///
+    /// A command with `-J` is written anew from its words without them:
+    /// ssh refuses `-J` beside a ProxyCommand, and the jump is the
+    /// bootstrap's and the links' business, as for ssh's own command line.
+    /// Its words are quoted for the same reader, so it runs the same argv.
     pub(super) fn with(&self, words: &[OsString]) -> OsString {
         let words: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+        if !self.opts.iter().any(|o| o.letter == b'J') {
+            return OsString::from_vec(shell::insert_after_first(
+                self.syntax,
+                &self.text,
+                self.first_end,
+                &words,
+            ));
+        }
+        let program = shell::quote(self.syntax, self.program.as_bytes());
+        let mut text = program.clone();
+        for word in getopt::without_jumps(&self.words, 1, &self.opts) {
+            text.push(b' ');
+            text.extend(shell::quote(self.syntax, word.as_bytes()));
+        }
         OsString::from_vec(shell::insert_after_first(
             self.syntax,
-            &self.text,
-            self.first_end,
+            &text,
+            program.len(),
             &words,
         ))
     }

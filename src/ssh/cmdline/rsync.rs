@@ -480,4 +480,22 @@ mod tests {
             )]
         );
     }
+
+    #[test]
+    fn a_jump_in_the_remote_shell_is_resolved_and_left_out_of_it() {
+        let env = FakeEnv::default();
+        let p = ok_in(
+            &["rsync", "-e", "ssh -J j1 -vJj2 -i \"my key\"", "f", "h:"],
+            &env,
+        );
+        assert_eq!(
+            strings(p.resolve_args()),
+            ["-J", "j1", "-J", "j2", "-i", "my key"]
+        );
+        let t = p.with_transport("x", None);
+        assert_eq!(
+            strings(&t.argv)[2],
+            "ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -v -i \"my key\""
+        );
+    }
 }

@@ -186,9 +186,9 @@ pub fn hint(mode: ReconnectMode, error: &RelayError) -> Option<&'static str> {
 /// A direct link works when its handshake completes. One whose TCP
 /// connection was made but whose handshake did not complete within
 /// [`DIRECT_HANDSHAKE_LIMIT`] (a middlebox that accepts any connection and
-/// passes nothing, say) counts as a direct failure too; and when that failure would send the attempt on
-/// through ssh, or ssh links were already known to work, rockd's port is
-/// marked silent (rule 1).
+/// passes nothing, say) counts as a direct failure too; and when that
+/// failure would send the attempt on through ssh, or ssh links were
+/// already known to work, rockd's port is marked silent (rule 1).
 ///
 /// So a blocked port costs the first link one failed connect (at most
 /// [`CONNECT_TIMEOUT`]), a silent one [`DIRECT_HANDSHAKE_LIMIT`], and a port

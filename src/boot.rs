@@ -28,6 +28,20 @@ pub struct BootRequest {
     pub key: SessionKey,
 }
 
+impl BootRequest {
+    /// A new session: a random id and key from the operating system.
+    pub fn random() -> Result<BootRequest, getrandom::Error> {
+        let mut id = [0u8; 16];
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut id)?;
+        getrandom::fill(&mut key)?;
+        Ok(BootRequest {
+            id: SessionId(id),
+            key: SessionKey(key),
+        })
+    }
+}
+
 /// What rockd answers when it is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootReady {

@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rock_proto::handshake::SUPPORTED_VERSIONS;
-use rock_proto::{CloseReason, Config, Role, Session, SessionId, SessionKey};
+use rock_proto::{CloseReason, Config, Role, Session};
 use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::boot::BootRequest;
+use crate::further::Further;
 use crate::local::control::Control;
 use crate::local::helper::{ASKPASS_NAME, PROXY_NAME};
 use crate::local::notice;
@@ -122,15 +123,6 @@ impl LaunchError {
 fn local(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
     let what = what.into();
     move |error| LaunchError::Local { what, error }
-}
-
-fn random<const N: usize>() -> Result<[u8; N], LaunchError> {
-    let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| LaunchError::Local {
-        what: "reading random bytes for the session key".into(),
-        error: std::io::Error::other(e.to_string()),
-    })?;
-    Ok(b)
 }
 
 /// The bootstrap's view of what `ssh -G` resolved.
@@ -289,10 +281,10 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
     let rockd_listen = reconnect::rockd_listen(mode, profile.rockd_listen.map(|s| s.value));
     let rockd_port_range = profile.rockd_port_range.map(|s| s.value);
 
-    let request = BootRequest {
-        id: SessionId(random()?),
-        key: SessionKey(random()?),
-    };
+    let request = BootRequest::random().map_err(|e| LaunchError::Local {
+        what: "reading random bytes for the session key".into(),
+        error: std::io::Error::other(e.to_string()),
+    })?;
     let mut target = target_of(&host, &resolved);
     target.proxy = proxy;
     let mut args = rockd_args(&config);
@@ -339,7 +331,7 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         dial_host,
         rockd_listen,
     };
-    relay_command(&options, config, &parsed, request, boot, links).await
+    relay_command(&options, config, &parsed, request, boot, links, rockd).await
 }
 
 /// Starts the user's command with its transport redirected to us, and
@@ -351,6 +343,7 @@ async fn relay_command(
     request: BootRequest,
     boot: Bootstrapped,
     links: LinkPlan,
+    rockd: RockdCommand,
 ) -> Result<i32, LaunchError> {
     let dir = SessionDir::create(&request.id.to_string()[..16])?;
     let exe = std::env::current_exe().map_err(local("finding rock's own executable"))?;
@@ -361,6 +354,13 @@ async fn relay_command(
     let use_askpass = !boot.secrets.is_empty();
     // Reconnecting through ssh logs in again with what was typed, unasked.
     let mode = links.mode;
+    // Each further ssh connection of the command gets a session of its own.
+    let further = Arc::new(Further {
+        links: links.clone(),
+        rockd,
+        config: config.clone(),
+        secrets: boot.secrets.clone(),
+    });
     let dialer = links.dialer(boot.ready.port, boot.secrets.clone());
     let info = SessionInfo::new(parsed.program().name(), &parsed.destination().to_string());
     let mut control = Control::bind(dir.path(), boot.secrets, info)
@@ -396,7 +396,10 @@ async fn relay_command(
         .map_err(|e| LaunchError::Unsupported(format!("invalid settings: {e}")))?;
     let relay = Relay::client(session, app, dialer, RelayOptions::default());
     let watch = relay.status();
-    tokio::spawn(control.serve(watch.clone()));
+    let (further_tx, mut further_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(control.serve(watch.clone(), further_tx));
+    let (stop_further, stop_further_rx) = tokio::sync::watch::channel(false);
+    let mut carried = tokio::task::JoinSet::new();
     sign_of_life(options, parsed, watch);
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
@@ -421,6 +424,14 @@ async fn relay_command(
                 }
                 ended_first = Some(result);
             }
+            Some(app) = further_rx.recv() => {
+                let mut stop = stop_further_rx.clone();
+                let shutdown = async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                };
+                carried.spawn(Arc::clone(&further).carry(app, shutdown));
+            }
+            Some(_) = carried.join_next(), if !carried.is_empty() => {}
             _ = interrupts.recv() => {}
         }
     };
@@ -439,6 +450,15 @@ async fn relay_command(
             }
         }
     };
+    // Further connections ended with the command too: the same moment to
+    // deliver their ends, then they are stopped.
+    if tokio::time::timeout(options.exit_linger, all_ended(&mut carried))
+        .await
+        .is_err()
+    {
+        let _ = stop_further.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), all_ended(&mut carried)).await;
+    }
     match result {
         Some(Ok(Ok(Outcome::Closed(reason)))) if reason != CloseReason::Finished => {
             eprintln!("rock: {}", ended(&reason));
@@ -450,6 +470,11 @@ async fn relay_command(
         _ => {}
     }
     Ok(exit_code(status))
+}
+
+/// Waits until every task in `set` has ended.
+async fn all_ended(set: &mut tokio::task::JoinSet<()>) {
+    while set.join_next().await.is_some() {}
 }
 
 /// Shows a suspended session in the terminal's title (see

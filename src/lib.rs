@@ -7,6 +7,8 @@
 //!
 //! * [`boot`] — the boot exchange between rock and a new rockd.
 //! * [`config`] — host profiles from the configuration files.
+//! * [`further`] — a command's ssh connections after its first, each in a
+//!   session of its own.
 //! * [`launch`] — `rock -d`: bootstrap, run the user's ssh, relay.
 //! * [`local`] — session directory, control socket, ssh's helpers.
 //! * [`relay`] — the tokio shell that drives a session over real streams.
@@ -20,6 +22,7 @@
 pub mod boot;
 pub mod bridge_target;
 pub mod config;
+pub mod further;
 pub mod launch;
 pub mod local;
 pub mod relay;

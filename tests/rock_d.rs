@@ -760,6 +760,102 @@ fn a_key_passphrase_is_typed_once() {
     assert!(status.success(), "{status:?}\n{}", pty.seen);
 }
 
+/// Size of each file in the several-sources copy: large enough that a
+/// reset at each quarter lands while the copy runs.
+const EACH: u64 = 96 << 20;
+
+#[test]
+fn scp_of_several_remote_files_carries_each_connection_through_resets() {
+    require_root("ss -K on the rock links");
+    let sshd = Sshd::start();
+    let dir = common::temp_dir();
+    let sources = [dir.path().join("a.bin"), dir.path().join("b.bin")];
+    for source in &sources {
+        common::random_file(source, EACH);
+    }
+    let into = dir.path().join("into");
+    std::fs::create_dir(&into).expect("mkdir");
+    let copies = [into.join("a.bin"), into.join("b.bin")];
+    // scp runs one ssh per remote source, one after the other: each is a
+    // session of its own, with its own rockd and links.
+    let child = rock(&sshd, &[], "scp")
+        .arg(format!("rocktest:{}", sources[0].display()))
+        .arg(format!("rocktest:{}", sources[1].display()))
+        .arg(&into)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait for rock"));
+    let mut resets = [0u64; 2];
+    let end = Instant::now() + Duration::from_secs(300);
+    while !waiter.is_finished() {
+        assert!(Instant::now() < end, "the copy did not finish in 300 s");
+        for (copy, made) in copies.iter().zip(resets.iter_mut()) {
+            let done = file_len(copy);
+            let due = *made < 3 && done >= (*made + 1) * EACH / 4 && done < EACH;
+            // rock's link to this copy's rockd; not a bootstrap to sshd.
+            if let Some(port) = link_port_of(pid).filter(|&p| due && p != sshd.port()) {
+                reset_link(port);
+                *made += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = waiter.join().expect("waiter thread");
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        resets,
+        [3, 3],
+        "the copies outran the resets\n{}",
+        text(&out)
+    );
+    for (source, copy) in sources.iter().zip(&copies) {
+        assert_eq!(
+            common::sha256_file(copy),
+            common::sha256_file(source),
+            "{} corrupted",
+            copy.display()
+        );
+    }
+    // Both sessions' rockds are gone.
+    sshd.wait_no_descendants(Duration::from_secs(15));
+}
+
+#[test]
+fn several_connections_of_one_command_ask_for_the_password_once() {
+    let sshd = Sshd::builder().with_password_user().start();
+    let dir = common::temp_dir();
+    let user = format!("User={}", common::PASSWORD_USER);
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd")
+        .arg(ROCKD)
+        .args(["-d", "scp", "-F"])
+        .arg(sshd.ssh_config())
+        .args(["-o", "BatchMode=no", "-o", &user])
+        .args(["-o", "PubkeyAuthentication=no"])
+        .args(["rocktest:/etc/hostname", "rocktest:/etc/passwd"])
+        .arg(dir.path())
+        .env_remove("SSH_AUTH_SOCK");
+    let mut pty = PtyChild::spawn(&mut cmd);
+    pty.expect("assword: ", Duration::from_secs(30));
+    pty.send(&format!("{}\n", common::PASSWORD));
+    let status = pty.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", pty.seen);
+    assert_eq!(
+        pty.seen.matches("assword").count(),
+        1,
+        "prompted more than once:\n{}",
+        pty.seen
+    );
+    for name in ["hostname", "passwd"] {
+        let copy = std::fs::read(dir.path().join(name)).expect("the copy");
+        let original = std::fs::read(Path::new("/etc").join(name)).expect("the original");
+        assert_eq!(copy, original, "{name} differs");
+    }
+}
+
 /// rock with its configuration directory set to `config_home`.
 fn rock_with_config(config_home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(ROCK);

@@ -25,6 +25,9 @@ use crate::status::{REQUEST, Report, SessionInfo};
 /// tells `rock status`.
 pub struct Control {
     listener: UnixListener,
+    /// Everything the user typed; each connection's askpass may have it.
+    typed: Secrets,
+    /// What the current connection's askpass may still be told.
     secrets: Secrets,
     info: SessionInfo,
     /// The relay's live status, once the relay runs.
@@ -60,6 +63,7 @@ impl Control {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         Ok(Control {
             listener,
+            typed: secrets.clone(),
             secrets,
             info,
             status: None,
@@ -85,6 +89,9 @@ impl Control {
                 }
             };
             if line.as_str() == "proxy" {
+                // A new connection logs in anew: its askpass may be told
+                // each secret once again.
+                self.secrets = self.typed.clone();
                 return Ok(stream);
             }
             if line.as_str() == REQUEST {
@@ -101,18 +108,20 @@ impl Control {
     }
 
     /// Serves askpass and status requests for as long as it runs (after
-    /// the proxy), reporting the relay's `status`.
-    pub async fn serve(mut self, status: StatusWatch) {
+    /// the first proxy), reporting the relay's `status`, and hands each
+    /// further ssh connection of the command to `further`.
+    pub async fn serve(
+        mut self,
+        status: StatusWatch,
+        further: tokio::sync::mpsc::UnboundedSender<UnixStream>,
+    ) {
         self.status = Some(status);
         loop {
             match self.next_proxy().await {
-                // A second ssh connection is not ours to relay.
                 Ok(stream) => {
-                    tracing::warn!(
-                        "the command opened a second ssh connection, which was refused: \
-                         rock -d carries only the first connection of a command"
-                    );
-                    drop(stream);
+                    if further.send(stream).is_err() {
+                        tracing::debug!("a further ssh connection came as rock was ending");
+                    }
                 }
                 Err(e) => {
                     tracing::debug!("control socket stopped: {e}");
@@ -150,6 +159,8 @@ impl Control {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::local::helper;
 
@@ -181,6 +192,36 @@ mod tests {
         assert_eq!(host_key, None);
         assert_eq!(first.as_deref().map(String::as_str), Some("s3cret pw"));
         assert_eq!(second, None);
+    }
+
+    #[tokio::test]
+    async fn each_connection_may_be_told_the_password_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Secrets {
+            password: Some(Zeroizing::new("pw".into())),
+            key_passphrase: None,
+        };
+        let mut control =
+            Control::bind(dir.path(), secrets, SessionInfo::new("scp", "host")).unwrap();
+        for _ in 0..2 {
+            let path = dir.path().to_owned();
+            let asks = tokio::task::spawn_blocking(move || {
+                let mut s =
+                    std::os::unix::net::UnixStream::connect(path.join(CONTROL_SOCKET)).unwrap();
+                std::io::Write::write_all(&mut s, b"proxy\n").unwrap();
+                // The connection's ssh asks after it is connected.
+                let first = helper::ask(&path, "me@host's password: ").unwrap();
+                let again = helper::ask(&path, "me@host's password: ").unwrap();
+                (first, again)
+            });
+            let _proxy = control.next_proxy().await.unwrap();
+            // Serve the two askpass requests, then stop at the next proxy.
+            let serve = tokio::time::timeout(Duration::from_millis(500), control.next_proxy());
+            let (asked, _) = tokio::join!(asks, serve);
+            let (first, again) = asked.unwrap();
+            assert_eq!(first.as_deref().map(String::as_str), Some("pw"));
+            assert_eq!(again, None);
+        }
     }
 
     #[tokio::test]

@@ -42,7 +42,7 @@ mod link;
 mod replay;
 
 use link::{Cut, SshLink};
-use replay::ReplayPrompter;
+pub(crate) use replay::ReplayPrompter;
 
 /// Default bound on the SSH handshake, authentication and channel open of
 /// one attempt (the TCP connect has its own, shorter bound).

@@ -1,0 +1,92 @@
+//! A command's ssh connections after its first. `scp host:a host:b .` runs
+//! one ssh per remote source, one after the other, and each is carried by
+//! a rock session of its own: its own bootstrap, its own rockd, its own
+//! links, made exactly as the first session's.
+//!
+//! The bootstrap is answered from what the user typed for the first one
+//! ([`ReplayPrompter`]) and never asks again: a host key or a one-time
+//! code it would need makes that one connection fail, with a message, and
+//! the command sees it closed as ssh would see a refused connection.
+//!
+//! The first connection's session is the one `rock status` shows and whose
+//! end rock reports; these report only their failures.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use rock_proto::handshake::SUPPORTED_VERSIONS;
+use rock_proto::{Config, Role, Session};
+use tokio::net::UnixStream;
+
+use crate::boot::BootRequest;
+use crate::relay::{Outcome, Relay, RelayOptions};
+use crate::ssh::auth::Secrets;
+use crate::ssh::bootstrap::{self, RockdCommand};
+use crate::ssh::reconnect::LinkPlan;
+use crate::ssh::tunnel::ReplayPrompter;
+
+/// What a further connection's session is made from: the first's.
+pub struct Further {
+    /// How the first session's links are made (and its bootstrap target).
+    pub links: LinkPlan,
+    /// rockd's command line, as the first bootstrap ran it.
+    pub rockd: RockdCommand,
+    /// The engine's settings.
+    pub config: Config,
+    /// What the user typed for the first bootstrap.
+    pub secrets: Secrets,
+}
+
+impl Further {
+    /// Carries `app`, one more ssh connection of the command, until it
+    /// ends, or until `shutdown` completes. Failures are reported on
+    /// stderr; `app` is then dropped, which the command sees as a closed
+    /// connection.
+    pub async fn carry(self: Arc<Self>, app: UnixStream, shutdown: impl Future<Output = ()>) {
+        let host = self.links.target.hostname.clone();
+        if let Err(e) = self.run(app, shutdown).await {
+            eprintln!("rock: a further ssh connection to {host} could not be carried: {e}");
+        }
+    }
+
+    async fn run(&self, app: UnixStream, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+        let request = BootRequest::random()
+            .map_err(|e| format!("reading random bytes for a session key: {e}"))?;
+        let prompter = Arc::new(ReplayPrompter::new(self.secrets.clone()));
+        let boot = bootstrap::bootstrap(&self.links.target, &self.rockd, &request, prompter)
+            .await
+            .map_err(|e| e.to_string())?;
+        if SUPPORTED_VERSIONS.negotiate(boot.ready.proto).is_none() {
+            return Err(format!(
+                "rockd {} speaks link protocol {}, this rock speaks {SUPPORTED_VERSIONS}",
+                boot.ready.version, boot.ready.proto
+            ));
+        }
+        tracing::info!(
+            "a further ssh connection: rockd listening on port {}",
+            boot.ready.port
+        );
+        let now = tokio::time::Instant::now().into_std();
+        let session = Session::new(
+            Role::Client,
+            request.id,
+            request.key,
+            self.config.clone(),
+            now,
+        )
+        .map_err(|e| format!("invalid settings: {e}"))?;
+        let dialer = self
+            .links
+            .clone()
+            .dialer(boot.ready.port, self.secrets.clone());
+        let relay = Relay::client(session, app, dialer, RelayOptions::default());
+        match relay.run(shutdown).await {
+            Ok(Outcome::Finished) => Ok(()),
+            Ok(Outcome::Closed(reason)) => {
+                tracing::info!(?reason, "a further connection's session closed");
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -5,8 +5,10 @@
 //! connection (the only authentication the user sees), then start the
 //! user's own command with its transport redirected into this process (the
 //! proxy helper) and, if a password or passphrase was typed, answered
-//! from memory (the askpass helper). The relay carries the bytes to rockd over links it
-//! re-makes whenever they die. The command's exit status is rock's.
+//! from memory (the askpass helper). The relay carries the bytes to rockd
+//! over links it re-makes whenever they die; each further ssh connection
+//! of the command gets a session of its own ([`crate::further`]). The
+//! command's exit status is rock's.
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;

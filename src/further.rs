@@ -14,7 +14,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use rock_proto::handshake::SUPPORTED_VERSIONS;
 use rock_proto::{Config, Role, Session};
 use tokio::net::UnixStream;
 
@@ -53,15 +52,10 @@ impl Further {
         let request = BootRequest::random()
             .map_err(|e| format!("reading random bytes for a session key: {e}"))?;
         let prompter = Arc::new(ReplayPrompter::new(self.secrets.clone()));
+        // The bootstrap refuses a rockd whose link protocols are not ours.
         let boot = bootstrap::bootstrap(&self.links.target, &self.rockd, &request, prompter)
             .await
             .map_err(|e| e.to_string())?;
-        if SUPPORTED_VERSIONS.negotiate(boot.ready.proto).is_none() {
-            return Err(format!(
-                "rockd {} speaks link protocol {}, this rock speaks {SUPPORTED_VERSIONS}",
-                boot.ready.version, boot.ready.proto
-            ));
-        }
         tracing::info!(
             "a further ssh connection: rockd listening on port {}",
             boot.ready.port

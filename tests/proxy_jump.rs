@@ -24,7 +24,7 @@ use common::live::{stderr_text, stdout_lines};
 use common::netns::{Net, in_netns};
 use common::transfer::{LinkFaults, file_len, transfer_under_faults};
 use common::{
-    ROCK, ROCKD, Sshd, assert_exit, random_file, require_root, run_with_timeout, sha256_file,
+    ROCKD, Sshd, assert_exit, random_file, require_root, rock_base, run_with_timeout, sha256_file,
     temp_dir,
 };
 
@@ -87,37 +87,21 @@ impl Bastion {
 
     /// `rock --rockd ROCKD -v -d PROGRAM -F CONFIG`, run on the laptop.
     fn rock(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(ROCK);
-        cmd.arg("--rockd")
-            .arg(ROCKD)
-            .arg("-v")
+        let mut cmd = rock_base(ROCKD);
+        cmd.arg("-v")
             .arg("-d")
             .arg(program)
             .arg("-F")
             .arg(&self.config)
-            .args(args)
-            .env_remove("SSH_AUTH_SOCK")
-            .env_remove("SSH_ASKPASS")
-            .env_remove("SSH_ASKPASS_REQUIRE")
-            .env_remove("DISPLAY");
+            .args(args);
         self.net.on_laptop(&cmd)
     }
 
     /// `rock --rockd ROCKD -d ARGS…` on the laptop, without a `-F`: for
     /// rsync and git, whose ssh command names the config itself.
     fn rock_bare(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(ROCK);
-        cmd.arg("--rockd")
-            .arg(ROCKD)
-            .arg("-d")
-            .args(args)
-            .env_remove("SSH_AUTH_SOCK")
-            .env_remove("SSH_ASKPASS")
-            .env_remove("SSH_ASKPASS_REQUIRE")
-            .env_remove("DISPLAY")
-            .env_remove("RSYNC_RSH")
-            .env_remove("GIT_SSH")
-            .env_remove("GIT_SSH_COMMAND");
+        let mut cmd = rock_base(ROCKD);
+        cmd.arg("-d").args(args);
         self.net.on_laptop(&cmd)
     }
 

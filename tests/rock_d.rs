@@ -778,16 +778,12 @@ fn scp_of_several_remote_files_carries_each_connection_through_resets() {
     let copies = [into.join("a.bin"), into.join("b.bin")];
     // scp runs one ssh per remote source, one after the other: each is a
     // session of its own, with its own rockd and links.
-    let child = rock(&sshd, &[], "scp")
-        .arg(format!("rocktest:{}", sources[0].display()))
-        .arg(format!("rocktest:{}", sources[1].display()))
-        .arg(&into)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait for rock"));
+    let (pid, waiter) = transfer::spawn_waited(
+        rock(&sshd, &[], "scp")
+            .arg(format!("rocktest:{}", sources[0].display()))
+            .arg(format!("rocktest:{}", sources[1].display()))
+            .arg(&into),
+    );
     let mut resets = [0u64; 2];
     let end = Instant::now() + Duration::from_secs(300);
     while !waiter.is_finished() {
@@ -828,16 +824,13 @@ fn several_connections_of_one_command_ask_for_the_password_once() {
     let sshd = Sshd::builder().with_password_user().start();
     let dir = common::temp_dir();
     let user = format!("User={}", common::PASSWORD_USER);
-    let mut cmd = Command::new(ROCK);
-    cmd.arg("--rockd")
-        .arg(ROCKD)
-        .args(["-d", "scp", "-F"])
+    let mut cmd = common::rock_base(ROCKD);
+    cmd.args(["-d", "scp", "-F"])
         .arg(sshd.ssh_config())
         .args(["-o", "BatchMode=no", "-o", &user])
         .args(["-o", "PubkeyAuthentication=no"])
         .args(["rocktest:/etc/hostname", "rocktest:/etc/passwd"])
-        .arg(dir.path())
-        .env_remove("SSH_AUTH_SOCK");
+        .arg(dir.path());
     let mut pty = PtyChild::spawn(&mut cmd);
     pty.expect("assword: ", Duration::from_secs(30));
     pty.send(&format!("{}\n", common::PASSWORD));

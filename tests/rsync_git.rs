@@ -13,24 +13,13 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::faults::{link_port_of, reset_link};
-use common::{ROCK, ROCKD, Sshd, assert_exit, require_root, run_with_timeout};
+use common::{ROCKD, Sshd, assert_exit, require_root, run_with_timeout};
 
 /// `rock --rockd <ours> -d <args…>`, with nothing inherited that would
 /// change which ssh runs or how it authenticates.
 fn rock_d<S: AsRef<OsStr>>(args: &[S]) -> Command {
-    let mut cmd = Command::new(ROCK);
-    cmd.arg("--rockd")
-        .arg(ROCKD)
-        .arg("-d")
-        .args(args)
-        .stdin(Stdio::null())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("SSH_ASKPASS")
-        .env_remove("SSH_ASKPASS_REQUIRE")
-        .env_remove("DISPLAY")
-        .env_remove("RSYNC_RSH")
-        .env_remove("GIT_SSH")
-        .env_remove("GIT_SSH_COMMAND");
+    let mut cmd = common::rock_base(ROCKD);
+    cmd.arg("-d").args(args).stdin(Stdio::null());
     cmd
 }
 
@@ -73,13 +62,7 @@ fn transfer_with_resets(
     total: u64,
     progress: impl Fn() -> u64,
 ) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait for rock"));
+    let (pid, waiter) = common::transfer::spawn_waited(cmd);
     let end = Instant::now() + Duration::from_secs(300);
     let (mut done_resets, mut port) = (0, None);
     while !waiter.is_finished() {

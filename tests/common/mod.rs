@@ -215,6 +215,25 @@ pub const ROCK: &str = env!("CARGO_BIN_EXE_rock");
 /// The rockd binary under test.
 pub const ROCKD: &str = env!("CARGO_BIN_EXE_rockd");
 
+/// `rock --rockd <rockd>`, inheriting none of the caller's agent, askpass,
+/// display, or rsync and git ssh commands: each test says what it wants.
+pub fn rock_base(rockd: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd").arg(rockd);
+    for var in [
+        "SSH_AUTH_SOCK",
+        "SSH_ASKPASS",
+        "SSH_ASKPASS_REQUIRE",
+        "DISPLAY",
+        "RSYNC_RSH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// `rock --rockd <rockd> [extra] -d <program> -F <fixture config>`, with
 /// stdin from /dev/null and no agent or askpass inherited, as
 /// [`Sshd::command`] runs the plain clients.
@@ -224,18 +243,12 @@ pub fn rock_command(
     extra: &[&str],
     program: &str,
 ) -> Command {
-    let mut cmd = Command::new(ROCK);
-    cmd.arg("--rockd")
-        .arg(rockd)
-        .args(extra)
+    let mut cmd = rock_base(rockd);
+    cmd.args(extra)
         .arg("-d")
         .arg(program)
         .arg("-F")
         .arg(sshd.ssh_config())
-        .stdin(Stdio::null())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("SSH_ASKPASS")
-        .env_remove("SSH_ASKPASS_REQUIRE")
-        .env_remove("DISPLAY");
+        .stdin(Stdio::null());
     cmd
 }

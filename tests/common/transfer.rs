@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The faults a transfer test inflicts on rock's link.
@@ -22,6 +23,20 @@ pub trait LinkFaults {
     fn blackhole(&self, link: &Self::Link) -> Self::Hole;
 }
 
+/// Starts `cmd` (rock) with its output piped, and a thread that waits for
+/// it: its pid, and the thread that returns its output. The caller faults
+/// the links while the thread is not finished.
+pub fn spawn_waited(cmd: &mut Command) -> (u32, JoinHandle<Output>) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait for rock"));
+    (pid, waiter)
+}
+
 /// Runs `cmd` (a transfer through rock) to its end, faulting its link as
 /// the module says while `progress()` (bytes copied so far) grows towards
 /// `total`; fails if it takes longer than `limit` or ends before every
@@ -33,13 +48,7 @@ pub fn transfer_under_faults<F: LinkFaults>(
     limit: Duration,
     mut faults: F,
 ) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait for rock"));
+    let (pid, waiter) = spawn_waited(cmd);
     let (mut resets, mut blackholed) = (0, false);
     let end = Instant::now() + limit;
     while !waiter.is_finished() {

@@ -568,7 +568,7 @@ fn relay_helper(socket: &str) -> ! {
     // SAFETY: with ProxyUseFdpass, ssh gives its proxy command a Unix
     // socket as stdout; it stays open while this process runs.
     let stdout = unsafe { BorrowedFd::borrow_raw(1) };
-    rock::local::fdpass::send_fd(stdout, conn.as_fd())
+    rock::redirect::fdpass::send_fd(stdout, conn.as_fd())
         .unwrap_or_else(|e| fail(&format!("relay: pass the connection to ssh: {e}")));
     std::process::exit(0);
 }

@@ -3,9 +3,9 @@
 //! shows them.
 //!
 //! Each session directory in the user's private runtime directory (see
-//! [`crate::local::rundir`]) holds the session's control socket. Asked
+//! [`crate::rundir`]) holds the session's control socket. Asked
 //! `status`, it answers with a [`Report`] as `key value` lines and closes
-//! (see [`crate::local::control`]). Nothing is written to disk, so a report
+//! (see [`crate::control_socket`]). Nothing is written to disk, so a report
 //! is never stale; what can be stale is a directory left by a rock that
 //! was killed before it could remove it. Its socket then refuses
 //! connections — no process listens on it any more — and `rock status`
@@ -20,11 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rock_proto::State;
 
-use crate::local::helper::CONTROL_SOCKET;
+use crate::control_socket::{CONTROL_SOCKET, STATUS_REQUEST};
 use crate::relay::Status;
 
-/// The request line the control socket answers with a report.
-pub const REQUEST: &str = "status";
 /// How long `rock status` waits for a session's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// A refusing socket younger than this may belong to a rock that is
@@ -327,7 +325,7 @@ fn ask(dir: &Path) -> Asked {
     let answer = (|| -> io::Result<String> {
         stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
         stream.set_write_timeout(Some(ANSWER_TIMEOUT))?;
-        stream.write_all(format!("{REQUEST}\n").as_bytes())?;
+        stream.write_all(format!("{STATUS_REQUEST}\n").as_bytes())?;
         let mut text = String::new();
         stream.take(64 * 1024).read_to_string(&mut text)?;
         Ok(text)

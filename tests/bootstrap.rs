@@ -19,10 +19,9 @@ use std::time::Duration;
 use common::{PASSWORD, PASSWORD_USER, Sshd, current_user, require_root, user_exists};
 use rock::boot::BootRequest;
 use rock::proto::{SessionId, SessionKey};
-use rock::ssh::bootstrap::{
-    BootstrapError, BootstrapTarget, Bootstrapped, RockdCommand, bootstrap,
-};
+use rock::ssh::bootstrap::{BootstrapError, Bootstrapped, RockdCommand, bootstrap};
 use rock::ssh::prompt::{NoPrompter, PromptError, Prompter};
+use rock::ssh::target::BootstrapTarget;
 use zeroize::Zeroizing;
 
 /// The port the stub rockd claims to listen on.

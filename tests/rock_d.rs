@@ -892,7 +892,7 @@ fn a_host_profile_supplies_rockd_path() {
         shown.contains(ROCKD) && shown.contains("[[profile]] 1"),
         "{shown}"
     );
-    assert!(shown.contains("link_timeout = 9s"), "{shown}");
+    assert!(shown.contains("link_timeout = \"9s\""), "{shown}");
 }
 
 #[test]

@@ -1,17 +1,19 @@
 //! `rock`: runs a command so that its network connections survive link
 //! loss, address changes and long outages. Also the proxy and askpass
-//! helpers of `rock -d`, when started under their names.
+//! helpers of `rock -d`, when started under their names. Parses the
+//! command line, runs, maps the outcome to an exit status; the library
+//! does the rest.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
-use rock::config::{self, ReconnectMode};
-use rock::launch::{self, LaunchOptions};
-use rock::local::helper::{self, Helper};
-use rock::local::rundir;
-use rock::status;
+use rock::redirect::helper::{self, Helper};
+use rock::redirect::launch::{self, LaunchOptions};
+use rock::settings::{self, CommandLine, Profiles, ReconnectMode};
+use rock::{rundir, status};
 
 /// Run a command over reliable, resumable connections.
 #[derive(Debug, Parser)]
@@ -95,23 +97,14 @@ fn command_start(args: &[OsString]) -> usize {
     i
 }
 
-fn main() -> ExitCode {
-    let argv: Vec<OsString> = std::env::args_os().collect();
-    if let Some(helper) = argv.first().and_then(|a| Helper::from_argv0(a)) {
-        return run_helper(helper, argv[1..].to_vec());
-    }
-    if argv.get(1).is_some_and(|a| a == "config") {
-        return config_command(&argv[2..]);
-    }
-    if argv.get(1).is_some_and(|a| a == "status") {
-        return status_command(&argv[2..]);
-    }
-    let start = command_start(&argv).min(argv.len());
+/// rock's own options, parsed by clap, and the command as it was typed.
+fn parse(argv: &[OsString]) -> Args {
+    let start = command_start(argv).min(argv.len());
     let (own, command) = argv.split_at(start);
-    let mut own = own.to_vec();
-    if own.last().is_some_and(|w| w == "--") {
-        own.pop();
-    }
+    let own = match own.split_last() {
+        Some((last, rest)) if last == "--" => rest,
+        _ => own,
+    };
     // Clap sees rock's options, then the command as one opaque operand list.
     let mut args = Args::parse_from(
         own.iter()
@@ -120,48 +113,68 @@ fn main() -> ExitCode {
             .chain(command.iter().cloned()),
     );
     args.command = command.to_vec();
-    init_logging(args.verbose);
-    match run(args) {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+    args
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if let Some(helper) = argv.first().and_then(|a| Helper::from_argv0(a)) {
+        return ExitCode::from(helper::run(helper, &argv[1..]));
+    }
+    let words = |from: usize| -> Vec<String> {
+        argv.iter()
+            .skip(from)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    };
+    // Each way of running: its result, and the status a failure exits with.
+    let (result, failure) = match argv.get(1).and_then(|a| a.to_str()) {
+        Some("config") => (config_command(&words(2)), 1),
+        Some("status") => (status_command(&words(2)), 1),
+        _ => {
+            let args = parse(&argv);
+            init_logging(args.verbose);
+            (run(args), 255)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("{e:#}");
-            ExitCode::from(255)
+            eprintln!("rock: {e:#}");
+            ExitCode::from(failure)
         }
     }
 }
 
-fn run(args: Args) -> anyhow::Result<i32> {
+fn run(args: Args) -> anyhow::Result<u8> {
     if args.checkpoint {
-        anyhow::bail!("rock: -k (checkpointing) is not supported by this rock");
+        anyhow::bail!("-k (checkpointing) is not supported by this rock");
     }
     let Some(user) = args.daemon else {
         anyhow::bail!(
-            "rock: running a command without -d needs librocks.so, which this build does not \
+            "running a command without -d needs librocks.so, which this build does not \
              include yet; use `rock -d ssh host`, `rock -d scp ...` or `rock -d sftp host`"
         );
     };
-    let profiles = config::Config::load(&config::default_paths())?;
     let options = LaunchOptions {
         command: args.command,
         user: (!user.is_empty()).then_some(user),
-        localhost: args.localhost,
-        rockd_path: args.rockd,
-        suspend_timeout: args.suspend_timeout.map(Duration::from_secs),
-        reconnect: args.reconnect,
-        install_rockd: args.install_rockd,
-        profiles,
+        cli: CommandLine {
+            rockd_path: args.rockd,
+            suspend_timeout: args.suspend_timeout.map(Duration::from_secs),
+            reconnect: args.reconnect,
+            install_rockd: args.install_rockd,
+            localhost: args.localhost,
+        },
+        profiles: Profiles::load(&settings::default_paths())?,
         exit_linger: Duration::from_secs(10),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    match runtime.block_on(launch::run(options)) {
-        Ok(code) => Ok(code),
-        Err(e) => {
-            eprintln!("{e}");
-            Ok(e.exit_code())
-        }
-    }
+        .build()
+        .context("starting the async runtime")?;
+    let code = runtime.block_on(launch::run(options))?;
+    Ok(u8::try_from(code).unwrap_or(255))
 }
 
 fn init_logging(verbose: u8) {
@@ -181,128 +194,28 @@ fn init_logging(verbose: u8) {
 
 /// `rock config check [HOST]`: validates the configuration files and
 /// prints the settings in force for HOST, with where each comes from.
-fn config_command(args: &[OsString]) -> ExitCode {
-    let words: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let host = match words.as_slice() {
+fn config_command(words: &[String]) -> anyhow::Result<u8> {
+    let host = match words {
         [check] if check == "check" => None,
         [check, host] if check == "check" => Some(host.as_str()),
         _ => {
             eprintln!("usage: rock config check [HOST]");
-            return ExitCode::from(2);
+            return Ok(2);
         }
     };
-    let paths = config::default_paths();
-    let profiles = match config::Config::load(&paths) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("rock: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for path in &paths {
-        let state = if path.exists() { "ok" } else { "absent" };
-        println!("{}: {state}", path.display());
-    }
-    if let Some(host) = host {
-        let e = profiles.for_host(host);
-        println!("settings for {host}:");
-        fn line<T: std::fmt::Debug>(key: &str, v: &Option<config::Sourced<T>>, default: &str) {
-            match v {
-                Some(s) => println!("  {key} = {:?}    # {}", s.value, s.from),
-                None => println!("  {key} = {default}    # built-in"),
-            }
-        }
-        line(
-            "rockd_path",
-            &e.rockd_path,
-            "rockd on PATH, ~/.local/bin, ~/.cargo/bin",
-        );
-        line("suspend_timeout", &e.suspend_timeout, "72h");
-        line("heartbeat_interval", &e.heartbeat_interval, "1s");
-        line("link_timeout", &e.link_timeout, "6s");
-        line("replay_buffer", &e.replay_buffer, "4MiB");
-        line("reconnect_to_localhost", &e.reconnect_to_localhost, "false");
-        match &e.reconnect {
-            Some(s) => println!("  reconnect = \"{}\"    # {}", s.value, s.from),
-            None => println!("  reconnect = \"direct\"    # built-in"),
-        }
-        match &e.rockd_listen {
-            Some(s) => println!("  rockd_listen = \"{}\"    # {}", s.value, s.from),
-            None => println!("  rockd_listen = all addresses    # built-in"),
-        }
-        match &e.rockd_port_range {
-            Some(s) => println!(
-                "  rockd_port_range = \"{}-{}\"    # {}",
-                s.value.0, s.value.1, s.from
-            ),
-            None => println!("  rockd_port_range = any free port    # built-in"),
-        }
-        line("sign_of_life", &e.sign_of_life, "true");
-        match &e.auto_install {
-            Some(s) => println!("  auto_install = \"{}\"    # {}", s.value, s.from),
-            None => println!("  auto_install = \"ask\"    # built-in"),
-        }
-        line(
-            "rockd_binary",
-            &e.rockd_binary,
-            "rockd next to rock, else on PATH",
-        );
-    }
-    ExitCode::SUCCESS
+    print!("{}", settings::check(&settings::default_paths(), host)?);
+    Ok(0)
 }
 
 /// `rock status`: this user's sessions, one line each.
-fn status_command(args: &[OsString]) -> ExitCode {
-    if !args.is_empty() {
+fn status_command(words: &[String]) -> anyhow::Result<u8> {
+    if !words.is_empty() {
         eprintln!("usage: rock status");
-        return ExitCode::from(2);
+        return Ok(2);
     }
-    let listing = rundir::user_dir()
-        .map_err(|e| e.to_string())
-        .and_then(|dir| status::list(&dir).map_err(|e| e.to_string()));
-    match listing {
-        Ok(listing) => {
-            print!("{}", status::render(&listing, std::time::SystemTime::now()));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("rock status: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The helpers the inner ssh starts; see `rock::local::helper`.
-fn run_helper(helper: Helper, args: Vec<OsString>) -> ExitCode {
-    match helper {
-        Helper::Proxy { dir } => match helper::run_proxy(&dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("rock-proxy: {e}");
-                ExitCode::from(255)
-            }
-        },
-        Helper::Askpass { dir } => {
-            let prompt = args
-                .first()
-                .map(|a| a.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match helper::ask(&dir, &prompt) {
-                Ok(Some(password)) => {
-                    println!("{}", password.as_str());
-                    ExitCode::SUCCESS
-                }
-                Ok(None) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("rock-askpass: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-    }
+    let listing = status::list(&rundir::user_dir()?)?;
+    print!("{}", status::render(&listing, std::time::SystemTime::now()));
+    Ok(0)
 }
 
 #[cfg(test)]

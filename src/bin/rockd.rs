@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use rock::boot;
 use rock::rockd::{self, RockdOptions};
 use rock_proto::Config;
 
@@ -25,14 +24,15 @@ struct Args {
     /// The sshd to bridge to (host:port); by default the one in SSH_CONNECTION.
     #[arg(long)]
     target: Option<String>,
-    /// Seconds without any link before the session is given up.
-    #[arg(long, default_value_t = 72 * 3600)]
+    /// Seconds without any link before the session is given up (default:
+    /// the engine's, as rock's).
+    #[arg(long, default_value_t = Config::default().suspend_timeout.as_secs())]
     suspend_timeout: u64,
     /// Milliseconds between heartbeats.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = millis(Config::default().heartbeat_interval))]
     heartbeat_ms: u64,
     /// Milliseconds of silence after which a link is declared dead.
-    #[arg(long, default_value_t = 6000)]
+    #[arg(long, default_value_t = millis(Config::default().link_timeout))]
     link_timeout_ms: u64,
     /// Stay in the foreground instead of detaching.
     #[arg(long)]
@@ -43,6 +43,11 @@ struct Args {
     /// Seconds to wait for rock's first link before giving the session up.
     #[arg(long, default_value_t = 120)]
     first_link_timeout: u64,
+}
+
+/// `d` in whole milliseconds, as the options take it.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -70,40 +75,11 @@ fn main() -> ExitCode {
         log: args.log,
         first_link_timeout: Duration::from_secs(args.first_link_timeout),
     };
-    let mut stdout = std::io::stdout();
     let ssh_connection = std::env::var("SSH_CONNECTION").ok();
-    let prepared = rockd::prepare(
+    ExitCode::from(rockd::run(
         options,
         &mut std::io::stdin().lock(),
+        &mut std::io::stdout(),
         ssh_connection.as_deref(),
-    );
-    let (prepared, ready) = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = rockd::report(&mut stdout, &boot::error_line(&e.to_string()));
-            return ExitCode::FAILURE;
-        }
-    };
-    let log = rockd::open_log(prepared.log_path());
-    if let Err(e) = rockd::report(&mut stdout, &ready.encode()) {
-        eprintln!("rockd: cannot report readiness: {e}");
-        return ExitCode::FAILURE;
-    }
-    if !prepared.foreground()
-        && let Err(e) = rockd::detach(log.as_ref())
-    {
-        eprintln!("rockd: {e}");
-        return ExitCode::FAILURE;
-    }
-    rockd::init_logging(log);
-    match rockd::serve(prepared) {
-        Ok(outcome) => {
-            tracing::info!(?outcome, "session over");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!("rockd stopped: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ))
 }

@@ -15,7 +15,7 @@
 //! role never verifies for the other. All messages have a fixed size, so the
 //! concatenation is unambiguous. The layout is documented in docs/PROTOCOL.md.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::error::{DecodeError, HandshakeError};
@@ -359,7 +359,8 @@ impl ClientAuth {
 
 fn mac(key: &SessionKey, label: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length; 32 bytes cannot fail.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("HMAC takes any key length");
+    let mut m =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&key.0).expect("HMAC takes any key length");
     m.update(label);
     for p in parts {
         m.update(p);

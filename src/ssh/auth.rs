@@ -28,9 +28,9 @@ use russh::keys::{HashAlg, PrivateKey, PublicKey};
 use russh::{MethodKind, MethodSet, Signer};
 use zeroize::Zeroizing;
 
-use super::bootstrap::{BootstrapTarget, expand_tilde};
 use super::known_hosts::fingerprint;
 use super::prompt::{PromptError, Prompter};
+use super::target::{BootstrapTarget, expand_tilde};
 
 /// The keys OpenSSH tries when no `IdentityFile` is configured (those rock
 /// can use).

@@ -3,7 +3,9 @@
 //! Owns the [`Prompter`] trait through which authentication asks for
 //! passwords, key passphrases and keyboard-interactive answers, and its
 //! terminal implementation, which talks to `/dev/tty` (never stdin or
-//! stdout: those may carry the user's data).
+//! stdout: those may carry the user's data). Also tells ssh's own prompts
+//! apart ([`is_password_prompt`], [`passphrase_prompt_key`]), for the
+//! askpass answers of `rock -d` and the replays of links through ssh.
 //!
 //! Invariants:
 //! * Secrets are returned in [`Zeroizing`] buffers and never logged.
@@ -229,6 +231,31 @@ impl Prompter for NoPrompter {
     fn show(&self, _message: &str) {}
 }
 
+/// Whether an ssh prompt asks for the account password (and nothing else:
+/// not a key passphrase, a host-key confirmation, a one-time code or a new
+/// password).
+pub fn is_password_prompt(prompt: &str) -> bool {
+    let p = prompt.trim_end().to_ascii_lowercase();
+    let refused = [
+        "passphrase",
+        "new password",
+        "yes/no",
+        "verification",
+        "otp",
+        "token",
+    ];
+    p.ends_with("password:") && !refused.iter().any(|r| p.contains(r))
+}
+
+/// The key file an ssh passphrase prompt names, as in
+/// `Enter passphrase for key '/home/a/.ssh/id_ed25519': `.
+pub fn passphrase_prompt_key(prompt: &str) -> Option<&str> {
+    prompt
+        .strip_prefix("Enter passphrase for key '")?
+        .trim_end()
+        .strip_suffix("':")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +276,30 @@ mod tests {
         let other = map_read_error("Password:", std::io::ErrorKind::PermissionDenied.into());
         assert!(matches!(other, PromptError::Io { .. }));
         assert_eq!(describe("  "), "an answer");
+    }
+
+    #[test]
+    fn a_passphrase_prompt_names_its_key() {
+        assert_eq!(
+            passphrase_prompt_key("Enter passphrase for key '/root/.ssh/id_ed25519': "),
+            Some("/root/.ssh/id_ed25519")
+        );
+        assert_eq!(passphrase_prompt_key("me@host's password: "), None);
+        assert_eq!(passphrase_prompt_key("Enter passphrase for key 'x"), None);
+    }
+
+    #[test]
+    fn only_account_password_prompts_are_answered() {
+        assert!(is_password_prompt("alice@example.org's password: "));
+        assert!(is_password_prompt("(alice@example.org) Password: "));
+        assert!(!is_password_prompt(
+            "Enter passphrase for key '/home/a/.ssh/id_ed25519': "
+        ));
+        assert!(!is_password_prompt(
+            "Are you sure you want to continue connecting (yes/no/[fingerprint])? "
+        ));
+        assert!(!is_password_prompt("(alice@host) Verification code: "));
+        assert!(!is_password_prompt("New password: "));
+        assert!(!is_password_prompt("Retype new password: "));
     }
 }

@@ -151,7 +151,17 @@ fn run(config: Config, ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // Failures are kept inside this crate (tests run in its directory),
+    // not beside it, where proptest's default would put them.
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "proptest-regressions/tests/props.txt"
+            )
+        )),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn exactly_once_in_order_across_any_cuts(

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::{BootstrapError, BootstrapTarget};
+use super::BootstrapError;
 use crate::ssh::proxy::{Proxy, ProxyGuard, ProxyStream};
+use crate::ssh::target::BootstrapTarget;
 
 /// Starts the target's proxy (prompts allowed: this is the bootstrap).
 pub(super) fn connect_proxy(

@@ -10,9 +10,10 @@ use russh::client::{Handle, Handler, Session};
 use russh::keys::{Algorithm, PublicKey, PublicKeyOrCertificate};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{BootstrapError, BootstrapTarget, PresentedKey};
+use super::{BootstrapError, PresentedKey};
 use crate::ssh::known_hosts::{self, HostKeyStatus};
 use crate::ssh::prompt::Prompter;
+use crate::ssh::target::BootstrapTarget;
 
 /// A host-key check that refused the server.
 #[derive(Debug, Clone)]

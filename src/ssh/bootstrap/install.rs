@@ -22,13 +22,10 @@
 //! * "ask" never asks under BatchMode or without a terminal: that counts
 //!   as "no", and the error says why and what to do.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use russh::client::Handle;
-use serde::Deserialize;
 
 use super::answer::interpret;
 use super::exec::run_rockd;
@@ -36,9 +33,11 @@ use super::handshake::BootHandler;
 use super::local_rockd::{INSTALL_DIR, LocalRockd, LocalRockdError, Source};
 use super::platform::{GLIBC_FLOOR, Libc, Platform};
 use super::script::{ScriptOutput, run_script, script_command};
-use super::{BootstrapError, BootstrapTarget, RockdCommand};
+use super::{BootstrapError, RockdCommand};
 use crate::boot::{BootReady, BootRequest};
+use crate::settings::AutoInstall;
 use crate::ssh::prompt::{PromptError, Prompter};
+use crate::ssh::target::BootstrapTarget;
 
 /// How long the probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -96,55 +95,6 @@ const INSTALL_SCRIPT: &str = concat!(
     "chmod 755 \"$t\" && mv -f \"$t\" \"$d/$n\" || exit 1; ",
     "echo \"rock-install ok $h\""
 );
-
-/// Whether rock copies its own rockd to a host that lacks a usable one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AutoInstall {
-    /// Ask on the terminal (never under BatchMode or without one).
-    #[default]
-    Ask,
-    /// Copy without asking.
-    Yes,
-    /// Never copy; say how to.
-    No,
-}
-
-impl AutoInstall {
-    /// The names, as written in the configuration.
-    pub const NAMES: [&str; 3] = ["ask", "yes", "no"];
-}
-
-impl FromStr for AutoInstall {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ask" => Ok(AutoInstall::Ask),
-            "yes" => Ok(AutoInstall::Yes),
-            "no" => Ok(AutoInstall::No),
-            other => Err(format!(
-                "{other:?} is not an auto_install setting; use \"ask\", \"yes\" or \"no\""
-            )),
-        }
-    }
-}
-
-impl fmt::Display for AutoInstall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AutoInstall::Ask => "ask",
-            AutoInstall::Yes => "yes",
-            AutoInstall::No => "no",
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for AutoInstall {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// What to do when the remote has no usable rockd.
 #[derive(Debug, Clone)]
@@ -505,19 +455,6 @@ mod tests {
             assert!(!script.contains('\'') && !script.contains('\n'), "{script}");
             assert!(script.contains(&format!("d={dir};")), "{script}");
         }
-    }
-
-    #[test]
-    fn policy_names_parse_and_print() {
-        for name in AutoInstall::NAMES {
-            assert_eq!(name.parse::<AutoInstall>().expect(name).to_string(), name);
-        }
-        let err = "maybe".parse::<AutoInstall>().expect_err("refused");
-        assert!(
-            err.contains("\"maybe\"") && err.contains("\"ask\""),
-            "{err}"
-        );
-        assert_eq!(AutoInstall::default(), AutoInstall::Ask);
     }
 
     #[test]

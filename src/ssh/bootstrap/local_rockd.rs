@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::expand_tilde;
+use crate::ssh::target::expand_tilde;
 
 /// Where rockd is installed on the remote host (relative to its `$HOME`).
 pub const INSTALL_DIR: &str = "~/.local/lib/rock";
@@ -217,8 +217,19 @@ fn read(path: &Path) -> Result<Vec<u8>, LocalRockdError> {
 /// Size and SHA-256 of the file, read in pieces.
 fn hash_file(path: &Path) -> Result<(u64, String), LocalRockdError> {
     let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut open(path)?, &mut hasher)
-        .map_err(|e| unreadable(path)(e.to_string()))?;
+    let mut file = open(path)?;
+    let mut piece = vec![0; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut piece) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(unreadable(path)(e.to_string())),
+        };
+        hasher.update(&piece[..n]);
+        size += n as u64;
+    }
     let hex = hasher
         .finalize()
         .iter()

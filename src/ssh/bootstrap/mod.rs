@@ -21,8 +21,8 @@
 //! * The client config leaves `inactivity_timeout` unset.
 //!
 //! This file holds [`bootstrap`] itself, the sequence; the steps, one job
-//! each (authentication is [`super::auth`]'s):
-//! * `target` — [`BootstrapTarget`]: where to connect, with which settings.
+//! each (authentication is [`super::auth`]'s, the target
+//! [`super::target`]'s):
 //! * `connect` — the TCP connection, within `ConnectTimeout`, or the
 //!   proxy process ([`crate::ssh::proxy`]) under `ProxyCommand` or
 //!   `ProxyJump`.
@@ -33,7 +33,7 @@
 //! * `exec` — the exec channel: the request in, rockd's output out.
 //! * `answer` — judges rockd's answer: ready, missing, failed or
 //!   incompatible.
-//! * `install` — [`AutoInstall`], [`InstallPlan`] and the steps that copy
+//! * `install` — [`InstallPlan`] and the steps that copy
 //!   rock's own rockd to a host without a usable one.
 //! * `local_rockd` — [`LocalRockd`]: the binary to copy, its hash and
 //!   installed name.
@@ -50,6 +50,7 @@ use russh::client::Handle;
 
 use super::auth::{AuthError, Secrets, authenticate};
 use super::prompt::Prompter;
+use super::target::BootstrapTarget;
 use crate::boot::{BootReady, BootRequest};
 
 mod answer;
@@ -62,16 +63,13 @@ mod install;
 mod local_rockd;
 mod platform;
 mod script;
-mod target;
 
 pub use command::{RockdCommand, remote_command};
 pub use error::{BootstrapError, PresentedKey};
 pub use exec::{ANSWER_TIMEOUT, DRAIN_TIMEOUT, MAX_NOISE_LINES};
-pub use install::{AutoInstall, InstallPlan};
+pub use install::InstallPlan;
 pub use local_rockd::{INSTALL_DIR, LocalRockd, LocalRockdError, Source};
 pub use platform::{GLIBC_FLOOR, Platform};
-pub(crate) use target::expand_tilde;
-pub use target::{BootstrapTarget, agent_socket_from_env, default_known_hosts_files};
 
 use answer::interpret;
 use connect::{connect_proxy, connect_tcp, proxy_failure};

@@ -22,8 +22,6 @@
 
 use std::ffi::{OsStr, OsString};
 
-use super::cmdline::ParsedCommand;
-
 mod dump;
 mod expand;
 mod local;
@@ -32,7 +30,7 @@ mod run;
 
 pub use local::LocalContext;
 pub use resolved::{AddressFamily, IdentityAgent, Resolved, StrictHostKeyChecking};
-pub use run::openssh_version;
+pub use run::{OpensshVersion, openssh_version};
 
 use run::{connection_hash, run_ssh_g};
 
@@ -101,16 +99,6 @@ pub enum ResolveError {
     },
 }
 
-/// Resolves the destination of a parsed `rock -d` command with the ssh
-/// that command runs.
-pub fn resolve_command(cmd: &ParsedCommand) -> Result<Resolved, ResolveError> {
-    resolve(
-        cmd.ssh_program(),
-        cmd.resolve_args(),
-        &cmd.destination().host,
-    )
-}
-
 /// Runs `<ssh_program> -G <resolve_args> -- <host>` and reads the result.
 pub fn resolve(
     ssh_program: &OsStr,
@@ -138,7 +126,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ssh::cmdline::OpensshVersion;
 
     // Real `ssh -G` runs with temporary configs (no network).
 
@@ -240,51 +227,6 @@ mod tests {
     }
 
     #[test]
-    fn real_ssh_g_command_line_beats_the_config() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("config");
-        write(
-            &cfg,
-            "Host work\n  HostName w.example\n  User alice\n  Port 2200\n  HostKeyAlias wk\n",
-        );
-        let argv: Vec<OsString> = [
-            "scp",
-            "-F",
-            cfg.to_str().unwrap(),
-            "-P",
-            "2222",
-            "-4",
-            "-B",
-            "f",
-            "bob@work:p",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        let cmd = ParsedCommand::parse(&argv, OpensshVersion { major: 9, minor: 2 }).unwrap();
-        let r = resolve_command(&cmd).unwrap();
-        assert_eq!(
-            (r.user.as_str(), r.hostname.as_str(), r.port),
-            ("bob", "w.example", 2222)
-        );
-        assert_eq!(r.address_family, AddressFamily::Inet);
-        assert!(r.batch_mode);
-        assert_eq!(r.host_key_alias.as_deref(), Some("wk"));
-        // A ProxyCommand's tokens, as ssh would run it.
-        let args = vec![
-            OsString::from("-F"),
-            cfg.clone().into_os_string(),
-            "-o".into(),
-            "ProxyCommand=nc %h %p # %r %n %%".into(),
-        ];
-        let r = resolve(ssh(), &args, "work").unwrap();
-        assert_eq!(
-            r.proxy_command_line().unwrap().as_deref(),
-            Some("nc w.example 2200 # alice work %")
-        );
-    }
-
-    #[test]
     fn real_ssh_g_bad_config_reports_ssh_words() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("config");
@@ -302,6 +244,28 @@ mod tests {
         assert!(
             e.starts_with("cannot run `/nonexistent/rock-ssh` to resolve `work`: "),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn real_ssh_g_expands_proxy_command_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config");
+        write(
+            &cfg,
+            "Host work\n  HostName w.example\n  User alice\n  Port 2200\n  HostKeyAlias wk\n",
+        );
+        // A ProxyCommand's tokens, as ssh would run it.
+        let args = vec![
+            OsString::from("-F"),
+            cfg.clone().into_os_string(),
+            "-o".into(),
+            "ProxyCommand=nc %h %p # %r %n %%".into(),
+        ];
+        let r = resolve(ssh(), &args, "work").unwrap();
+        assert_eq!(
+            r.proxy_command_line().unwrap().as_deref(),
+            Some("nc w.example 2200 # alice work %")
         );
     }
 }

@@ -6,7 +6,6 @@ use std::ffi::{OsStr, OsString};
 use std::process::{Command, Stdio};
 
 use super::ResolveError;
-use crate::ssh::cmdline::OpensshVersion;
 
 /// Asks `<ssh_program> -V` which OpenSSH it is.
 pub fn openssh_version(ssh_program: &OsStr) -> Result<OpensshVersion, ResolveError> {
@@ -91,6 +90,32 @@ pub(super) fn run_ssh_g(
         .map(String::from)
         .collect();
     Ok((String::from_utf8_lossy(&out.stdout).into_owned(), warnings))
+}
+
+/// An OpenSSH release, as far as option parsing cares (ssh's `-P` changed
+/// meaning in 9.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OpensshVersion {
+    /// 9 in OpenSSH 9.2p1.
+    pub major: u32,
+    /// 2 in OpenSSH 9.2p1.
+    pub minor: u32,
+}
+
+impl OpensshVersion {
+    /// Reads the banner `ssh -V` prints, e.g.
+    /// `OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024`.
+    pub fn from_banner(banner: &str) -> Option<Self> {
+        let rest = banner.trim_start().strip_prefix("OpenSSH_")?;
+        let (major, rest) = rest.split_once('.')?;
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        Some(OpensshVersion {
+            major: major.parse().ok()?,
+            minor: rest[..end].parse().ok()?,
+        })
+    }
 }
 
 #[cfg(test)]

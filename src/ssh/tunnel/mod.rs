@@ -34,9 +34,10 @@ use tokio::net::TcpStream;
 
 use crate::relay::{BoxLink, DialFuture, Dialer};
 use crate::ssh::auth::{AuthError, Secrets, authenticate};
-use crate::ssh::bootstrap::{BootHandler, BootstrapTarget, handshake};
+use crate::ssh::bootstrap::{BootHandler, handshake};
 use crate::ssh::prompt::Prompter;
 use crate::ssh::proxy::ProxyStream;
+use crate::ssh::target::BootstrapTarget;
 
 mod link;
 mod replay;

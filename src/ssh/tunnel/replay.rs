@@ -9,9 +9,9 @@ use std::sync::Mutex;
 
 use zeroize::Zeroizing;
 
-use crate::local::helper::{is_password_prompt, passphrase_prompt_key};
 use crate::ssh::auth::Secrets;
 use crate::ssh::prompt::{PromptError, Prompter, describe};
+use crate::ssh::prompt::{is_password_prompt, passphrase_prompt_key};
 
 /// A [`Prompter`] for one reconnection attempt; see the module docs.
 pub(crate) struct ReplayPrompter {

@@ -22,7 +22,7 @@
 //! go into that string, right after the program, and the string goes back
 //! where it came from (argv for `-e`, else the environment variable).
 //!
-//! This file holds [`ParsedCommand`], [`Program`] and [`OpensshVersion`];
+//! This file holds [`ParsedCommand`] and [`Program`];
 //! the parts it is built from, one job each:
 //! * `getopt` — the option strings of ssh, scp and sftp and the getopt(3)
 //!   scanner that reads them.
@@ -41,6 +41,8 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+pub use crate::ssh::resolve::OpensshVersion;
 
 mod destination;
 mod error;
@@ -111,32 +113,6 @@ impl Program {
 impl std::fmt::Display for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// An OpenSSH release, as far as option parsing cares (ssh's `-P` changed
-/// meaning in 9.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct OpensshVersion {
-    /// 9 in OpenSSH 9.2p1.
-    pub major: u32,
-    /// 2 in OpenSSH 9.2p1.
-    pub minor: u32,
-}
-
-impl OpensshVersion {
-    /// Reads the banner `ssh -V` prints, e.g.
-    /// `OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024`.
-    pub fn from_banner(banner: &str) -> Option<Self> {
-        let rest = banner.trim_start().strip_prefix("OpenSSH_")?;
-        let (major, rest) = rest.split_once('.')?;
-        let end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        Some(OpensshVersion {
-            major: major.parse().ok()?,
-            minor: rest[..end].parse().ok()?,
-        })
     }
 }
 
@@ -356,7 +332,7 @@ impl ParsedCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssh::cmdline::test_util::*;
+    use crate::redirect::cmdline::test_util::*;
 
     #[test]
     fn program_is_recognised_by_base_name() {
@@ -511,5 +487,46 @@ mod tests {
             ParsedCommand::parse(&bad_host, V9_2),
             Err(CmdlineError::NotUtf8 { .. })
         ));
+    }
+
+    /// Real `ssh -G` with a temporary config: the options rock hands it
+    /// from the command line win over the config file, as in ssh.
+    #[test]
+    fn real_ssh_g_sees_the_command_line_before_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config");
+        std::fs::write(
+            &cfg,
+            "Host work\n  HostName w.example\n  User alice\n  Port 2200\n  HostKeyAlias wk\n",
+        )
+        .unwrap();
+        let argv: Vec<OsString> = [
+            "scp",
+            "-F",
+            cfg.to_str().unwrap(),
+            "-P",
+            "2222",
+            "-4",
+            "-B",
+            "f",
+            "bob@work:p",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let cmd = ParsedCommand::parse(&argv, OpensshVersion { major: 9, minor: 2 }).unwrap();
+        let r = crate::ssh::resolve::resolve(
+            cmd.ssh_program(),
+            cmd.resolve_args(),
+            &cmd.destination().host,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.user.as_str(), r.hostname.as_str(), r.port),
+            ("bob", "w.example", 2222)
+        );
+        assert_eq!(r.address_family, crate::ssh::resolve::AddressFamily::Inet);
+        assert!(r.batch_mode);
+        assert_eq!(r.host_key_alias.as_deref(), Some("wk"));
     }
 }

@@ -5,18 +5,71 @@
 //!
 //! Everything up to the ready line happens before any thread exists, so the
 //! process can fork safely to detach; the tokio runtime starts afterwards.
+//!
+//! This file holds the sequence ([`run`]: [`prepare`], report, detach,
+//! [`serve`]); its parts:
+//! * [`sshd`] — which sshd to bridge to, and the connection to it.
+//! * [`bridge_target`] — the loopback address of that same sshd, when it
+//!   has one.
+//! * [`detach`] — leaving the SSH session; rockd's log.
 
 use std::io::{BufRead, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use rock_proto::handshake::SUPPORTED_VERSIONS;
 use rock_proto::{Config, Role, Session};
 
+pub mod bridge_target;
+pub mod detach;
+pub mod sshd;
+
 use crate::boot::{self, BootReady, BootRequest};
 use crate::relay::{Outcome, Relay, RelayOptions};
+use sshd::{connect_sshd, connect_target, target_from_ssh_connection};
+
+/// Runs rockd: reads the boot request from `input`, answers on `output`
+/// (ready, or the error), detaches unless told to stay in the
+/// foreground, and bridges until the session ends. `ssh_connection` is
+/// `SSH_CONNECTION`, if set. Returns the exit status: before the answer
+/// only the boot channel hears of a failure; after it, only the log.
+pub fn run(
+    options: RockdOptions,
+    input: &mut impl BufRead,
+    output: &mut impl Write,
+    ssh_connection: Option<&str>,
+) -> u8 {
+    let (prepared, ready) = match prepare(options, input, ssh_connection) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = report(output, &boot::error_line(&e.to_string()));
+            return 1;
+        }
+    };
+    let log = detach::open_log(prepared.log_path());
+    if let Err(e) = report(output, &ready.encode()) {
+        eprintln!("rockd: cannot report readiness: {e}");
+        return 1;
+    }
+    if !prepared.foreground()
+        && let Err(e) = detach::detach(log.as_ref())
+    {
+        eprintln!("rockd: {e}");
+        return 1;
+    }
+    detach::init_logging(log);
+    match serve(prepared) {
+        Ok(outcome) => {
+            tracing::info!(?outcome, "session over");
+            0
+        }
+        Err(e) => {
+            tracing::error!("rockd stopped: {e}");
+            1
+        }
+    }
+}
 
 /// How rockd was asked to run.
 #[derive(Debug, Clone)]
@@ -96,57 +149,6 @@ pub fn read_request(input: &mut impl BufRead) -> Result<BootRequest, RockdError>
         .map_err(|e| RockdError::Boot(e.to_string()))
 }
 
-/// The sshd address from `SSH_CONNECTION` (`client_ip client_port server_ip
-/// server_port`).
-pub fn target_from_ssh_connection(value: &str) -> Result<String, RockdError> {
-    let f: Vec<&str> = value.split_ascii_whitespace().collect();
-    let [_, _, ip, port] = f.as_slice() else {
-        return Err(RockdError::BadTarget(value.to_owned()));
-    };
-    let ip: std::net::IpAddr = ip
-        .parse()
-        .map_err(|_| RockdError::BadTarget(value.to_owned()))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| RockdError::BadTarget(value.to_owned()))?;
-    Ok(SocketAddr::new(ip, port).to_string())
-}
-
-/// Connects to the sshd that took the client's connection on `server`:
-/// over loopback when the same listening socket serves it there (so that
-/// the bridge outlives a change of the server's address), else on `server`.
-fn connect_sshd(server: &str) -> Result<TcpStream, RockdError> {
-    if let Ok(addr) = server.parse::<SocketAddr>() {
-        let via = crate::bridge_target::bridge_target(addr);
-        if via != addr
-            && let Ok(stream) = connect_target(&via.to_string())
-        {
-            return Ok(stream);
-        }
-    }
-    connect_target(server)
-}
-
-fn connect_target(target: &str) -> Result<TcpStream, RockdError> {
-    let failed = |error| RockdError::Target {
-        addr: target.to_owned(),
-        error,
-    };
-    let mut last = None;
-    for addr in target.to_socket_addrs().map_err(failed)? {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
-            Ok(s) => {
-                s.set_nodelay(true).map_err(failed)?;
-                return Ok(s);
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(failed(last.unwrap_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
-    })))
-}
-
 fn listen(options: &RockdOptions) -> Result<TcpListener, RockdError> {
     let mut last = None;
     let ports: Vec<u16> = match options.port_range {
@@ -217,38 +219,6 @@ pub fn prepare(
     ))
 }
 
-/// Detaches from the SSH session: a new process in its own session, with
-/// standard streams on /dev/null (or the log file), so the exec channel
-/// ends while rockd lives on. Returns in the child only.
-pub fn detach(log: Option<&std::fs::File>) -> Result<(), RockdError> {
-    // SAFETY: called before any thread exists (the runtime starts later);
-    // the parent only calls async-signal-safe `_exit`.
-    match unsafe { libc::fork() } {
-        -1 => return Err(RockdError::Detach(std::io::Error::last_os_error())),
-        0 => {}
-        _ => unsafe { libc::_exit(0) },
-    }
-    // SAFETY: plain system calls on descriptors this process owns.
-    unsafe {
-        if libc::setsid() == -1 {
-            return Err(RockdError::Detach(std::io::Error::last_os_error()));
-        }
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null < 0 {
-            return Err(RockdError::Detach(std::io::Error::last_os_error()));
-        }
-        let err = log.map_or(null, |f| f.as_raw_fd());
-        libc::dup2(null, 0);
-        libc::dup2(null, 1);
-        libc::dup2(err, 2);
-        if null > 2 {
-            libc::close(null);
-        }
-        libc::chdir(c"/".as_ptr());
-    }
-    Ok(())
-}
-
 /// Runs the bridge until the session ends.
 pub fn serve(prepared: Prepared) -> std::io::Result<Outcome> {
     let Prepared {
@@ -301,48 +271,6 @@ impl Prepared {
     }
 }
 
-/// A log file larger than this is moved aside (to `NAME.1`, replacing the
-/// previous one) when the next rockd starts, so logs stay bounded.
-pub const LOG_ROTATE_BYTES: u64 = 1 << 20;
-
-/// Opens (appending) the log file, creating its directory privately and
-/// rotating it first when it has grown past [`LOG_ROTATE_BYTES`].
-/// Logging is best effort: rockd runs without a log rather than not at all.
-pub fn open_log(path: Option<PathBuf>) -> Option<std::fs::File> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let path = path?;
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir);
-    }
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
-        let mut old = path.clone().into_os_string();
-        old.push(".1");
-        let _ = std::fs::rename(&path, old);
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .ok()
-}
-
-/// Sends tracing output to the log file (or stderr), `RUST_LOG` or `info`.
-pub fn init_logging(log: Option<std::fs::File>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false);
-    match log {
-        Some(file) => builder.with_writer(std::sync::Mutex::new(file)).init(),
-        None => builder.with_writer(std::io::stderr).init(),
-    }
-}
-
 /// Writes the ready (or error) line to the boot channel.
 pub fn report(out: &mut impl Write, line: &str) -> std::io::Result<()> {
     out.write_all(line.as_bytes())?;
@@ -352,40 +280,6 @@ pub fn report(out: &mut impl Write, line: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_large_log_is_moved_aside_and_a_small_one_kept() {
-        use std::io::Write as _;
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("state").join("rockd.log");
-        let mut log = open_log(Some(path.clone())).expect("the log opens");
-        log.write_all(b"first\n").expect("the log is writable");
-        drop(log);
-        let log = open_log(Some(path.clone())).expect("the log opens again");
-        drop(log);
-        assert_eq!(std::fs::read(&path).expect("the log"), b"first\n");
-
-        std::fs::write(&path, vec![b'x'; LOG_ROTATE_BYTES as usize + 1]).expect("a big log");
-        let mut log = open_log(Some(path.clone())).expect("the log opens after rotating");
-        log.write_all(b"fresh\n").expect("the log is writable");
-        assert_eq!(std::fs::read(&path).expect("the new log"), b"fresh\n");
-        let old = std::fs::metadata(dir.path().join("state").join("rockd.log.1"))
-            .expect("the old log is kept once");
-        assert_eq!(old.len(), LOG_ROTATE_BYTES + 1);
-    }
-
-    #[test]
-    fn ssh_connection_names_the_server_side() {
-        assert_eq!(
-            target_from_ssh_connection("10.0.0.5 51234 10.0.0.9 22").unwrap(),
-            "10.0.0.9:22"
-        );
-        assert_eq!(
-            target_from_ssh_connection("::1 5 ::1 2222").unwrap(),
-            "[::1]:2222"
-        );
-        assert!(target_from_ssh_connection("garbage").is_err());
-    }
 
     #[test]
     fn a_short_or_long_request_is_an_error() {

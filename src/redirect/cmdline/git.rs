@@ -488,7 +488,7 @@ fn host_part(s: &str, separator: u8) -> &str {
 #[cfg(test)]
 mod tests {
     use super::git_url;
-    use crate::ssh::cmdline::test_util::*;
+    use crate::redirect::cmdline::test_util::*;
 
     #[test]
     fn ssh_urls_as_git_reads_them() {

@@ -7,7 +7,7 @@
 //! proxy helper) and, if a password or passphrase was typed, answered
 //! from memory (the askpass helper). The relay carries the bytes to rockd
 //! over links it re-makes whenever they die; each further ssh connection
-//! of the command gets a session of its own ([`crate::further`]). The
+//! of the command gets a session of its own ([`crate::redirect::further`]). The
 //! command's exit status is rock's.
 
 use std::ffi::OsString;
@@ -16,27 +16,27 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rock_proto::handshake::SUPPORTED_VERSIONS;
 use rock_proto::{CloseReason, Config, Role, Session};
 use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::boot::BootRequest;
-use crate::further::Further;
-use crate::local::control::Control;
-use crate::local::helper::{ASKPASS_NAME, PROXY_NAME};
-use crate::local::notice;
-use crate::local::rundir::{RunDirError, SessionDir};
+use crate::redirect::cmdline::{self, CmdlineError, ParsedCommand, System, Transported};
+use crate::redirect::control::Control;
+use crate::redirect::further::Further;
+use crate::redirect::helper::{ASKPASS_NAME, PROXY_NAME};
+use crate::redirect::links::{self, LinkPlan};
+use crate::redirect::notice;
 use crate::relay::{Outcome, Relay, RelayError, RelayOptions, StatusWatch};
+use crate::rundir::{RunDirError, SessionDir};
+use crate::settings::{CommandLine, Profiles, Settings, SettingsError};
 use crate::ssh::bootstrap::{
-    self, AutoInstall, BootstrapError, BootstrapTarget, Bootstrapped, InstallPlan, LocalRockd,
-    RockdCommand,
+    self, BootstrapError, Bootstrapped, InstallPlan, LocalRockd, RockdCommand,
 };
-use crate::ssh::cmdline::{self, CmdlineError, ParsedCommand, System, Transported};
 use crate::ssh::prompt::TerminalPrompter;
 use crate::ssh::proxy::{JumpSpec, Proxy};
-use crate::ssh::reconnect::{self, LinkPlan, ReconnectMode};
 use crate::ssh::resolve::{self, IdentityAgent, ResolveError, Resolved};
+use crate::ssh::target::{self, BootstrapTarget};
 use crate::status::SessionInfo;
 
 /// What `rock -d` was asked to do.
@@ -46,19 +46,10 @@ pub struct LaunchOptions {
     pub command: Vec<OsString>,
     /// `-d user`: the remote login.
     pub user: Option<String>,
-    /// `-l`: redial 127.0.0.1 instead of the host name.
-    pub localhost: bool,
-    /// rockd's path on the remote, if not on PATH (overrides the profile).
-    pub rockd_path: Option<String>,
-    /// `--suspend-timeout` (overrides the profile).
-    pub suspend_timeout: Option<Duration>,
-    /// `--reconnect`: how new links reach rockd (overrides the profile).
-    pub reconnect: Option<ReconnectMode>,
-    /// `--install-rockd`: copy rock's own rockd to a host without a usable
-    /// one, without asking (overrides the profile's `auto_install`).
-    pub install_rockd: bool,
+    /// rock's own options that override the profiles.
+    pub cli: CommandLine,
     /// Host profiles from the configuration files.
-    pub profiles: crate::config::Config,
+    pub profiles: Profiles,
     /// How long to wait, after the command exits, for the session to end.
     pub exit_linger: Duration,
 }
@@ -75,22 +66,12 @@ pub enum LaunchError {
     /// The configuration asks for something rock -d cannot do yet.
     #[error("rock -d: {0}")]
     Unsupported(String),
+    /// A setting a session cannot run with.
+    #[error("rock -d: {0}")]
+    Settings(#[from] SettingsError),
     /// Connecting, authenticating or starting rockd failed.
     #[error(transparent)]
     Bootstrap(#[from] BootstrapError),
-    /// rockd speaks no protocol version we do.
-    #[error(
-        "rockd {version} on the remote speaks link protocol {theirs}, this rock speaks {ours}; \
-         install a matching rockd on the remote, or run rock with --install-rockd to copy its own"
-    )]
-    Incompatible {
-        /// rockd's version.
-        version: String,
-        /// Its protocol range.
-        theirs: rock_proto::VersionRange,
-        /// Ours.
-        ours: rock_proto::VersionRange,
-    },
     /// The private session directory could not be made.
     #[error(transparent)]
     RunDir(#[from] RunDirError),
@@ -130,7 +111,7 @@ fn local(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError 
 /// The bootstrap's view of what `ssh -G` resolved.
 fn target_of(destination: &str, r: &Resolved) -> BootstrapTarget {
     let agent_socket = match &r.identity_agent {
-        IdentityAgent::Default => bootstrap::agent_socket_from_env(),
+        IdentityAgent::Default => target::agent_socket_from_env(),
         IdentityAgent::None => None,
         IdentityAgent::Env(name) => std::env::var_os(name).map(Into::into),
         IdentityAgent::Path(p) => Some(p.clone()),
@@ -209,10 +190,8 @@ fn links_proxy(target: &BootstrapTarget) -> Option<String> {
 /// rockd's arguments for the engine settings both ends must share.
 fn rockd_args(config: &Config) -> Vec<String> {
     vec![
-        format!(
-            "--suspend-timeout={}",
-            config.suspend_timeout.as_secs().max(1)
-        ),
+        // Whole seconds, at least one (the settings check says so).
+        format!("--suspend-timeout={}", config.suspend_timeout.as_secs()),
         format!("--heartbeat-ms={}", config.heartbeat_interval.as_millis()),
         format!("--link-timeout-ms={}", config.link_timeout.as_millis()),
     ]
@@ -244,44 +223,17 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
     resolve_args.extend(parsed.resolve_args().iter().cloned());
     let host = parsed.destination().host.clone();
     // Profiles match the destination as typed; the command line wins.
-    let profile = options.profiles.for_host(&host);
-    let mut config = Config::default();
-    profile.apply(&mut config);
-    if let Some(t) = options.suspend_timeout {
-        config.suspend_timeout = t;
-    }
-    config
-        .validate()
-        .map_err(|e| LaunchError::Unsupported(format!("invalid settings for {host}: {e}")))?;
-    let rockd_path = options
-        .rockd_path
-        .clone()
-        .or_else(|| profile.rockd_path.map(|s| s.value));
-    let auto_install = if options.install_rockd {
-        AutoInstall::Yes
-    } else {
-        profile.auto_install.map(|s| s.value).unwrap_or_default()
-    };
+    let settings = Settings::resolve(&options.profiles, &host, &options.cli)?;
+    let config = settings.engine();
     // rock's own rockd, hashed (tens of MiB) while ssh -G runs: its
     // installed name is a candidate, and it is what an install copies.
-    let rockd_binary = profile.rockd_binary.map(|s| s.value);
+    let rockd_binary = settings.rockd_binary.value.clone();
     let local_rockd =
         tokio::task::spawn_blocking(move || LocalRockd::find(rockd_binary.as_deref()));
-    let localhost = options.localhost || profile.reconnect_to_localhost.is_some_and(|s| s.value);
     let resolved = resolve::resolve(parsed.ssh_program(), &resolve_args, &host)?;
     let proxy = proxy_of(&host, &parsed, &resolved)?;
-    // Behind a bastion rockd's own port is rarely reachable: unless told
-    // otherwise, links go the way the bootstrap went, through the proxy.
-    let mode = options
-        .reconnect
-        .or(profile.reconnect.map(|s| s.value))
-        .unwrap_or(if proxy.is_some() {
-            ReconnectMode::Ssh
-        } else {
-            ReconnectMode::default()
-        });
-    let rockd_listen = reconnect::rockd_listen(mode, profile.rockd_listen.map(|s| s.value));
-    let rockd_port_range = profile.rockd_port_range.map(|s| s.value);
+    let mode = settings.reconnect_mode(proxy.is_some());
+    let rockd_listen = links::rockd_listen(mode, settings.rockd_listen.value);
 
     let request = BootRequest::random().map_err(|e| LaunchError::Local {
         what: "reading random bytes for the session key".into(),
@@ -290,9 +242,12 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
     let mut target = target_of(&host, &resolved);
     target.proxy = proxy;
     let mut args = rockd_args(&config);
-    args.extend(reconnect::rockd_listen_args(rockd_listen, rockd_port_range));
+    args.extend(links::rockd_listen_args(
+        rockd_listen,
+        settings.rockd_port_range.value,
+    ));
     let plan = InstallPlan {
-        policy: auto_install,
+        policy: settings.auto_install.value,
         local: local_rockd.await.map_err(|e| LaunchError::Local {
             what: "looking for the local rockd".into(),
             error: std::io::Error::other(e.to_string()),
@@ -302,16 +257,14 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         tracing::debug!("no rockd to copy: {e}");
     }
     let installed = plan.installed_path();
-    let rockd = RockdCommand::with_installed(rockd_path.as_deref(), installed.as_deref(), args);
+    let rockd = RockdCommand::with_installed(
+        settings.rockd_path.value.as_deref(),
+        installed.as_deref(),
+        args,
+    );
     let prompter = Arc::new(TerminalPrompter);
     let boot = bootstrap::bootstrap_installing(&target, &rockd, &request, prompter, &plan).await?;
-    if SUPPORTED_VERSIONS.negotiate(boot.ready.proto).is_none() {
-        return Err(LaunchError::Incompatible {
-            version: boot.ready.version.clone(),
-            theirs: boot.ready.proto,
-            ours: SUPPORTED_VERSIONS,
-        });
-    }
+    // The bootstrap has refused a rockd whose link protocols are not ours.
     let reached = match (&links_proxy(&target), boot.peer_addr) {
         (Some(proxy), _) => format!("{host} (through its {proxy})"),
         (None, Some(addr)) => addr.ip().to_string(),
@@ -322,7 +275,7 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         boot.ready.version,
         boot.ready.port,
     );
-    let dial_host = if localhost {
+    let dial_host = if settings.reconnect_to_localhost.value {
         "127.0.0.1".to_owned()
     } else {
         resolved.hostname.clone()
@@ -333,20 +286,21 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         dial_host,
         rockd_listen,
     };
-    relay_command(&options, config, &parsed, request, boot, links, rockd).await
+    relay_command(&options, &settings, &parsed, request, boot, links, rockd).await
 }
 
 /// Starts the user's command with its transport redirected to us, and
 /// relays until both are done.
 async fn relay_command(
     options: &LaunchOptions,
-    config: Config,
+    settings: &Settings,
     parsed: &ParsedCommand,
     request: BootRequest,
     boot: Bootstrapped,
     links: LinkPlan,
     rockd: RockdCommand,
 ) -> Result<i32, LaunchError> {
+    let config = settings.engine();
     let dir = SessionDir::create(&request.id.to_string()[..16])?;
     let exe = std::env::current_exe().map_err(local("finding rock's own executable"))?;
     for name in [PROXY_NAME, ASKPASS_NAME] {
@@ -402,7 +356,7 @@ async fn relay_command(
     tokio::spawn(control.serve(watch.clone(), further_tx));
     let (stop_further, stop_further_rx) = tokio::sync::watch::channel(false);
     let mut carried = tokio::task::JoinSet::new();
-    sign_of_life(options, parsed, watch);
+    sign_of_life(settings, parsed, watch);
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
     let mut relay = tokio::spawn(relay.run(async move { stopped.notified().await }));
@@ -419,7 +373,7 @@ async fn relay_command(
                 if let Ok(Err(e)) = result {
                     let _ = child.start_kill();
                     let _ = child.wait().await;
-                    return Err(match reconnect::hint(mode, &e) {
+                    return Err(match links::hint(mode, &e) {
                         Some(hint) => LaunchError::RelayWithHint { error: e, hint },
                         None => e.into(),
                     });
@@ -465,7 +419,7 @@ async fn relay_command(
         Some(Ok(Ok(Outcome::Closed(reason)))) if reason != CloseReason::Finished => {
             eprintln!("rock: {}", ended(&reason));
         }
-        Some(Ok(Err(e))) => match reconnect::hint(mode, &e) {
+        Some(Ok(Err(e))) => match links::hint(mode, &e) {
             Some(hint) => eprintln!("rock: {e}\n  {hint}"),
             None => eprintln!("rock: {e}"),
         },
@@ -481,14 +435,9 @@ async fn all_ended(set: &mut tokio::task::JoinSet<()>) {
 
 /// Shows a suspended session in the terminal's title (see
 /// [`notice`]), unless the host's profile says `sign_of_life = false`.
-fn sign_of_life(options: &LaunchOptions, parsed: &ParsedCommand, watch: StatusWatch) {
+fn sign_of_life(settings: &Settings, parsed: &ParsedCommand, watch: StatusWatch) {
     let host = &parsed.destination().host;
-    let wanted = options
-        .profiles
-        .for_host(host)
-        .sign_of_life
-        .is_none_or(|s| s.value);
-    if let Some(tty) = wanted.then(notice::terminal).flatten() {
+    if let Some(tty) = settings.sign_of_life.value.then(notice::terminal).flatten() {
         tokio::spawn(notice::run(host.clone(), watch, tty));
     }
 }

@@ -18,10 +18,10 @@ use rock_proto::{Config, Role, Session};
 use tokio::net::UnixStream;
 
 use crate::boot::BootRequest;
+use crate::redirect::links::LinkPlan;
 use crate::relay::{Outcome, Relay, RelayOptions};
 use crate::ssh::auth::Secrets;
 use crate::ssh::bootstrap::{self, RockdCommand};
-use crate::ssh::reconnect::LinkPlan;
 use crate::ssh::tunnel::ReplayPrompter;
 
 /// What a further connection's session is made from: the first's.

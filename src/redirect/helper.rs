@@ -8,24 +8,20 @@
 //! binary, so the mode is the name they were started under and the control
 //! socket is found beside them: nothing travels in argv or the environment.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
 use super::fdpass::send_fd;
+use crate::control_socket::{MAX_REQUEST, connect};
 
 /// Name of the proxy helper link.
 pub const PROXY_NAME: &str = "rock-proxy";
 /// Name of the askpass helper link.
 pub const ASKPASS_NAME: &str = "rock-askpass";
-/// Name of the control socket in the session directory.
-pub const CONTROL_SOCKET: &str = "ctl.sock";
-/// Longest request line the control socket reads.
-pub const MAX_REQUEST: usize = 1024;
 
 /// Which helper a process was started as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,14 +55,37 @@ impl Helper {
     }
 }
 
-fn connect(dir: &Path) -> io::Result<UnixStream> {
-    let path = dir.join(CONTROL_SOCKET);
-    UnixStream::connect(&path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot reach the rock process at {}: {e}", path.display()),
-        )
-    })
+/// Runs `helper` with the arguments ssh gave it; returns the exit status
+/// ssh expects (a proxy that fails is a failed connection, 255; an askpass
+/// that declines or fails makes ssh ask no more, 1). Errors are printed
+/// here: ssh shows the helper's stderr to the user.
+pub fn run(helper: Helper, args: &[OsString]) -> u8 {
+    match helper {
+        Helper::Proxy { dir } => match run_proxy(&dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("rock-proxy: {e}");
+                255
+            }
+        },
+        Helper::Askpass { dir } => {
+            let prompt = args
+                .first()
+                .map(|a| a.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match ask(&dir, &prompt) {
+                Ok(Some(password)) => {
+                    println!("{}", password.as_str());
+                    0
+                }
+                Ok(None) => 1,
+                Err(e) => {
+                    eprintln!("rock-askpass: {e}");
+                    1
+                }
+            }
+        }
+    }
 }
 
 /// Proxy mode: connect to the rock process, say so, and pass the connected
@@ -97,31 +116,6 @@ pub fn ask(dir: &Path, prompt: &str) -> io::Result<Option<Zeroizing<String>>> {
         .map(|p| Zeroizing::new(p.to_owned())))
 }
 
-/// Whether an ssh prompt asks for the account password (and nothing else:
-/// not a key passphrase, a host-key confirmation, a one-time code or a new
-/// password).
-pub fn is_password_prompt(prompt: &str) -> bool {
-    let p = prompt.trim_end().to_ascii_lowercase();
-    let refused = [
-        "passphrase",
-        "new password",
-        "yes/no",
-        "verification",
-        "otp",
-        "token",
-    ];
-    p.ends_with("password:") && !refused.iter().any(|r| p.contains(r))
-}
-
-/// The key file an ssh passphrase prompt names, as in
-/// `Enter passphrase for key '/home/a/.ssh/id_ed25519': `.
-pub fn passphrase_prompt_key(prompt: &str) -> Option<&str> {
-    prompt
-        .strip_prefix("Enter passphrase for key '")?
-        .trim_end()
-        .strip_suffix("':")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,30 +134,5 @@ mod tests {
         ));
         assert_eq!(Helper::from_argv0(OsStr::new("/usr/bin/rock")), None);
         assert_eq!(Helper::from_argv0(OsStr::new("rock-proxy")), None);
-    }
-
-    #[test]
-    fn a_passphrase_prompt_names_its_key() {
-        assert_eq!(
-            passphrase_prompt_key("Enter passphrase for key '/root/.ssh/id_ed25519': "),
-            Some("/root/.ssh/id_ed25519")
-        );
-        assert_eq!(passphrase_prompt_key("me@host's password: "), None);
-        assert_eq!(passphrase_prompt_key("Enter passphrase for key 'x"), None);
-    }
-
-    #[test]
-    fn only_account_password_prompts_are_answered() {
-        assert!(is_password_prompt("alice@example.org's password: "));
-        assert!(is_password_prompt("(alice@example.org) Password: "));
-        assert!(!is_password_prompt(
-            "Enter passphrase for key '/home/a/.ssh/id_ed25519': "
-        ));
-        assert!(!is_password_prompt(
-            "Are you sure you want to continue connecting (yes/no/[fingerprint])? "
-        ));
-        assert!(!is_password_prompt("(alice@host) Verification code: "));
-        assert!(!is_password_prompt("New password: "));
-        assert!(!is_password_prompt("Retype new password: "));
     }
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::ssh::bootstrap::AutoInstall;
-pub use crate::ssh::reconnect::ReconnectMode;
+use super::modes::{AutoInstall, ReconnectMode};
+use super::values::{duration, ip_address, port_range, size};
 
 /// One `[defaults]` or `[[profile]]` section.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
@@ -152,7 +152,7 @@ impl ConfigFile {
 
 /// The configuration files in force, most important first.
 #[derive(Debug, Clone, Default)]
-pub struct Config {
+pub struct Profiles {
     files: Vec<ConfigFile>,
 }
 
@@ -164,19 +164,19 @@ pub fn default_paths() -> Vec<PathBuf> {
         .collect()
 }
 
-impl Config {
+impl Profiles {
     /// Loads the files that exist among `paths` (most important first).
-    pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigFileError> {
+    pub fn load(paths: &[PathBuf]) -> Result<Profiles, ConfigFileError> {
         let mut files = Vec::new();
         for path in paths {
             files.extend(ConfigFile::load(path)?);
         }
-        Ok(Config { files })
+        Ok(Profiles { files })
     }
 
     /// From files already parsed (most important first).
-    pub fn from_files(files: Vec<ConfigFile>) -> Config {
-        Config { files }
+    pub fn from_files(files: Vec<ConfigFile>) -> Profiles {
+        Profiles { files }
     }
 
     /// The settings for `destination` (the host as the user typed it), each
@@ -272,24 +272,6 @@ pub struct Effective {
     pub rockd_binary: Option<Sourced<String>>,
 }
 
-impl Effective {
-    /// Applies the settings to the engine's configuration.
-    pub fn apply(&self, config: &mut rock_proto::Config) {
-        if let Some(s) = &self.suspend_timeout {
-            config.suspend_timeout = s.value;
-        }
-        if let Some(s) = &self.heartbeat_interval {
-            config.heartbeat_interval = s.value;
-        }
-        if let Some(s) = &self.link_timeout {
-            config.link_timeout = s.value;
-        }
-        if let Some(s) = &self.replay_buffer {
-            config.replay_bound = s.value;
-        }
-    }
-}
-
 /// Whether `host` matches the patterns: some positive pattern matches and
 /// no `!` pattern does, as in ssh_config's `Host`.
 pub fn host_matches(patterns: &[String], host: &str) -> bool {
@@ -316,114 +298,6 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
         (Some((b'?', rest)), Some((_, tail))) => glob(rest, tail),
         (Some((p, rest)), Some((t, tail))) if p.eq_ignore_ascii_case(t) => glob(rest, tail),
         _ => false,
-    }
-}
-
-/// Reads `500ms`, `30s`, `10m`, `72h`, `3d`, or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like \"30s\", \"10m\" or \"72h\""))?;
-    let secs = |k: u64| Duration::from_secs(n.saturating_mul(k));
-    Ok(match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86400),
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m, h or d"
-            ));
-        }
-    })
-}
-
-/// Reads `4MiB`, `512KiB`, `1GiB`, or a plain number of bytes.
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: usize = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like \"4MiB\""))?;
-    let k = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}; use KiB, MiB or GiB"
-            ));
-        }
-    };
-    n.checked_mul(k)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
-/// Reads `60000-60100`: an inclusive range of ports, not starting at 0.
-pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
-    let bad = || format!("{text:?} is not a port range like \"60000-60100\"");
-    let (first, last) = text.trim().split_once('-').ok_or_else(bad)?;
-    let first: u16 = first.trim().parse().map_err(|_| bad())?;
-    let last: u16 = last.trim().parse().map_err(|_| bad())?;
-    if first == 0 || first > last {
-        return Err(format!(
-            "{text:?} is not a port range: it must go from a port above 0 up to one at least as high"
-        ));
-    }
-    Ok((first, last))
-}
-
-/// An IP address, as a string.
-fn ip_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
-    let text = String::deserialize(d)?;
-    text.trim().parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not an IP address like \"0.0.0.0\", \"::\" or \"192.0.2.7\""
-        ))
-    })
-}
-
-/// A port range, as a string `first-last`.
-fn port_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<(u16, u16)>, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_port_range(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-/// A duration as a string with a unit, or an integer number of seconds.
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Secs(s) => Ok(Some(Duration::from_secs(s))),
-        Raw::Text(t) => parse_duration(&t)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
-    }
-}
-
-/// A size as a string with a unit, or an integer number of bytes.
-fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Bytes(usize),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Bytes(b) => Ok(Some(b)),
-        Raw::Text(t) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
     }
 }
 
@@ -463,7 +337,7 @@ mod tests {
             reconnect_to_localhost = true
             "#,
         );
-        let config = Config::from_files(vec![user, system]);
+        let config = Profiles::from_files(vec![user, system]);
         let work = config.for_host("work");
         assert_eq!(work.rockd_path.as_ref().unwrap().value, "/opt/rock/rockd");
         assert!(
@@ -528,8 +402,8 @@ mod tests {
 
     #[test]
     fn the_shipped_example_parses() {
-        let example = include_str!("../config/config.toml");
-        let config = Config::from_files(vec![file("config/config.toml", example)]);
+        let example = include_str!("../../config/config.toml");
+        let config = Profiles::from_files(vec![file("config/config.toml", example)]);
         let work = config.for_host("db.corp.example");
         assert_eq!(work.link_timeout.unwrap().value, Duration::from_secs(15));
         let bastion = config.for_host("bastion.corp.example");
@@ -545,8 +419,8 @@ mod tests {
 
     #[test]
     fn the_shipped_example_sets_the_install_keys() {
-        let example = include_str!("../config/config.toml");
-        let config = Config::from_files(vec![file("config/config.toml", example)]);
+        let example = include_str!("../../config/config.toml");
+        let config = Profiles::from_files(vec![file("config/config.toml", example)]);
         let other = config.for_host("anything");
         assert_eq!(other.auto_install.unwrap().value, AutoInstall::Ask);
         assert!(other.rockd_binary.is_none());
@@ -563,7 +437,7 @@ mod tests {
 
     #[test]
     fn auto_install_values_are_checked() {
-        let config = Config::from_files(vec![file(
+        let config = Profiles::from_files(vec![file(
             "c.toml",
             "[defaults]\nauto_install = \"no\"\n\n[[profile]]\nhosts = [\"x\"]\n\
              auto_install = \"yes\"\nrockd_binary = \"/opt/rockd\"\n",
@@ -594,14 +468,14 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("line 2") && err.contains("\"maybe\"") && err.contains("\"ask\""),
+            err.contains("line 2") && err.contains("`maybe`") && err.contains("`ask`, `yes`, `no`"),
             "{err}"
         );
     }
 
     #[test]
     fn reconnect_mode_and_rockd_listening() {
-        let config = Config::from_files(vec![file(
+        let config = Profiles::from_files(vec![file(
             "c.toml",
             r#"
             [defaults]
@@ -631,12 +505,12 @@ mod tests {
             (
                 "[defaults]\nreconnect = \"tunnel\"\n",
                 "line 2",
-                &["\"tunnel\"", "\"direct\", \"ssh\" or \"auto\""][..],
+                &["`tunnel`", "`direct`, `ssh`, `auto`"][..],
             ),
             (
                 "[defaults]\n\n[[profile]]\nhosts = [\"x\"]\nreconnect = \"SSH\"\n",
                 "line 5",
-                &["\"SSH\""][..],
+                &["`SSH`"][..],
             ),
             (
                 "[defaults]\nrockd_listen = \"everywhere\"\n",
@@ -668,13 +542,11 @@ mod tests {
                 assert!(err.contains(w), "{w} not in {err}");
             }
         }
-        assert_eq!(parse_port_range("1-1"), Ok((1, 1)));
-        assert!(parse_port_range("1-70000").is_err());
     }
 
     #[test]
     fn sign_of_life_is_a_boolean_per_host() {
-        let config = Config::from_files(vec![file(
+        let config = Profiles::from_files(vec![file(
             "c.toml",
             "[defaults]\nsign_of_life = true\n[[profile]]\nhosts = [\"quiet\"]\nsign_of_life = false\n",
         )]);
@@ -706,7 +578,7 @@ mod tests {
 
     #[test]
     fn every_key_is_documented_in_the_man_page() {
-        let man = include_str!("../man/rock.toml.5");
+        let man = include_str!("../../man/rock.toml.5");
         // A key is documented by a `.TP` entry tagged `.B key` or `.BI key …`.
         let tagged = |name: &str| {
             man.lines().any(|l| {
@@ -725,12 +597,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_sizes_and_globs() {
-        assert_eq!(parse_duration("72h"), Ok(Duration::from_secs(72 * 3600)));
-        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
-        assert!(parse_duration("h").is_err());
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert!(parse_size("1TB").is_err());
+    fn host_patterns_glob_and_exclude() {
         assert!(host_matches(&["web?".into()], "web1"));
         assert!(!host_matches(&["web?".into()], "web10"));
         assert!(!host_matches(&["!*".into()], "x"));

@@ -12,18 +12,15 @@
 //! into the relay's [`Dialer`], and the profile's rockd settings into
 //! rockd's arguments.
 
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::relay::{DialFuture, Dialer, RelayError, TcpDialer};
+use crate::settings::ReconnectMode;
 use crate::ssh::auth::Secrets;
-use crate::ssh::bootstrap::BootstrapTarget;
+use crate::ssh::target::BootstrapTarget;
 use crate::ssh::tunnel::SshDialer;
 
 /// Bound on connecting a TCP socket for one attempt, direct or ssh: a
@@ -38,55 +35,6 @@ pub const DIRECT_HANDSHAKE_LIMIT: Duration = Duration::from_secs(3);
 /// In `auto` mode, once direct links have worked in a session, how many
 /// direct attempts in a row must fail before one goes on through ssh.
 pub const DIRECT_FAILURES_BEFORE_SSH: u32 = 3;
-
-/// How new links reach rockd.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ReconnectMode {
-    /// TCP to rockd's own port.
-    #[default]
-    Direct,
-    /// A new SSH connection and a channel to rockd's loopback port.
-    Ssh,
-    /// Direct while it works, else ssh.
-    Auto,
-}
-
-impl ReconnectMode {
-    /// The names, as written in the configuration and on the command line.
-    pub const NAMES: [&str; 3] = ["direct", "ssh", "auto"];
-}
-
-impl FromStr for ReconnectMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "direct" => Ok(ReconnectMode::Direct),
-            "ssh" => Ok(ReconnectMode::Ssh),
-            "auto" => Ok(ReconnectMode::Auto),
-            other => Err(format!(
-                "{other:?} is not a reconnect mode; use \"direct\", \"ssh\" or \"auto\""
-            )),
-        }
-    }
-}
-
-impl fmt::Display for ReconnectMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ReconnectMode::Direct => "direct",
-            ReconnectMode::Ssh => "ssh",
-            ReconnectMode::Auto => "auto",
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for ReconnectMode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// Where rockd listens in `mode`: loopback only for `ssh` (links come
 /// through sshd on the same host), else the configured address, if any.
@@ -397,20 +345,6 @@ fn both_failed(target: &str, direct: io::Error, ssh: io::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn modes_parse_and_print() {
-        for name in ReconnectMode::NAMES {
-            let mode: ReconnectMode = name.parse().unwrap();
-            assert_eq!(mode.to_string(), name);
-        }
-        let err = "tunnel".parse::<ReconnectMode>().unwrap_err();
-        assert!(
-            err.contains("\"tunnel\"") && err.contains("\"auto\""),
-            "{err}"
-        );
-        assert_eq!(ReconnectMode::default(), ReconnectMode::Direct);
-    }
 
     #[test]
     fn ssh_mode_forces_rockd_onto_loopback() {

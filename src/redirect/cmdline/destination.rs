@@ -134,7 +134,7 @@ pub(super) fn destination(
 
 #[cfg(test)]
 mod tests {
-    use crate::ssh::cmdline::test_util::*;
+    use crate::redirect::cmdline::test_util::*;
 
     #[test]
     fn ssh_plain_destination_splits_at_the_last_at_and_keeps_the_rest() {

@@ -1,25 +1,26 @@
-//! The rock process's control socket: where the proxy helper delivers the
-//! inner ssh's connection, the askpass helper asks for the password, and
-//! `rock status` asks how the session is doing (see [`crate::status`]).
+//! What `rock -d`'s control socket answers (the socket itself is
+//! [`crate::control_socket`]'s): the proxy helper delivers the inner ssh's
+//! connection (`proxy`), the askpass helper asks for the password
+//! (`askpass PROMPT`), and `rock status` asks how the session is doing
+//! (see [`crate::status`]).
 //!
-//! Only processes of the same user may talk to it (the directory is private
-//! and the peer's uid is checked). Each secret the user typed during the
+//! Each secret the user typed during the
 //! bootstrap is answered at most once, and only to the prompt it belongs
 //! to: the password to an account-password prompt, a key's passphrase to
 //! the passphrase prompt naming that key file.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use zeroize::Zeroizing;
 
-use super::helper::{CONTROL_SOCKET, MAX_REQUEST, is_password_prompt, passphrase_prompt_key};
+use crate::control_socket::{self, STATUS_REQUEST};
 use crate::relay::StatusWatch;
 use crate::ssh::auth::Secrets;
-use crate::status::{REQUEST, Report, SessionInfo};
+use crate::ssh::prompt::{is_password_prompt, passphrase_prompt_key};
+use crate::status::{Report, SessionInfo};
 
 /// The listening control socket, the secrets it may hand out and what it
 /// tells `rock status`.
@@ -34,33 +35,11 @@ pub struct Control {
     status: Option<StatusWatch>,
 }
 
-async fn read_line(stream: &mut UnixStream) -> io::Result<Zeroizing<String>> {
-    let mut line = Zeroizing::new(Vec::new());
-    loop {
-        let b = stream.read_u8().await?;
-        if b == b'\n' {
-            break;
-        }
-        if line.len() == MAX_REQUEST {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request too long",
-            ));
-        }
-        line.push(b);
-    }
-    String::from_utf8(line.to_vec())
-        .map(Zeroizing::new)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request is not UTF-8"))
-}
-
 impl Control {
     /// Listens in `dir`; `secrets` are what askpass may be told, `info`
     /// what `rock status` is.
     pub fn bind(dir: &Path, secrets: Secrets, info: SessionInfo) -> io::Result<Control> {
-        let path = dir.join(CONTROL_SOCKET);
-        let listener = UnixListener::bind(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let listener = control_socket::bind(dir)?;
         Ok(Control {
             listener,
             typed: secrets.clone(),
@@ -75,13 +54,11 @@ impl Control {
     pub async fn next_proxy(&mut self) -> io::Result<UnixStream> {
         loop {
             let (mut stream, _) = self.listener.accept().await?;
-            // SAFETY: getuid cannot fail.
-            let me = unsafe { libc::getuid() };
-            if stream.peer_cred().map(|c| c.uid()).ok() != Some(me) {
+            if !control_socket::same_user(&stream) {
                 tracing::warn!("refused a control connection from another user");
                 continue;
             }
-            let line = match read_line(&mut stream).await {
+            let line = match control_socket::read_request(&mut stream).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::debug!("bad control request: {e}");
@@ -94,7 +71,7 @@ impl Control {
                 self.secrets = self.typed.clone();
                 return Ok(stream);
             }
-            if line.as_str() == REQUEST {
+            if line.as_str() == STATUS_REQUEST {
                 let now = tokio::time::Instant::now().into_std();
                 let status = self.status.as_ref().map(|w| w.borrow().clone());
                 let report = Report::new(&self.info, status.as_ref(), now);
@@ -162,7 +139,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::local::helper;
+    use crate::control_socket::CONTROL_SOCKET;
+    use crate::redirect::helper;
 
     #[tokio::test]
     async fn the_password_is_given_once_and_only_for_a_password_prompt() {

@@ -174,7 +174,7 @@ fn forwarded_parts(destination: Destination, opts: Vec<Opt>, batch: (u8, &str)) 
 
 #[cfg(test)]
 mod tests {
-    use crate::ssh::cmdline::test_util::*;
+    use crate::redirect::cmdline::test_util::*;
 
     #[test]
     fn ssh_reads_options_after_the_destination_with_lower_precedence() {

@@ -356,7 +356,7 @@ pub(super) fn rsync_ssh(argv: &[OsString], env: &dyn Surroundings) -> OsString {
 
 #[cfg(test)]
 mod tests {
-    use crate::ssh::cmdline::test_util::*;
+    use crate::redirect::cmdline::test_util::*;
 
     #[test]
     fn the_remote_operand_is_the_first_source_or_the_last() {

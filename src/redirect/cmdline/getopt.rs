@@ -182,8 +182,8 @@ pub(super) fn dash(letter: u8) -> OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssh::cmdline::ParsedCommand;
-    use crate::ssh::cmdline::test_util::*;
+    use crate::redirect::cmdline::ParsedCommand;
+    use crate::redirect::cmdline::test_util::*;
 
     #[test]
     fn option_strings_match_openssh_9_2_binaries() {

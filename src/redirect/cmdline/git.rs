@@ -42,7 +42,7 @@ const GLOBAL_WITH_VALUE: &[&str] = &[
     "--attr-source",
 ];
 
-/// The subcommands rock -d carries: each opens one ssh connection.
+/// The subcommands rock -d carries: each reaches one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sub {
     Clone,
@@ -178,8 +178,8 @@ fn scan(sub: Sub, argv: &[OsString], from: usize) -> Result<Scan, CmdlineError> 
                 return Err(CmdlineError::NotCarried {
                     command: show(argv),
                     why: format!(
-                        "may reach several remotes (--{name}), but rock -d carries one ssh \
-                         connection; fetch from one remote at a time"
+                        "may reach several remotes (--{name}), but rock -d carries each \
+                         command to one host; fetch from one remote at a time"
                     ),
                 });
             }
@@ -352,7 +352,7 @@ pub(super) fn parse_git(
         .ok_or_else(|| CmdlineError::NotCarried {
             command: show(argv),
             why: "is not a git command rock -d carries — use git clone, fetch, pull, push or \
-                  ls-remote, each of which opens one ssh connection"
+                  ls-remote, each of which reaches one host"
                 .into(),
         })?;
     let found = scan(sub, argv, at + 1)?;
@@ -590,7 +590,7 @@ mod tests {
         let e = err_in(&["git", "status"], &env);
         assert!(e.contains("clone, fetch, pull, push or ls-remote"), "{e}");
         let e = err_in(&["git", "fetch", "--all"], &env);
-        assert!(e.contains("one ssh connection"), "{e}");
+        assert!(e.contains("one host") && e.contains("--all"), "{e}");
         let e = err_in(&["git", "clone"], &env);
         assert!(e.contains("cannot find the destination host"), "{e}");
         let e = err_in(&["git", "clone", "https://example.org/r.git"], &env);

@@ -924,6 +924,69 @@ fn a_mistake_in_the_config_file_is_reported_with_its_place() {
     }
 }
 
+/// Regression: values that parse but that no session can run with
+/// (`suspend_timeout = "0s"` broke sessions with a confusing ssh error)
+/// are refused by `rock -d` and `rock config check HOST` alike, naming the
+/// key and the file, before anything connects.
+#[test]
+fn settings_no_session_can_run_with_are_refused_by_rock_d_and_config_check_alike() {
+    let home = common::temp_dir();
+    std::fs::create_dir_all(home.path().join("rock")).unwrap();
+    let file = home.path().join("rock/config.toml");
+    for (toml, key) in [
+        ("[defaults]\nsuspend_timeout = \"0s\"\n", "suspend_timeout"),
+        (
+            "[defaults]\nlink_timeout = \"0s\"\nheartbeat_interval = \"10s\"\n",
+            "link_timeout",
+        ),
+        ("[defaults]\nreplay_buffer = \"0\"\n", "replay_buffer"),
+        (
+            "[[profile]]\nhosts = [\"some*\"]\nheartbeat_interval = \"0s\"\n",
+            "heartbeat_interval",
+        ),
+    ] {
+        std::fs::write(&file, toml).unwrap();
+        for args in [
+            &["-d", "ssh", "somewhere", "true"][..],
+            &["config", "check", "somewhere"][..],
+        ] {
+            let out = run_with_timeout(
+                &mut rock_with_config(home.path(), args),
+                Duration::from_secs(30),
+            );
+            assert_ne!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("{key} = "))
+                    && err.contains(&file.display().to_string())
+                    && err.contains("somewhere"),
+                "{args:?} with {toml:?}: {err}"
+            );
+        }
+        // The same file, for a host no profile refuses, is fine.
+        if key == "heartbeat_interval" {
+            let out = run_with_timeout(
+                &mut rock_with_config(home.path(), &["config", "check", "elsewhere"]),
+                Duration::from_secs(30),
+            );
+            assert_exit(&out, 0, &text(&out));
+        }
+    }
+    let out = run_with_timeout(
+        &mut rock_with_config(
+            home.path(),
+            &["--suspend-timeout", "0", "-d", "ssh", "elsewhere", "true"],
+        ),
+        Duration::from_secs(30),
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("suspend_timeout = \"0s\" (command line --suspend-timeout)"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// Stops the connection-sharing master of `config`, if one runs.
 struct MasterGuard<'a>(&'a Path);
 

@@ -126,7 +126,10 @@ pub(super) fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usiz
 /// that keeps it exact, up to hours: `72h`, `6s`, `500ms`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) || ms == 0 {
+    if ms == 0 {
+        return "0s".into();
+    }
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let secs = d.as_secs();
@@ -160,7 +163,7 @@ mod tests {
         assert_eq!(parse_size("512KiB"), Ok(512 << 10));
         assert!(parse_size("1TB").is_err());
         assert_eq!(parse_duration("3d"), parse_duration("72h"));
-        for text in ["72h", "90m", "6s", "500ms", "1500ms", "0ms"] {
+        for text in ["72h", "90m", "6s", "500ms", "1500ms", "0s"] {
             let d = parse_duration(text).unwrap();
             assert_eq!(format_duration(d), text);
         }

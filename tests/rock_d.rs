@@ -162,6 +162,54 @@ fn an_ssh_session_survives_resets_and_a_blackhole_exactly_once() {
     wait_gone(rockd, Duration::from_secs(20));
 }
 
+/// Regression: ssh's own keepalives (`ServerAliveInterval`, set in many
+/// users' configs) ended sessions a few seconds into an outage that rock
+/// was riding out. rock tells the inner ssh to leave the link's liveness to
+/// rock, even over the user's own `-o`.
+#[test]
+fn server_alive_interval_does_not_end_a_session_during_an_outage() {
+    require_root("iptables on the rock link");
+    let sshd = Sshd::start();
+    const LINES: u32 = 150;
+    let script = format!("for i in $(seq 1 {LINES}); do echo line $i; sleep 0.1; done; exit 3");
+    let mut child = rock(&sshd, &[], "ssh")
+        .args([
+            "-o",
+            "ServerAliveInterval=1",
+            "-o",
+            "ServerAliveCountMax=2",
+            "rocktest",
+            &script,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let lines = timed_stdout_lines(&mut child);
+    let mut got = Vec::new();
+    let (_, first) = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the session never started");
+    got.push(first);
+    let port = wait_link_port(child.id());
+    // Three times what ssh's keepalives would allow (1 s x 2 unanswered).
+    let hole = Blackhole::new(port);
+    std::thread::sleep(Duration::from_secs(9));
+    drop(hole);
+    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
+        got.push(line);
+    }
+    let out = child.wait_with_output().expect("wait for rock");
+    let expected: Vec<String> = (1..=LINES).map(|i| format!("line {i}")).collect();
+    assert_eq!(
+        got,
+        expected,
+        "lines lost, duplicated or reordered: {}",
+        text(&out)
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+}
+
 /// Waits for process `pid` to disappear.
 fn wait_gone(pid: u32, limit: Duration) {
     let end = Instant::now() + limit;

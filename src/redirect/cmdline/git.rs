@@ -614,7 +614,7 @@ mod tests {
             t.env,
             [(
                 "GIT_SSH_COMMAND".into(),
-                "ssh -o 'ProxyCommand='\\''/r/rock-proxy'\\''' -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -F '/my cfg'"
+                "ssh -o 'ProxyCommand='\\''/r/rock-proxy'\\''' -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o ServerAliveInterval=0 -F '/my cfg'"
                     .into()
             )]
         );
@@ -629,7 +629,7 @@ mod tests {
         let t = ok_in(&["git", "push"], &env).with_transport("x", Some("bob"));
         assert_eq!(
             t.env[0].1,
-            "'/opt/my ssh/ssh' -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o User=bob"
+            "'/opt/my ssh/ssh' -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o ServerAliveInterval=0 -o User=bob"
         );
     }
 
@@ -649,7 +649,7 @@ mod tests {
         let t = p.with_transport("x", None);
         assert_eq!(
             t.env[0].1,
-            "ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o 'User=it'\\''s'"
+            "ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o ServerAliveInterval=0 -o 'User=it'\\''s'"
         );
     }
 }

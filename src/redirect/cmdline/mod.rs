@@ -263,7 +263,8 @@ impl ParsedCommand {
     }
 
     /// The command with its transport redirected: `-o ProxyCommand=<cmd>
-    /// -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none` (and
+    /// -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none
+    /// -o ServerAliveInterval=0` (and
     /// `-o User=<user>` for `rock -d USER`)
     /// given to the ssh it starts, where they beat any later `-o` and the
     /// config files (ssh keeps the first value of each setting). ssh
@@ -288,6 +289,11 @@ impl ParsedCommand {
             "ControlMaster=no".into(),
             "-o".into(),
             "ControlPath=none".into(),
+            // The link's liveness is rock's job: ssh's own keepalives
+            // would give up on a session rock is still reconnecting, and
+            // cannot be answered for sshd while the link is down.
+            "-o".into(),
+            "ServerAliveInterval=0".into(),
         ];
         if let Some(user) = user {
             ours.extend(["-o".into(), format!("User={user}").into()]);
@@ -380,6 +386,8 @@ mod tests {
                 "ControlMaster=no",
                 "-o",
                 "ControlPath=none",
+                "-o",
+                "ServerAliveInterval=0",
                 "-v",
                 "-A",
                 "host",
@@ -399,6 +407,8 @@ mod tests {
                 "ControlMaster=no",
                 "-o",
                 "ControlPath=none",
+                "-o",
+                "ServerAliveInterval=0",
                 "-o",
                 "User=bob",
                 "f",

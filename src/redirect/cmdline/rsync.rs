@@ -455,7 +455,7 @@ mod tests {
             [
                 "rsync",
                 "-ave",
-                "ssh -o \"ProxyCommand='/r/rock-proxy'\" -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o User=bob -v",
+                "ssh -o \"ProxyCommand='/r/rock-proxy'\" -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o ServerAliveInterval=0 -o User=bob -v",
                 "f",
                 "h:"
             ]
@@ -465,8 +465,8 @@ mod tests {
         assert_eq!(
             strings(&t.argv)[1..3],
             [
-                "--rsh=ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none",
-                "-essh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none"
+                "--rsh=ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o ServerAliveInterval=0",
+                "-essh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o ServerAliveInterval=0"
             ]
         );
         let p = ok_in(&["rsync", "f", "h:"], &env);
@@ -476,7 +476,7 @@ mod tests {
             t.env,
             [(
                 "RSYNC_RSH".into(),
-                "ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none".into()
+                "ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o ServerAliveInterval=0".into()
             )]
         );
     }
@@ -495,7 +495,7 @@ mod tests {
         let t = p.with_transport("x", None);
         assert_eq!(
             strings(&t.argv)[2],
-            "ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -v -i \"my key\""
+            "ssh -o ProxyCommand=x -o ProxyUseFdpass=yes -o ControlMaster=no -o ControlPath=none -o ServerAliveInterval=0 -v -i \"my key\""
         );
     }
 }

@@ -77,6 +77,11 @@ fn rock_is_quiet_by_default_and_tells_its_story_with_v() {
         "-v logs where rockd listens and the link coming up:\n{}",
         text(&told)
     );
+    // Regression: colour codes went into pipes and files too.
+    assert!(
+        !stderr.contains('\x1b'),
+        "-v into a pipe carries no terminal escapes:\n{stderr:?}"
+    );
     assert_eq!(String::from_utf8_lossy(&told.stdout).trim(), "done");
 }
 

@@ -5,6 +5,7 @@
 //! does the rest.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -60,13 +61,15 @@ struct Args {
 }
 
 /// Programs `-d` carries; `-d ssh` means no user was given.
-const CARRIED: [&str; 5] = ["ssh", "scp", "sftp", "rsync", "git"];
+const CARRIED: [&str; 6] = ["ssh", "slogin", "scp", "sftp", "rsync", "git"];
 /// rock's options that take a value in the next word.
 const VALUED: [&str; 3] = ["--rockd", "--suspend-timeout", "--reconnect"];
 
 /// Where rock's own options end and the command begins, as with env(1):
-/// at the first word that is not an option of rock's (after `-d`, a word
-/// that is not a carried program is the user), or after `--`. Clap must
+/// at the first word that is not an option of rock's, or after `--`.
+/// After `-d`, a word is the remote user only when a carried program (or
+/// `--`) follows it: `rock -d bob ssh host` is bob's, while `rock -d telnet
+/// host` is a command rock will name when it refuses it. Clap must
 /// never see the command's options: `rock -d ssh -l alice host` passes
 /// `-l alice` to ssh.
 fn command_start(args: &[OsString]) -> usize {
@@ -89,7 +92,8 @@ fn command_start(args: &[OsString]) -> usize {
         let user_follows = text == "-d"
             && args
                 .get(i)
-                .is_some_and(|w| !w.to_string_lossy().starts_with('-') && !is_program(w));
+                .is_some_and(|w| !w.to_string_lossy().starts_with('-') && !is_program(w))
+            && args.get(i + 1).is_some_and(|w| is_program(w) || w == "--");
         if user_follows || VALUED.contains(&text.as_ref()) {
             i += 1;
         }
@@ -186,8 +190,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a person at a terminal, never into a file or pipe.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
@@ -256,6 +262,10 @@ mod tests {
         );
         assert_eq!(split("rock -d rsync -a d h:").1, ["rsync", "-a", "d", "h:"]);
         assert_eq!(split("rock -d git push").1, ["git", "push"]);
+        // Regression: `telnet` was taken for a user, and `host` refused.
+        assert_eq!(split("rock -d telnet host").1, ["telnet", "host"]);
+        assert_eq!(split("rock -d bob slogin h").0, ["rock", "-d", "bob"]);
+        assert_eq!(split("rock -d bob -- ssh h").1, ["ssh", "h"]);
         assert_eq!(
             split("rock --install-rockd -d ssh h true"),
             (

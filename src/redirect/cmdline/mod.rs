@@ -418,7 +418,7 @@ mod tests {
         // After the destination, `-J` is still an ssh option; in the command it is not.
         let p = ok(&["ssh", "h", "-J", "j", "ls", "-J"]);
         assert_eq!(
-            strings(&p.with_transport("x", None).argv)[9..],
+            strings(&p.with_transport("x", None).argv)[11..],
             ["h", "ls", "-J"]
         );
     }
@@ -491,7 +491,7 @@ mod tests {
         let weird = OsString::from_vec(b"caf\xe9.txt".to_vec());
         let argv = vec![OsString::from("scp"), weird.clone(), OsString::from("h:")];
         let p = ParsedCommand::parse(&argv, V9_2).unwrap();
-        assert_eq!(p.with_transport("x", None).argv[9], weird);
+        assert_eq!(p.with_transport("x", None).argv[11], weird);
         let bad_host = vec![OsString::from("ssh"), OsString::from_vec(b"h\xff".to_vec())];
         assert!(matches!(
             ParsedCommand::parse(&bad_host, V9_2),

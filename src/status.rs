@@ -116,8 +116,8 @@ impl Report {
         let phase = match s.state {
             State::Connecting => Phase::Connecting { attempt },
             State::Connected => Phase::Connected,
-            State::Suspended { since } => Phase::Suspended {
-                down_for: now.saturating_duration_since(since),
+            State::Suspended { heard, .. } => Phase::Suspended {
+                down_for: now.saturating_duration_since(heard),
                 attempt,
             },
             State::Closed => Phase::Closing,

@@ -121,6 +121,9 @@ pub enum State {
     Suspended {
         /// When the last link went down.
         since: Instant,
+        /// When anything last arrived on it: the outage began no later
+        /// (a link is declared dead only a link timeout after that).
+        heard: Instant,
     },
     /// The session is over.
     Closed,
@@ -181,6 +184,8 @@ pub struct Session {
     current: Option<LinkId>,
     /// When the last established link went down (or the session began).
     suspended_since: Instant,
+    /// When anything last arrived on that link (or the session began).
+    last_heard: Instant,
     links_established: u64,
     closed: Option<CloseReason>,
     /// The close frame a closed session still owes its peer: sent on the
@@ -222,6 +227,7 @@ impl Session {
             next_link: 0,
             current: None,
             suspended_since: now,
+            last_heard: now,
             links_established: 0,
             closed: None,
             farewell: None,
@@ -287,6 +293,7 @@ impl Session {
         } else {
             State::Suspended {
                 since: self.suspended_since,
+                heard: self.last_heard.min(self.suspended_since),
             }
         };
         Stats {
@@ -722,10 +729,11 @@ impl Session {
     /// the one carrying the stream.
     fn drop_link(&mut self, id: LinkId, error: LinkError) {
         let Some(i) = self.index(id) else { return };
-        self.links.remove(i);
+        let link = self.links.remove(i);
         if self.current == Some(id) {
             self.current = None;
             self.suspended_since = self.now;
+            self.last_heard = link.last_rx;
         }
         self.events.push_back(Event::LinkDown { link: id, error });
         // Its queued payloads no longer hold the replay buffer.
@@ -759,6 +767,8 @@ impl Session {
         if self.current == Some(id) {
             self.current = None;
             self.suspended_since = self.now;
+            let now = self.now;
+            self.last_heard = self.link_mut(id).map_or(now, |l| l.last_rx);
         }
         if let Some(l) = self.link_mut(id) {
             l.output.extend(bytes);

@@ -84,10 +84,13 @@ impl StatusTx {
     }
 }
 
-/// How long a suspended session has been suspended, if it is.
+/// How long a suspended session's link has been silent, if it is
+/// suspended: from the last bytes heard, not from when the silence was
+/// declared a failure.
 pub fn suspended_for(status: &Status, now: Instant) -> Option<Duration> {
     match status.state {
-        State::Suspended { since } => Some(now.saturating_duration_since(since)),
+        // From the outage's start as far as we can tell: the last bytes heard.
+        State::Suspended { heard, .. } => Some(now.saturating_duration_since(heard)),
         _ => None,
     }
 }

@@ -143,6 +143,20 @@ fn heartbeats_measure_rtt_and_a_silent_link_is_declared_dead_in_time() {
             ..
         }
     )));
+    // The suspension says when the silence began, not only when it was
+    // declared a failure (the title's "link down N s" counts from there).
+    let State::Suspended { since, heard } = pair.client.session.stats().state else {
+        panic!("the client is not suspended");
+    };
+    assert!(
+        heard <= start,
+        "last heard {heard:?} after the cut at {start:?}"
+    );
+    assert!(
+        since.duration_since(heard) >= config.link_timeout,
+        "declared dead {:?} after it was last heard",
+        since.duration_since(heard)
+    );
 }
 
 #[test]

@@ -13,6 +13,8 @@
 //!   user's ssh through the session, further connections, helpers, link
 //!   policy.
 //! * [`rockd`] — `rock -d` on the remote side: boot, detach, bridge to sshd.
+//! * [`supervisor`] — `rock COMMAND`: runs the command with `librocks.so`
+//!   preloaded and stays its parent.
 //!
 //! Shared:
 //! * [`relay`] — the tokio shell that drives a session over real streams,
@@ -41,5 +43,6 @@ pub mod rundir;
 pub mod settings;
 pub mod ssh;
 pub mod status;
+pub mod supervisor;
 
 pub use rock_proto as proto;

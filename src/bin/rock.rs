@@ -14,6 +14,7 @@ use clap::Parser;
 use rock::redirect::helper::{self, Helper};
 use rock::redirect::launch::{self, LaunchOptions};
 use rock::settings::{self, CommandLine, Profiles, ReconnectMode};
+use rock::supervisor::{self, SupervisorError, SupervisorOptions};
 use rock::{rundir, status};
 
 /// Run a command over reliable, resumable connections.
@@ -145,7 +146,12 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("rock: {e:#}");
-            ExitCode::from(failure)
+            // A command the supervisor cannot start fails with the shell's
+            // status for it (127, 126).
+            let code = e
+                .downcast_ref::<SupervisorError>()
+                .map_or(failure, SupervisorError::exit_code);
+            ExitCode::from(code)
         }
     }
 }
@@ -154,11 +160,16 @@ fn run(args: Args) -> anyhow::Result<u8> {
     if args.checkpoint {
         anyhow::bail!("-k (checkpointing) is not supported by this rock");
     }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let Some(user) = args.daemon else {
-        anyhow::bail!(
-            "running a command without -d needs librocks.so, which this build does not \
-             include yet; use `rock -d ssh host`, `rock -d scp ...` or `rock -d sftp host`"
-        );
+        let options = SupervisorOptions {
+            command: args.command,
+            exe: std::env::current_exe().context("finding rock's own executable")?,
+        };
+        return Ok(runtime.block_on(supervisor::run(options))?);
     };
     let options = LaunchOptions {
         command: args.command,
@@ -173,10 +184,6 @@ fn run(args: Args) -> anyhow::Result<u8> {
         profiles: Profiles::load(&settings::default_paths())?,
         exit_linger: Duration::from_secs(10),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let code = runtime.block_on(launch::run(options))?;
     Ok(u8::try_from(code).unwrap_or(255))
 }

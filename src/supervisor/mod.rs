@@ -1,0 +1,201 @@
+//! `rock COMMAND`: the supervisor. It runs the command with `librocks.so`
+//! preloaded, stays its parent, forwards the signals sent to rock, and
+//! exits with the command's status once the command is done.
+//!
+//! The command's children and whatever they exec inherit `LD_PRELOAD`, so
+//! the whole process tree is covered. A program the loader cannot preload
+//! into (static, Go, setuid: see [`program`]) is run all the same, with a
+//! line saying that its connections stay plain TCP.
+//!
+//! Signals: SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 sent to rock go on to the
+//! command. SIGINT and SIGQUIT are ignored by rock: typed at the terminal
+//! they reach the whole foreground process group, the command included,
+//! and the command decides.
+//!
+//! * [`program`] — what kind of program the command is.
+//! * [`library`] — where `librocks.so` is.
+
+pub mod library;
+pub mod program;
+
+use std::ffi::{OsStr, OsString};
+use std::future::poll_fn;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::task::Poll;
+
+use tokio::process::Command;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Said at every start until the library makes rocks: the supervisor and
+/// the preloading are in place, the interposition is not.
+pub const NOT_YET: &str = "this rock preloads librocks.so, but the library does not make \
+    connections reliable yet: they stay plain TCP (use rock -d for ssh, scp, sftp, rsync and git)";
+
+/// The environment variable the loader reads.
+const LD_PRELOAD: &str = "LD_PRELOAD";
+
+/// What `rock COMMAND` was asked to do.
+#[derive(Debug, Clone)]
+pub struct SupervisorOptions {
+    /// The command and its arguments.
+    pub command: Vec<OsString>,
+    /// The rock binary, beside which the library lies.
+    pub exe: PathBuf,
+}
+
+/// Why the supervisor could not run the command.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// Nothing to run.
+    #[error("no command given: write the program to run after rock's own options")]
+    Empty,
+    /// The preload library is missing.
+    #[error(transparent)]
+    Library(#[from] library::LibraryMissing),
+    /// The command could not be started.
+    #[error("cannot run {program}")]
+    Spawn {
+        /// The program as typed.
+        program: String,
+        /// Why.
+        #[source]
+        error: std::io::Error,
+    },
+    /// Something of rock's own failed.
+    #[error("{what}")]
+    Local {
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        #[source]
+        error: std::io::Error,
+    },
+}
+
+impl SupervisorError {
+    /// The exit status, as a shell gives it: 127 for a program not found,
+    /// 126 for one that cannot be run, 255 for rock's own failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SupervisorError::Spawn { error, .. } => match error.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            },
+            _ => 255,
+        }
+    }
+}
+
+/// `LD_PRELOAD` with `library` first, keeping what the user preloads.
+fn preload_value(library: &OsStr, existing: Option<&OsStr>) -> OsString {
+    let mut value = library.to_owned();
+    if let Some(rest) = existing.filter(|r| !r.is_empty()) {
+        value.push(":");
+        value.push(rest);
+    }
+    value
+}
+
+/// The exit status a shell would report for `status`.
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(255);
+    u8::try_from(code).unwrap_or(255)
+}
+
+/// Runs the command under the supervisor; returns its exit status.
+pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
+    let (program, args) = options
+        .command
+        .split_first()
+        .ok_or(SupervisorError::Empty)?;
+    let library = library::find(&options.exe)?;
+    let shown = program.to_string_lossy().into_owned();
+    let kind = program::find(program, std::env::var_os("PATH").as_deref())
+        .map(|path| program::inspect(&path));
+    let mut command = Command::new(program);
+    command.args(args);
+    match kind.as_ref().and_then(program::Kind::limit) {
+        Some(why) => eprintln!("rock: {shown}'s connections stay plain TCP: {why}"),
+        None => {
+            eprintln!("rock: {NOT_YET}");
+            let existing = std::env::var_os(LD_PRELOAD);
+            command.env(
+                LD_PRELOAD,
+                preload_value(library.as_os_str(), existing.as_deref()),
+            );
+        }
+    }
+    let local = |what| move |error| SupervisorError::Local { what, error };
+    let mut forwarded = Vec::new();
+    for kind in [
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ] {
+        forwarded.push((kind, signal(kind).map_err(local("handling signals"))?));
+    }
+    // Ignored, not forwarded: the terminal sends them to the command too.
+    let mut interrupts = signal(SignalKind::interrupt()).map_err(local("handling SIGINT"))?;
+    let mut quits = signal(SignalKind::quit()).map_err(local("handling SIGQUIT"))?;
+    let mut child = command.spawn().map_err(|error| SupervisorError::Spawn {
+        program: shown,
+        error,
+    })?;
+    let pid = child.id().and_then(|p| i32::try_from(p).ok());
+    loop {
+        let next = first_signal(&mut forwarded);
+        tokio::select! {
+            status = child.wait() => {
+                return Ok(exit_code(status.map_err(local("waiting for the command"))?));
+            }
+            kind = next => {
+                if let Some(pid) = pid {
+                    // SAFETY: kill has no memory effects; pid is our child,
+                    // not yet reaped (we reap it only in this loop).
+                    unsafe { libc::kill(pid, kind.as_raw_value()) };
+                }
+            }
+            _ = interrupts.recv() => {}
+            _ = quits.recv() => {}
+        }
+    }
+}
+
+/// The kind of the first of `signals` to arrive.
+async fn first_signal(signals: &mut [(SignalKind, Signal)]) -> SignalKind {
+    poll_fn(|cx| {
+        for (kind, signal) in signals.iter_mut() {
+            if let Poll::Ready(Some(())) = signal.poll_recv(cx) {
+                return Poll::Ready(*kind);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_goes_first_and_the_users_preloads_stay() {
+        assert_eq!(
+            preload_value(OsStr::new("/r/librocks.so"), None),
+            "/r/librocks.so"
+        );
+        assert_eq!(
+            preload_value(OsStr::new("/r/librocks.so"), Some(OsStr::new(""))),
+            "/r/librocks.so"
+        );
+        assert_eq!(
+            preload_value(OsStr::new("/r/librocks.so"), Some(OsStr::new("/u/x.so"))),
+            "/r/librocks.so:/u/x.so"
+        );
+    }
+}

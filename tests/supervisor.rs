@@ -1,0 +1,189 @@
+//! `rock COMMAND` without `-d`: the supervisor runs the command with
+//! librocks.so preloaded into it and everything it starts, stays its
+//! parent, forwards signals and exits with its status; a program the
+//! loader cannot preload into is run with a line saying so.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{ROCK, assert_exit, run_with_timeout};
+
+/// The library cargo builds beside the rock binary.
+fn library() -> PathBuf {
+    let lib = Path::new(ROCK).with_file_name("librocks.so");
+    assert!(
+        lib.is_file(),
+        "{} is missing: build the workspace first (cargo build --release --workspace; \
+         scripts/test does)",
+        lib.display()
+    );
+    lib
+}
+
+fn rock(args: &[&str]) -> Output {
+    library();
+    run_with_timeout(
+        Command::new(ROCK).args(args).stdin(Stdio::null()),
+        Duration::from_secs(30),
+    )
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_commands_exit_status_is_rocks() {
+    let out = rock(&["sh", "-c", "echo out; exit 3"]);
+    assert_exit(&out, 3, &text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    let out = rock(&["sh", "-c", "kill -TERM $$"]);
+    assert_exit(&out, 128 + 15, &text(&out));
+}
+
+#[test]
+fn rock_says_the_connections_stay_plain_until_the_library_makes_rocks() {
+    let out = rock(&["true"]);
+    assert_exit(&out, 0, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("they stay plain TCP"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn the_library_is_in_the_command_and_everything_it_starts() {
+    // grep runs as a child of sh, and again as a grandchild.
+    let script = "grep -c librocks.so /proc/self/maps; \
+                  sh -c 'grep -c librocks.so /proc/self/maps'; \
+                  env | grep '^LD_PRELOAD='";
+    let out = rock(&["sh", "-c", script]);
+    assert_exit(&out, 0, &text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", text(&out));
+    for maps in &lines[..2] {
+        let mapped: u32 = maps.parse().unwrap_or(0);
+        assert!(mapped > 0, "librocks.so not mapped: {}", text(&out));
+    }
+    let canonical = std::fs::canonicalize(library()).expect("the library's real path");
+    assert_eq!(
+        lines[2],
+        format!("LD_PRELOAD={}", canonical.display()),
+        "an absolute path, so every working directory finds it"
+    );
+}
+
+#[test]
+fn the_users_own_preloads_are_kept() {
+    library();
+    let out = run_with_timeout(
+        Command::new(ROCK)
+            .args(["sh", "-c", "echo \"$LD_PRELOAD\""])
+            .env("LD_PRELOAD", "")
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim_end()
+            .ends_with("librocks.so"),
+        "an empty LD_PRELOAD adds nothing: {}",
+        text(&out)
+    );
+    // A library of the user's stays, after ours (libc is always loadable).
+    let libc = "/lib/x86_64-linux-gnu/libc.so.6";
+    if Path::new(libc).exists() {
+        let out = run_with_timeout(
+            Command::new(ROCK)
+                .args(["sh", "-c", "echo \"$LD_PRELOAD\""])
+                .env("LD_PRELOAD", libc)
+                .stdin(Stdio::null()),
+            Duration::from_secs(30),
+        );
+        assert_exit(&out, 0, &text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout)
+                .trim_end()
+                .ends_with(&format!("librocks.so:{libc}")),
+            "{}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn signals_sent_to_rock_reach_the_command() {
+    library();
+    let mut child = Command::new(ROCK)
+        .args([
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let first = lines.next().and_then(Result::ok);
+    assert_eq!(first.as_deref(), Some("ready"));
+    // SAFETY: kill has no memory effects; the pid is our child's.
+    let rc = unsafe { libc::kill(i32::try_from(child.id()).expect("a pid"), libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let next = lines.next().and_then(Result::ok);
+    assert_eq!(next.as_deref(), Some("got TERM"));
+    let status = child.wait().expect("wait for rock");
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "rock exits with the command's status"
+    );
+}
+
+#[test]
+fn a_program_that_cannot_be_found_is_the_shells_127() {
+    let out = rock(&["no-such-program-anywhere", "x"]);
+    assert_exit(&out, 127, &text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rock: cannot run no-such-program-anywhere"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_static_program_runs_with_a_line_saying_its_connections_stay_plain() {
+    let dir = common::temp_dir();
+    let src = dir.path().join("s.c");
+    std::fs::write(&src, "int main(void) { return 4; }\n").expect("write the source");
+    let bin = dir.path().join("static-program");
+    let built = Command::new("gcc")
+        .args(["-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("run gcc");
+    assert!(built.success(), "gcc -static failed");
+    let out = rock(&[bin.to_str().expect("a UTF-8 temporary path")]);
+    assert_exit(&out, 4, &text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("connections stay plain TCP") && err.contains("statically linked"),
+        "{}",
+        text(&out)
+    );
+}

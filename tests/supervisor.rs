@@ -187,3 +187,124 @@ fn a_static_program_runs_with_a_line_saying_its_connections_stay_plain() {
         text(&out)
     );
 }
+
+/// An ordinary TCP echo server on loopback, in a thread of the test.
+fn echo_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().expect("clone");
+                let _ = std::io::copy(&mut reader, &mut stream);
+            });
+        }
+    });
+    port
+}
+
+/// Runs a python script under `rock -vv` with the echo server's port as
+/// its argument.
+fn python_under_rock(script: &str, port: u16) -> Output {
+    library();
+    run_with_timeout(
+        Command::new(ROCK)
+            .args(["-v", "-v", "python3", "-c", script, &port.to_string()])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null()),
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn connections_are_announced_to_the_supervisor_and_work_unchanged() {
+    let port = echo_server();
+    let script = r#"
+import socket, sys, asyncio
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"blocking\n")
+print(s.makefile().readline().strip())
+async def main():
+    # A non-blocking connect in an event loop (epoll), as asyncio makes it.
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"asyncio\n")
+    await w.drain()
+    print((await r.readline()).decode().strip())
+    w.close()
+asyncio.run(main())
+"#;
+    let out = python_under_rock(script, port);
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "blocking\nasyncio\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let announced = err
+        .matches(&format!("connect 127.0.0.1:{port}: direct"))
+        .count();
+    assert_eq!(announced, 2, "each connect is asked once: {}", text(&out));
+}
+
+#[test]
+fn thousands_of_connections_leak_no_descriptor() {
+    let port = echo_server();
+    let script = r#"
+import os, socket, sys
+port = int(sys.argv[1])
+def fds(): return len(os.listdir("/proc/self/fd"))
+s = socket.create_connection(("127.0.0.1", port)); s.close()
+before = fds()
+for i in range(2000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.close()
+print(fds() - before)
+"#;
+    let out = python_under_rock(script, port);
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn close_range_in_the_program_never_sends_a_question_into_its_files() {
+    let port = echo_server();
+    // The library's line sits at descriptor 512 or above. The program
+    // closes everything, opens files until one takes a number at 512 or
+    // above (where the line was), then connects again: the library must
+    // notice its line is gone and never write into that file.
+    let script = r#"
+import os, socket, sys, tempfile
+port = int(sys.argv[1])
+socket.create_connection(("127.0.0.1", port)).close()
+os.closerange(3, 65536)
+path = tempfile.mktemp()
+fds = []
+while True:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fds.append(fd)
+    if fd >= 512 + 8:
+        break
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"again\n")
+print(s.makefile().readline().strip())
+print(os.path.getsize(path))
+os.unlink(path)
+"#;
+    let out = python_under_rock(script, port);
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "again\n0\n",
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("connect 127.0.0.1:{port}: direct")),
+        "{}",
+        text(&out)
+    );
+}

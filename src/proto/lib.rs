@@ -11,6 +11,7 @@
 //! * [`wire`] — the frames of an established link, check-then-parse.
 //! * [`config`] — bounds and timeouts.
 //! * [`error`] — what can go wrong, by kind.
+//! * [`supervise`] — the lines `librocks.so` and its supervisor exchange.
 //!
 //! The byte-level format is described in `docs/PROTOCOL.md`.
 
@@ -24,6 +25,7 @@ mod outbox;
 mod ring;
 pub mod session;
 mod stream;
+pub mod supervise;
 pub mod wire;
 
 #[cfg(test)]

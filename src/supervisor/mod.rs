@@ -2,8 +2,10 @@
 //! preloaded, stays its parent, forwards the signals sent to rock, and
 //! exits with the command's status once the command is done.
 //!
-//! The command's children and whatever they exec inherit `LD_PRELOAD`, so
-//! the whole process tree is covered. A program the loader cannot preload
+//! The command's children and whatever they exec inherit `LD_PRELOAD` and
+//! `ROCK_SUPERVISOR` (the control socket in the supervisor's private
+//! session directory, where the library asks where each connection goes:
+//! [`requests`]), so the whole process tree is covered. A program the loader cannot preload
 //! into (static, Go, setuid: see [`program`]) is run all the same, with a
 //! line saying that its connections stay plain TCP.
 //!
@@ -14,9 +16,11 @@
 //!
 //! * [`program`] — what kind of program the command is.
 //! * [`library`] — where `librocks.so` is.
+//! * [`requests`] — the library's questions, answered.
 
 pub mod library;
 pub mod program;
+pub mod requests;
 
 use std::ffi::{OsStr, OsString};
 use std::future::poll_fn;
@@ -25,6 +29,9 @@ use std::path::PathBuf;
 use std::task::Poll;
 
 use tokio::process::Command;
+
+use crate::control_socket;
+use crate::rundir::SessionDir;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Said at every start until the library makes rocks: the supervisor and
@@ -34,6 +41,9 @@ pub const NOT_YET: &str = "this rock preloads librocks.so, but the library does 
 
 /// The environment variable the loader reads.
 const LD_PRELOAD: &str = "LD_PRELOAD";
+/// The environment variable that tells the library where its supervisor's
+/// control socket is (the library's `channel::SUPERVISOR_ENV`).
+const SUPERVISOR_ENV: &str = "ROCK_SUPERVISOR";
 
 /// What `rock COMMAND` was asked to do.
 #[derive(Debug, Clone)]
@@ -62,6 +72,9 @@ pub enum SupervisorError {
         #[source]
         error: std::io::Error,
     },
+    /// The private session directory could not be made.
+    #[error(transparent)]
+    RunDir(crate::rundir::RunDirError),
     /// Something of rock's own failed.
     #[error("{what}")]
     Local {
@@ -85,6 +98,13 @@ impl SupervisorError {
             _ => 255,
         }
     }
+}
+
+/// A name for the supervisor's session directory: not one `rock status`
+/// takes for a `rock -d` session (those are 16 hex digits), unique per
+/// process.
+fn session_name() -> String {
+    format!("supervisor-{}", std::process::id())
 }
 
 /// `LD_PRELOAD` with `library` first, keeping what the user preloads.
@@ -130,6 +150,16 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
         }
     }
     let local = |what| move |error| SupervisorError::Local { what, error };
+    // The session directory holds the control socket the library asks.
+    let dir = SessionDir::create(&session_name()).map_err(SupervisorError::RunDir)?;
+    // A supervisor of the same pid that was killed may have left its socket.
+    let _ = std::fs::remove_file(dir.path().join(control_socket::CONTROL_SOCKET));
+    let listener = control_socket::bind(dir.path()).map_err(local("opening the control socket"))?;
+    command.env(
+        SUPERVISOR_ENV,
+        dir.path().join(control_socket::CONTROL_SOCKET),
+    );
+    let serving = tokio::spawn(requests::serve(listener));
     let mut forwarded = Vec::new();
     for kind in [
         SignalKind::terminate(),
@@ -151,6 +181,7 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
         let next = first_signal(&mut forwarded);
         tokio::select! {
             status = child.wait() => {
+                serving.abort();
                 return Ok(exit_code(status.map_err(local("waiting for the command"))?));
             }
             kind = next => {

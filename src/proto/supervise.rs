@@ -1,0 +1,172 @@
+//! The questions `librocks.so` asks its supervisor, and the answers: one
+//! line each way over the supervisor's control socket, decoded in two steps
+//! (check the whole line, then parse), with no I/O here.
+//!
+//! ```text
+//! request  = "connect " socket-address "\n"    ; 192.0.2.7:80, [2001:db8::1]:443
+//! answer   = "direct\n"                         ; connect to it yourself
+//!          / "via " port "\n"                   ; connect to 127.0.0.1:port
+//! ```
+//!
+//! Anything else — a longer line, a line without its newline, bytes that
+//! are not UTF-8, an unknown verb, an address that does not parse — is an
+//! error, never a panic: the control socket is open to every process of the
+//! user, and the library must survive a supervisor that answers nonsense
+//! (it then connects directly, as if rock were not there).
+
+use std::net::SocketAddr;
+
+/// The longest line either side sends or accepts, newline included.
+pub const MAX_LINE: usize = 96;
+
+/// What the library asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// The program connects a TCP socket to this address.
+    Connect(SocketAddr),
+}
+
+/// What the supervisor answers to [`Request::Connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Connect to the address itself: the peer is ordinary.
+    Direct,
+    /// Connect to this port on 127.0.0.1 instead: the supervisor carries
+    /// the connection.
+    Via(u16),
+}
+
+/// A line that is not a request or an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// No newline within [`MAX_LINE`] bytes.
+    #[error("no newline within {MAX_LINE} bytes")]
+    TooLong,
+    /// The line is not UTF-8 text.
+    #[error("the line is not UTF-8 text")]
+    NotText,
+    /// Not a verb of this protocol, or its argument does not parse.
+    #[error("not understood: {0:?}")]
+    Unknown(String),
+}
+
+/// Where the first complete line of `bytes` ends (just past its newline):
+/// `Ok(None)` when more bytes are needed, an error when none can come.
+pub fn check(bytes: &[u8]) -> Result<Option<usize>, LineError> {
+    match bytes.iter().take(MAX_LINE).position(|&b| b == b'\n') {
+        Some(at) => Ok(Some(at + 1)),
+        None if bytes.len() >= MAX_LINE => Err(LineError::TooLong),
+        None => Ok(None),
+    }
+}
+
+/// The text of a checked line, without its newline.
+fn text(line: &[u8]) -> Result<&str, LineError> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    std::str::from_utf8(body).map_err(|_| LineError::NotText)
+}
+
+fn unknown(text: &str) -> LineError {
+    LineError::Unknown(text.chars().take(MAX_LINE).collect())
+}
+
+impl Request {
+    /// Parses a line that [`check`] accepted.
+    pub fn parse(line: &[u8]) -> Result<Request, LineError> {
+        let text = text(line)?;
+        match text.split_once(' ') {
+            Some(("connect", addr)) => addr
+                .parse()
+                .map(Request::Connect)
+                .map_err(|_| unknown(text)),
+            _ => Err(unknown(text)),
+        }
+    }
+
+    /// The request as a line.
+    pub fn encode(&self) -> String {
+        match self {
+            Request::Connect(addr) => format!("connect {addr}\n"),
+        }
+    }
+}
+
+impl Answer {
+    /// Parses a line that [`check`] accepted.
+    pub fn parse(line: &[u8]) -> Result<Answer, LineError> {
+        let text = text(line)?;
+        match text.split_once(' ') {
+            None if text == "direct" => Ok(Answer::Direct),
+            Some(("via", port)) => match port.parse::<u16>() {
+                Ok(port) if port != 0 => Ok(Answer::Via(port)),
+                _ => Err(unknown(text)),
+            },
+            _ => Err(unknown(text)),
+        }
+    }
+
+    /// The answer as a line.
+    pub fn encode(&self) -> String {
+        match self {
+            Answer::Direct => "direct\n".to_owned(),
+            Answer::Via(port) => format!("via {port}\n"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_answers_read_back() {
+        for addr in ["192.0.2.7:80", "[2001:db8::1]:443", "[::ffff:10.0.0.1]:1"] {
+            let r = Request::Connect(addr.parse().expect("an address"));
+            let line = r.encode();
+            assert!(line.len() <= MAX_LINE);
+            assert_eq!(check(line.as_bytes()), Ok(Some(line.len())));
+            assert_eq!(Request::parse(line.as_bytes()), Ok(r));
+        }
+        for a in [Answer::Direct, Answer::Via(1), Answer::Via(65535)] {
+            assert_eq!(Answer::parse(a.encode().as_bytes()), Ok(a));
+        }
+        // The longest address, with a scope id, fits.
+        let longest = std::net::SocketAddrV6::new(
+            std::net::Ipv6Addr::from([0xffff; 8]),
+            65535,
+            0, // flow labels are not part of the text form
+            u32::MAX,
+        );
+        let line = Request::Connect(longest.into()).encode();
+        assert!(line.len() <= MAX_LINE, "{line}");
+        assert_eq!(
+            Request::parse(line.as_bytes()),
+            Ok(Request::Connect(longest.into()))
+        );
+    }
+
+    #[test]
+    fn incomplete_long_and_strange_lines() {
+        assert_eq!(check(b"connect 1.2.3.4:5"), Ok(None));
+        assert_eq!(check(&[b'x'; MAX_LINE]), Err(LineError::TooLong));
+        assert_eq!(Request::parse(b"\xff\xfe\n"), Err(LineError::NotText));
+        for bad in [
+            &b"connect\n"[..],
+            b"connect 1.2.3.4\n",
+            b"connect 1.2.3.4:99999\n",
+            b"CONNECT 1.2.3.4:5\n",
+            b"\n",
+        ] {
+            assert!(Request::parse(bad).is_err(), "{bad:?}");
+        }
+        for bad in [
+            &b"via 0\n"[..],
+            b"via -1\n",
+            b"via\n",
+            b"direct \n",
+            b"ok\n",
+        ] {
+            assert!(Answer::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The supervisor's side of the library's questions: the control socket in
+//! the supervisor's session directory, where each thread of each process of
+//! the command keeps a line open and asks, one line at a time, where a
+//! connection should go (`rock_proto::supervise`).
+//!
+//! Only processes of the same user may ask (`crate::control_socket`). A
+//! line that does not parse closes that line and nothing else; every other
+//! line, and the command, go on.
+
+use std::net::SocketAddr;
+
+use rock_proto::supervise::{self, Answer, MAX_LINE, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::control_socket;
+
+/// Where a connection to `dest` goes. Today always directly: the rock
+/// peers and the rendezvous port come with the next slices.
+fn route(dest: SocketAddr) -> Answer {
+    tracing::debug!("connect {dest}: direct");
+    Answer::Direct
+}
+
+/// Answers every line that `listener` accepts, until the task is dropped.
+pub async fn serve(listener: UnixListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if !control_socket::same_user(&stream) {
+                    tracing::warn!("refused a control connection from another user");
+                    continue;
+                }
+                tokio::spawn(answer(stream));
+            }
+            Err(e) => {
+                tracing::debug!("the supervisor's control socket stopped: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Answers one line's questions until it closes or says something wrong.
+async fn answer(mut stream: UnixStream) {
+    let mut buf = Vec::with_capacity(MAX_LINE);
+    let mut piece = [0u8; MAX_LINE];
+    loop {
+        match supervise::check(&buf) {
+            Ok(Some(end)) => {
+                let reply = match Request::parse(&buf[..end]) {
+                    Ok(Request::Connect(dest)) => route(dest),
+                    Err(e) => {
+                        tracing::debug!("a library line said something wrong: {e}");
+                        return;
+                    }
+                };
+                buf.drain(..end);
+                if stream.write_all(reply.encode().as_bytes()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!("a library line said something wrong: {e}");
+                return;
+            }
+        }
+        match stream.read(&mut piece).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&piece[..n]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn ask(stream: &mut UnixStream, bytes: &[u8]) -> Vec<u8> {
+        stream.write_all(bytes).await.expect("write");
+        let mut out = vec![0; MAX_LINE];
+        let n = stream.read(&mut out).await.expect("read");
+        out.truncate(n);
+        out
+    }
+
+    #[tokio::test]
+    async fn questions_are_answered_and_nonsense_ends_only_its_line() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let listener = control_socket::bind(dir.path()).expect("bind");
+        tokio::spawn(serve(listener));
+        let path = dir.path().join(control_socket::CONTROL_SOCKET);
+        let mut good = UnixStream::connect(&path).await.expect("connect");
+        assert_eq!(ask(&mut good, b"connect 192.0.2.1:80\n").await, b"direct\n");
+        // Two questions in one write, answered in turn.
+        good.write_all(b"connect [::1]:22\nconnect 10.0.0.1:6379\n")
+            .await
+            .expect("write");
+        let mut both = vec![0; 14];
+        good.read_exact(&mut both).await.expect("two answers");
+        assert_eq!(both, b"direct\ndirect\n");
+
+        let mut bad = UnixStream::connect(&path).await.expect("connect");
+        assert_eq!(ask(&mut bad, b"connect nowhere\n").await, b"");
+        let mut long = UnixStream::connect(&path).await.expect("connect");
+        assert_eq!(ask(&mut long, &[b'x'; 4 * MAX_LINE]).await, b"");
+        // The good line is untouched.
+        assert_eq!(
+            ask(&mut good, b"connect 192.0.2.1:443\n").await,
+            b"direct\n"
+        );
+    }
+}

@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod boot;
+pub mod connect;
 
 pub mod control_socket;
 pub mod redirect;
@@ -46,3 +47,17 @@ pub mod status;
 pub mod supervisor;
 
 pub use rock_proto as proto;
+
+/// `error` and its causes, joined by `: ` — what anyhow's `{:#}` prints,
+/// for the places that report an error without anyhow (rockd's boot
+/// channel, its log, helper processes).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}

@@ -757,6 +757,41 @@ fn an_unreachable_host_exits_255_naming_it() {
     );
 }
 
+/// Regression: rock's own connections ignored `-4`, `-6` and
+/// `AddressFamily`, so `rock -d ssh -6` reached an IPv4-only host that ssh
+/// itself refuses. Now every connection rock makes keeps ssh's rule.
+#[test]
+fn address_family_rules_rocks_own_connections_as_ssh_s() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let config = sshd.ssh_config().display().to_string();
+    // The fixture's sshd is on 127.0.0.1 only.
+    let plain = run_with_timeout(
+        Command::new("ssh")
+            .args(["-F", &config, "-6", "rocktest", "true"])
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    assert_exit(&plain, 255, &text(&plain));
+    let out = run_with_timeout(
+        rock(&sshd, &[], "ssh").args(["-6", "rocktest", "true"]),
+        Duration::from_secs(30),
+    );
+    assert_exit(&out, 255, &text(&out));
+    assert!(
+        stderr(&out).contains("has no IPv6 address"),
+        "{}",
+        text(&out)
+    );
+    // -4 is the family the host has: it works.
+    let out = run_with_timeout(
+        rock(&sshd, &[], "ssh").args(["-4", "rocktest", "echo v4"]),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v4");
+}
+
 #[test]
 fn an_incompatible_rockd_is_reported_with_its_version() {
     require_root("the sshd fixture");

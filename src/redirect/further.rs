@@ -24,6 +24,23 @@ use crate::ssh::auth::Secrets;
 use crate::ssh::bootstrap::{self, RockdCommand};
 use crate::ssh::tunnel::ReplayPrompter;
 
+/// Why a further connection could not be carried.
+#[derive(Debug, thiserror::Error)]
+pub enum FurtherError {
+    /// No session key could be made.
+    #[error("reading random bytes for a session key")]
+    Random(#[source] getrandom::Error),
+    /// Its bootstrap failed.
+    #[error(transparent)]
+    Bootstrap(#[from] crate::ssh::bootstrap::BootstrapError),
+    /// The engine refused the settings (the first session took them).
+    #[error("invalid settings")]
+    Settings(#[source] rock_proto::ConfigError),
+    /// Its link to rockd failed.
+    #[error("its link to rockd failed")]
+    Relay(#[from] crate::relay::RelayError),
+}
+
 /// What a further connection's session is made from: the first's.
 pub struct Further {
     /// How the first session's links are made (and its bootstrap target).
@@ -44,18 +61,23 @@ impl Further {
     pub async fn carry(self: Arc<Self>, app: UnixStream, shutdown: impl Future<Output = ()>) {
         let host = self.links.target.hostname.clone();
         if let Err(e) = self.run(app, shutdown).await {
-            eprintln!("rock: a further ssh connection to {host} could not be carried: {e}");
+            eprintln!(
+                "rock: a further ssh connection to {host} could not be carried: {}",
+                crate::error_chain(&e)
+            );
         }
     }
 
-    async fn run(&self, app: UnixStream, shutdown: impl Future<Output = ()>) -> Result<(), String> {
-        let request = BootRequest::random()
-            .map_err(|e| format!("reading random bytes for a session key: {e}"))?;
+    async fn run(
+        &self,
+        app: UnixStream,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), FurtherError> {
+        let request = BootRequest::random().map_err(FurtherError::Random)?;
         let prompter = Arc::new(ReplayPrompter::new(self.secrets.clone()));
         // The bootstrap refuses a rockd whose link protocols are not ours.
-        let boot = bootstrap::bootstrap(&self.links.target, &self.rockd, &request, prompter)
-            .await
-            .map_err(|e| e.to_string())?;
+        let boot =
+            bootstrap::bootstrap(&self.links.target, &self.rockd, &request, prompter).await?;
         tracing::info!(
             "a further ssh connection: rockd listening on port {}",
             boot.ready.port
@@ -68,7 +90,7 @@ impl Further {
             self.config.clone(),
             now,
         )
-        .map_err(|e| format!("invalid settings: {e}"))?;
+        .map_err(FurtherError::Settings)?;
         let dialer = self
             .links
             .clone()
@@ -80,7 +102,7 @@ impl Further {
                 tracing::info!(?reason, "a further connection's session closed");
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 }

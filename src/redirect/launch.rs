@@ -64,10 +64,10 @@ pub enum LaunchError {
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     /// The configuration asks for something rock -d cannot do yet.
-    #[error("rock -d: {0}")]
+    #[error("{0}")]
     Unsupported(String),
     /// A setting a session cannot run with.
-    #[error("rock -d: {0}")]
+    #[error(transparent)]
     Settings(#[from] SettingsError),
     /// Connecting, authenticating or starting rockd failed.
     #[error(transparent)]
@@ -76,18 +76,20 @@ pub enum LaunchError {
     #[error(transparent)]
     RunDir(#[from] RunDirError),
     /// Something local failed.
-    #[error("rock -d: {what}: {error}")]
+    #[error("{what}")]
     Local {
         /// What was being done.
         what: String,
         /// The error.
+        #[source]
         error: std::io::Error,
     },
     /// The rock link to rockd could not be made or was refused.
-    #[error("rock -d: the link to rockd failed: {0}")]
+    #[error("the link to rockd failed")]
     Relay(#[from] RelayError),
-    /// The same, with advice for the reconnect mode in use.
-    #[error("rock -d: the link to rockd failed: {error}\n  {hint}")]
+    /// The same, with advice for the reconnect mode in use: the cause is
+    /// written out here so that the advice comes last.
+    #[error("the link to rockd failed: {}\n  {hint}", crate::error_chain(.error))]
     RelayWithHint {
         /// The relay's error.
         error: RelayError,
@@ -132,6 +134,7 @@ fn target_of(destination: &str, r: &Resolved) -> BootstrapTarget {
         host_key_alias: r.host_key_alias.clone(),
         batch_mode: r.batch_mode,
         connect_timeout: r.connect_timeout,
+        address_family: r.address_family,
         pubkey_authentication: r.pubkey_authentication,
         password_authentication: r.password_authentication,
         kbd_interactive_authentication: r.kbd_interactive_authentication,
@@ -237,7 +240,7 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
 
     let request = BootRequest::random().map_err(|e| LaunchError::Local {
         what: "reading random bytes for the session key".into(),
-        error: std::io::Error::other(e.to_string()),
+        error: std::io::Error::other(e),
     })?;
     let mut target = target_of(&host, &resolved);
     target.proxy = proxy;
@@ -250,7 +253,7 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         policy: settings.auto_install.value,
         local: local_rockd.await.map_err(|e| LaunchError::Local {
             what: "looking for the local rockd".into(),
-            error: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e),
         })?,
     };
     if let Err(e) = &plan.local {
@@ -420,8 +423,10 @@ async fn relay_command(
             eprintln!("rock: {}", ended(&reason));
         }
         Some(Ok(Err(e))) => match links::hint(mode, &e) {
-            Some(hint) => eprintln!("rock: {e}\n  {hint}"),
-            None => eprintln!("rock: {e}"),
+            // The command has ended with its own status, which rock keeps:
+            // this is a report, not rock's failure.
+            Some(hint) => eprintln!("rock: {}\n  {hint}", crate::error_chain(&e)),
+            None => eprintln!("rock: {}", crate::error_chain(&e)),
         },
         _ => {}
     }

@@ -17,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::connect::AddressFamily;
 use crate::relay::{DialFuture, Dialer, RelayError, TcpDialer};
 use crate::settings::ReconnectMode;
 use crate::ssh::auth::Secrets;
@@ -76,7 +77,14 @@ impl LinkPlan {
     /// The dialer for rockd on `rockd_port`. `secrets` are what the user
     /// typed during the bootstrap; only the ssh route uses them.
     pub fn dialer(self, rockd_port: u16, secrets: Secrets) -> Box<dyn Dialer> {
-        let direct = TcpDialer::new(self.dial_host.clone(), rockd_port, CONNECT_TIMEOUT);
+        // The host's AddressFamily, as for every connection to it; under
+        // `-l` the address is 127.0.0.1, whatever the host's family.
+        let family = match self.dial_host == self.target.hostname {
+            true => self.target.address_family,
+            false => AddressFamily::Any,
+        };
+        let direct =
+            TcpDialer::new(self.dial_host.clone(), rockd_port, CONNECT_TIMEOUT).with_family(family);
         // sshd reaches rockd on the host itself: at its listen address if
         // that is a specific one, else on loopback.
         let rockd_host = match self.rockd_listen {

@@ -6,11 +6,10 @@ use std::io;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
-
 use rock_proto::LinkId;
 
 use super::BoxLink;
+use crate::connect::AddressFamily;
 
 /// A transport being opened.
 pub type DialFuture = Pin<Box<dyn Future<Output = io::Result<BoxLink>> + Send>>;
@@ -37,49 +36,47 @@ pub trait Dialer: Send {
     fn network_changed(&mut self) {}
 }
 
-/// Dials `host:port` over TCP, looking the name up again on every attempt so
-/// a server that moved (and whose name followed) is found.
+/// Dials `host:port` over TCP by [`crate::connect`]'s rule: the name
+/// looked up again on every attempt, so a server that moved (and whose
+/// name followed) is found; the lookup and each address bounded by the
+/// connect timeout; only the addresses of the family allowed.
 #[derive(Debug, Clone)]
 pub struct TcpDialer {
     host: String,
     port: u16,
     connect_timeout: Duration,
+    family: AddressFamily,
 }
 
 impl TcpDialer {
-    /// A dialer for `host` (name or address) and `port`.
+    /// A dialer for `host` (name or address) and `port`, any family.
     pub fn new(host: impl Into<String>, port: u16, connect_timeout: Duration) -> Self {
         TcpDialer {
             host: host.into(),
             port,
             connect_timeout,
+            family: AddressFamily::Any,
         }
+    }
+
+    /// The same, limited to the addresses of `family` (`-4`, `-6`).
+    pub fn with_family(mut self, family: AddressFamily) -> Self {
+        self.family = family;
+        self
     }
 }
 
 impl Dialer for TcpDialer {
     fn dial(&mut self) -> DialFuture {
-        let (host, port, limit) = (self.host.clone(), self.port, self.connect_timeout);
+        let (host, port, limit, family) = (
+            self.host.clone(),
+            self.port,
+            self.connect_timeout,
+            self.family,
+        );
         Box::pin(async move {
-            let mut last = None;
-            for addr in tokio::net::lookup_host((host.as_str(), port)).await? {
-                match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
-                    Ok(Ok(stream)) => {
-                        stream.set_nodelay(true)?;
-                        return Ok(Box::new(stream) as BoxLink);
-                    }
-                    Ok(Err(e)) => last = Some(e),
-                    Err(_) => {
-                        last = Some(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("connecting to {addr} timed out after {limit:?}"),
-                        ))
-                    }
-                }
-            }
-            Err(last.unwrap_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
-            }))
+            let stream = crate::connect::connect(&host, port, family, Some(limit)).await?;
+            Ok(Box::new(stream) as BoxLink)
         })
     }
 
@@ -136,7 +133,7 @@ pub(crate) struct DialState {
     pub(crate) next_attempt: Instant,
     /// Failed attempts since the last established link.
     pub(crate) failures: u32,
-    pub(crate) last_error: Option<String>,
+    pub(crate) last_error: Option<io::Error>,
     backoff: Backoff,
     /// The link the last dial made, until its handshake ends, and when
     /// the dialer wants it given up if it has not.
@@ -167,7 +164,7 @@ impl DialState {
     /// An attempt failed: wait before the next. An attempt that timed out
     /// has waited already, so the next one starts at once — after a
     /// blackhole lifts, a fresh SYN is never more than a timeout away.
-    pub(crate) fn failed(&mut self, now: Instant, error: String, timed_out: bool) {
+    pub(crate) fn failed(&mut self, now: Instant, error: io::Error, timed_out: bool) {
         self.failures += 1;
         self.last_error = Some(error);
         self.next_attempt = if timed_out {

@@ -58,21 +58,22 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     /// The first link could never be made.
-    #[error("cannot reach {target} ({attempts} attempts): {last}")]
+    #[error("cannot reach {target} ({attempts} attempts)")]
     Unreachable {
         /// What was dialled.
         target: String,
         /// How many times.
         attempts: u32,
-        /// The last error.
-        last: String,
+        /// The last attempt's error.
+        #[source]
+        last: std::io::Error,
     },
     /// The server refused the session for good.
-    #[error("the server refused the session: {0}")]
-    Refused(HandshakeError),
+    #[error("the server refused the session")]
+    Refused(#[source] HandshakeError),
     /// The operating system's random source failed.
-    #[error("cannot read random bytes for a handshake nonce: {0}")]
-    Random(String),
+    #[error("cannot read random bytes for a handshake nonce")]
+    Random(#[source] getrandom::Error),
 }
 
 /// Where new links come from.
@@ -145,7 +146,7 @@ fn now() -> Instant {
 
 fn nonce() -> Result<[u8; 32], RelayError> {
     let mut n = [0u8; 32];
-    getrandom::fill(&mut n).map_err(|e| RelayError::Random(e.to_string()))?;
+    getrandom::fill(&mut n).map_err(RelayError::Random)?;
     Ok(n)
 }
 
@@ -360,14 +361,16 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                         Err(e) => {
                             tracing::debug!("dialling {} failed: {e}", d.describe());
                             let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
-                            d.failed(now, e.to_string(), timed_out);
+                            d.failed(now, e, timed_out);
                             let never_connected = self.session.stats().links_established == 0;
                             if never_connected && d.failures >= self.options.first_connect_attempts
                             {
                                 return Err(RelayError::Unreachable {
                                     target: d.describe(),
                                     attempts: d.failures,
-                                    last: d.last_error.clone().unwrap_or_default(),
+                                    last: d.last_error.take().unwrap_or_else(|| {
+                                        std::io::Error::other("no attempt was made")
+                                    }),
                                 });
                             }
                         }
@@ -584,12 +587,16 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 if !self.session.is_finished() && self.rejections >= REJECTIONS_BEFORE_GIVING_UP {
                     return Err(RelayError::Refused(h.clone()));
                 }
-                d.failed(now, error.to_string(), false);
+                d.failed(now, std::io::Error::other(error.clone()), false);
             }
-            LinkError::Handshake(HandshakeError::Timeout) => d.failed(now, error.to_string(), true),
+            LinkError::Handshake(HandshakeError::Timeout) => d.failed(
+                now,
+                std::io::Error::new(std::io::ErrorKind::TimedOut, error.clone()),
+                true,
+            ),
             // Refused or garbled: not worth retrying in a tight loop.
             LinkError::Handshake(_) | LinkError::Protocol(_) | LinkError::Decode(_) => {
-                d.failed(now, error.to_string(), false)
+                d.failed(now, std::io::Error::other(error.clone()), false)
             }
             // An established link died: try again at once.
             _ => d.lost(now),

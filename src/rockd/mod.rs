@@ -43,7 +43,8 @@ pub fn run(
     let (prepared, ready) = match prepare(options, input, ssh_connection) {
         Ok(p) => p,
         Err(e) => {
-            let _ = report(output, &boot::error_line(&e.to_string()));
+            // rock prints this line as rockd's answer: the whole chain.
+            let _ = report(output, &boot::error_line(&crate::error_chain(&e)));
             return 1;
         }
     };
@@ -55,7 +56,7 @@ pub fn run(
     if !prepared.foreground()
         && let Err(e) = detach::detach(log.as_ref())
     {
-        eprintln!("rockd: {e}");
+        eprintln!("rockd: {}", crate::error_chain(&e));
         return 1;
     }
     detach::init_logging(log);
@@ -95,9 +96,15 @@ pub struct RockdOptions {
 /// What can stop rockd before it is ready; reported on the boot channel.
 #[derive(Debug, thiserror::Error)]
 pub enum RockdError {
-    /// The boot request did not arrive or did not parse.
-    #[error("reading the boot request from stdin: {0}")]
-    Boot(String),
+    /// The boot request could not be read from stdin.
+    #[error("reading the boot request from stdin")]
+    BootRead(#[source] std::io::Error),
+    /// stdin ended before the whole boot request.
+    #[error("stdin ended before the whole boot request")]
+    BootShort,
+    /// The boot request did not parse.
+    #[error("the boot request on stdin")]
+    Boot(#[source] crate::boot::BootError),
     /// No sshd to bridge to.
     #[error(
         "SSH_CONNECTION is not set, so rockd cannot tell which sshd to bridge to; \
@@ -108,27 +115,29 @@ pub enum RockdError {
     #[error("cannot understand the sshd address {0:?}")]
     BadTarget(String),
     /// The sshd did not accept a connection.
-    #[error("cannot connect to sshd at {addr}: {error}")]
+    #[error("cannot connect to sshd at {addr}")]
     Target {
         /// Where.
         addr: String,
         /// Why.
-        error: std::io::Error,
+        #[source]
+        error: crate::connect::ConnectError,
     },
     /// No port to listen on.
-    #[error("cannot listen for rock links on {what}: {error}")]
+    #[error("cannot listen for rock links on {what}")]
     Listen {
         /// Address or range tried.
         what: String,
         /// Why.
+        #[source]
         error: std::io::Error,
     },
     /// The engine settings are unusable.
-    #[error("invalid settings: {0}")]
+    #[error("invalid settings")]
     Config(#[from] rock_proto::ConfigError),
     /// Detaching failed.
-    #[error("cannot detach from the ssh session: {0}")]
-    Detach(std::io::Error),
+    #[error("cannot detach from the ssh session")]
+    Detach(#[source] std::io::Error),
 }
 
 /// Reads the boot request: four short lines.
@@ -139,14 +148,13 @@ pub fn read_request(input: &mut impl BufRead) -> Result<BootRequest, RockdError>
         // Bounded: a line longer than MAX_LINE is not a boot request.
         let n = std::io::Read::take(&mut *input, boot::MAX_LINE as u64)
             .read_line(&mut line)
-            .map_err(|e| RockdError::Boot(e.to_string()))?;
+            .map_err(RockdError::BootRead)?;
         if n == 0 {
-            return Err(RockdError::Boot("stdin ended early".into()));
+            return Err(RockdError::BootShort);
         }
         lines.push(line.trim_end().to_owned());
     }
-    BootRequest::parse(lines.iter().map(String::as_str))
-        .map_err(|e| RockdError::Boot(e.to_string()))
+    BootRequest::parse(lines.iter().map(String::as_str)).map_err(RockdError::Boot)
 }
 
 fn listen(options: &RockdOptions) -> Result<TcpListener, RockdError> {
@@ -284,7 +292,10 @@ mod tests {
     #[test]
     fn a_short_or_long_request_is_an_error() {
         let mut short = std::io::Cursor::new(b"rock-boot 1\n".to_vec());
-        assert!(matches!(read_request(&mut short), Err(RockdError::Boot(_))));
+        assert!(matches!(
+            read_request(&mut short),
+            Err(RockdError::BootShort)
+        ));
         let mut long = std::io::Cursor::new(vec![b'x'; 10_000]);
         assert!(read_request(&mut long).is_err());
     }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::connect::AddressFamily;
 use crate::ssh::known_hosts;
 use crate::ssh::proxy::Proxy;
 
@@ -30,8 +31,12 @@ pub struct BootstrapTarget {
     pub host_key_alias: Option<String>,
     /// `BatchMode`: never prompt.
     pub batch_mode: bool,
-    /// `ConnectTimeout`: bounds each TCP connect and the SSH handshake.
+    /// `ConnectTimeout`: bounds the name lookup, each TCP connect and the
+    /// SSH handshake.
     pub connect_timeout: Option<Duration>,
+    /// `AddressFamily` (`-4`, `-6`): the addresses every connection rock
+    /// makes to the host may use.
+    pub address_family: AddressFamily,
     /// `PubkeyAuthentication`: agent and key files.
     pub pubkey_authentication: bool,
     /// `PasswordAuthentication`.
@@ -62,6 +67,7 @@ impl BootstrapTarget {
             host_key_alias: None,
             batch_mode: false,
             connect_timeout: None,
+            address_family: AddressFamily::Any,
             pubkey_authentication: true,
             password_authentication: true,
             kbd_interactive_authentication: true,

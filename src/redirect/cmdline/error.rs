@@ -10,21 +10,19 @@ use super::Program;
 pub enum CmdlineError {
     /// Nothing followed `rock -d`.
     #[error(
-        "rock -d: no command given — write an ssh, scp, sftp, rsync or git command after -d, e.g. `rock -d ssh host`"
+        "no command given — write an ssh, scp, sftp, rsync or git command after -d, e.g. `rock -d ssh host`"
     )]
     Empty,
     /// The program is not one of OpenSSH's clients.
     #[error(
-        "rock -d: cannot carry `{program}` — only ssh, scp, sftp, rsync and git run over a rock link; write one of them after -d"
+        "cannot carry `{program}` — only ssh, scp, sftp, rsync and git run over a rock link; write one of them after -d"
     )]
     UnsupportedProgram {
         /// The program as typed.
         program: String,
     },
     /// An option letter the program does not have.
-    #[error(
-        "rock -d: `{program}` has no option -{letter} — check the command against {program}(1)"
-    )]
+    #[error("`{program}` has no option -{letter} — check the command against {program}(1)")]
     UnknownOption {
         /// ssh, scp or sftp.
         program: Program,
@@ -32,7 +30,7 @@ pub enum CmdlineError {
         letter: char,
     },
     /// An option that takes a value ended the command.
-    #[error("rock -d: option -{letter} of `{program}` needs a value")]
+    #[error("option -{letter} of `{program}` needs a value")]
     MissingValue {
         /// ssh, scp or sftp.
         program: Program,
@@ -41,7 +39,7 @@ pub enum CmdlineError {
     },
     /// An option that makes the program do something other than connect.
     #[error(
-        "rock -d: `{program} -{letter}` does not open a connection to a remote host — run it without rock -d"
+        "`{program} -{letter}` does not open a connection to a remote host — run it without rock -d"
     )]
     NotAConnection {
         /// ssh, scp or sftp.
@@ -52,7 +50,7 @@ pub enum CmdlineError {
     /// ssh's connection sharing (`-M`, `-S`), which would carry the
     /// session outside rock or outlive it.
     #[error(
-        "rock -d: `ssh -{letter}` shares one connection between ssh processes, which would \
+        "`ssh -{letter}` shares one connection between ssh processes, which would \
          carry the session outside rock or outlive it — drop -{letter} (rock turns connection \
          sharing off for the sessions it carries)"
     )]
@@ -61,7 +59,7 @@ pub enum CmdlineError {
         letter: char,
     },
     /// No operand names a remote host.
-    #[error("rock -d: cannot find the destination host in `{command}` — {hint}")]
+    #[error("cannot find the destination host in `{command}` — {hint}")]
     NoDestination {
         /// The whole command, for the message.
         command: String,
@@ -70,7 +68,7 @@ pub enum CmdlineError {
     },
     /// A `scheme://` operand that OpenSSH would refuse.
     #[error(
-        "rock -d: `{operand}` is not a valid {scheme}:// address — write it as {scheme}://[user@]host[:port]{path}, with a numeric port"
+        "`{operand}` is not a valid {scheme}:// address — write it as {scheme}://[user@]host[:port]{path}, with a numeric port"
     )]
     BadUri {
         /// The operand as typed.
@@ -81,7 +79,7 @@ pub enum CmdlineError {
         path: &'static str,
     },
     /// A destination without a host, or with an empty user name.
-    #[error("rock -d: `{operand}` {why} — write the destination as [user@]host")]
+    #[error("`{operand}` {why} — write the destination as [user@]host")]
     BadDestination {
         /// The operand as typed.
         operand: String,
@@ -89,9 +87,7 @@ pub enum CmdlineError {
         why: &'static str,
     },
     /// A user or host name that is not text.
-    #[error(
-        "rock -d: the {what} in `{operand}` is not valid UTF-8 — user and host names must be text"
-    )]
+    #[error("the {what} in `{operand}` is not valid UTF-8 — user and host names must be text")]
     NotUtf8 {
         /// "user name" or "host name".
         what: &'static str,
@@ -100,7 +96,7 @@ pub enum CmdlineError {
     },
     /// A user name scp itself refuses.
     #[error(
-        "rock -d: scp refuses the user name `{user}` (quotes, spaces, `#` and non-ASCII are not allowed) — set it with -o User=… instead"
+        "scp refuses the user name `{user}` (quotes, spaces, `#` and non-ASCII are not allowed) — set it with -o User=… instead"
     )]
     BadUser {
         /// The user name.
@@ -108,7 +104,7 @@ pub enum CmdlineError {
     },
     /// An scp command that copies between two remote hosts.
     #[error(
-        "rock -d: `{command}` names two remote destinations, `{first}` and `{second}`, but rock -d needs exactly one remote host — copy in two steps through this machine"
+        "`{command}` names two remote destinations, `{first}` and `{second}`, but rock -d needs exactly one remote host — copy in two steps through this machine"
     )]
     TwoRemotes {
         /// The whole command, for the message.
@@ -120,7 +116,7 @@ pub enum CmdlineError {
     },
     /// sftp with more operands than a destination and a local directory.
     #[error(
-        "rock -d: `{command}` has {count} operands, but sftp takes a destination and at most one local directory"
+        "`{command}` has {count} operands, but sftp takes a destination and at most one local directory"
     )]
     TooManyOperands {
         /// The whole command, for the message.
@@ -130,7 +126,7 @@ pub enum CmdlineError {
     },
     /// An rsync operand that names an rsync daemon, reached without ssh.
     #[error(
-        "rock -d: `{operand}` names an rsync daemon (rsync://… or host::module), which rsync reaches without ssh — rock -d carries rsync over ssh only: write [user@]host:path"
+        "`{operand}` names an rsync daemon (rsync://… or host::module), which rsync reaches without ssh — rock -d carries rsync over ssh only: write [user@]host:path"
     )]
     Daemon {
         /// The operand as typed.
@@ -138,14 +134,14 @@ pub enum CmdlineError {
     },
     /// A git repository that is not reached over ssh.
     #[error(
-        "rock -d: the repository `{url}` is not reached over ssh — rock -d carries git over ssh only: ssh://[user@]host[:port]/path or [user@]host:path"
+        "the repository `{url}` is not reached over ssh — rock -d carries git over ssh only: ssh://[user@]host[:port]/path or [user@]host:path"
     )]
     NotOverSsh {
         /// The URL, as git resolved it.
         url: String,
     },
     /// The remote-shell command of rsync or git cannot be carried.
-    #[error("rock -d: cannot use {what} `{command}`: {why}")]
+    #[error("cannot use {what} `{command}`: {why}")]
     RemoteShell {
         /// Where it came from: rsync's -e, RSYNC_RSH, GIT_SSH_COMMAND, …
         what: String,
@@ -155,9 +151,7 @@ pub enum CmdlineError {
         why: String,
     },
     /// Asking git for the repository's URL failed.
-    #[error(
-        "rock -d: cannot find which repository `{command}` reaches: `{lookup}` said: {message}"
-    )]
+    #[error("cannot find which repository `{command}` reaches: `{lookup}` said: {message}")]
     GitLookup {
         /// The whole command, for the message.
         command: String,
@@ -167,7 +161,7 @@ pub enum CmdlineError {
         message: String,
     },
     /// A command rock -d cannot carry, for the reason given.
-    #[error("rock -d: `{command}` {why}")]
+    #[error("`{command}` {why}")]
     NotCarried {
         /// The whole command, for the message.
         command: String,

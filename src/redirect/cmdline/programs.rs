@@ -236,7 +236,7 @@ mod tests {
         let e = err(&["scp", "a", "b"]);
         assert_eq!(
             e,
-            "rock -d: cannot find the destination host in `scp a b` — name a remote file as host:path"
+            "cannot find the destination host in `scp a b` — name a remote file as host:path"
         );
         assert!(err(&["scp", "./x:y", "/tmp/a:b"]).contains("name a remote file as host:path"));
         assert!(

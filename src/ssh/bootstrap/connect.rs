@@ -1,10 +1,7 @@
-//! The connection to the remote host: TCP to every address the name
-//! resolves to, in order, each connect (and the lookup) bounded by
-//! `ConnectTimeout`; or, with `ProxyCommand` or `ProxyJump`, the proxy
-//! process's stream.
-
-use std::net::SocketAddr;
-use std::time::Duration;
+//! The connection to the remote host: TCP by [`crate::connect`]'s rule
+//! (the lookup and each address bounded by `ConnectTimeout`, only the
+//! addresses `AddressFamily` allows); or, with `ProxyCommand` or
+//! `ProxyJump`, the proxy process's stream.
 
 use tokio::net::TcpStream;
 
@@ -50,47 +47,15 @@ pub(super) async fn proxy_failure(
     }
 }
 
-/// Connects to the first address of the target that answers.
+/// Connects to the first address of the target that answers, by the one
+/// rule of [`crate::connect`], within `ConnectTimeout`.
 pub(super) async fn connect_tcp(target: &BootstrapTarget) -> Result<TcpStream, BootstrapError> {
-    let unreachable = |error| BootstrapError::Unreachable {
-        host: target.hostname.clone(),
-        port: target.port,
-        error,
-    };
-    let lookup = tokio::net::lookup_host((target.hostname.as_str(), target.port));
-    let addrs: Vec<SocketAddr> = within(target.connect_timeout, lookup)
-        .await
-        .map_err(unreachable)?
-        .collect();
-    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address found");
-    for addr in addrs {
-        match within(target.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(stream) => {
-                // Bootstrap traffic is small request/answer exchanges.
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Err(e) => {
-                tracing::debug!("connect {addr}: {e}");
-                last = e;
-            }
-        }
-    }
-    Err(unreachable(last))
-}
-
-/// Runs `fut` within `limit`, if any; running out is `TimedOut`.
-async fn within<T>(
-    limit: Option<Duration>,
-    fut: impl Future<Output = std::io::Result<T>>,
-) -> std::io::Result<T> {
-    match limit {
-        None => fut.await,
-        Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connection timed out",
-            ))
-        }),
-    }
+    let stream = crate::connect::connect(
+        &target.hostname,
+        target.port,
+        target.address_family,
+        target.connect_timeout,
+    )
+    .await?;
+    Ok(stream)
 }

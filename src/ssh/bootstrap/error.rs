@@ -20,16 +20,10 @@ pub struct PresentedKey {
 /// Why the bootstrap failed. Every variant maps to ssh's exit status 255.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
-    /// No TCP connection could be made.
-    #[error("cannot connect to {host} port {port}: {error}")]
-    Unreachable {
-        /// Host name.
-        host: String,
-        /// Port.
-        port: u16,
-        /// The last error (resolution or connect).
-        error: std::io::Error,
-    },
+    /// No TCP connection could be made: it names the host, the port,
+    /// the addresses tried, and keeps the last one's cause.
+    #[error(transparent)]
+    Unreachable(#[from] crate::connect::ConnectError),
     /// The connection through `ProxyCommand` or `ProxyJump` failed: the
     /// proxy could not start, or ended before the SSH connection was made.
     #[error(

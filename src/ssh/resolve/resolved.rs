@@ -23,16 +23,8 @@ pub enum StrictHostKeyChecking {
     AcceptNew,
 }
 
-/// `AddressFamily`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressFamily {
-    /// IPv4 or IPv6.
-    Any,
-    /// IPv4 only (`-4`).
-    Inet,
-    /// IPv6 only (`-6`).
-    Inet6,
-}
+/// `AddressFamily`: which addresses rock's own connections may use.
+pub use crate::connect::AddressFamily;
 
 /// `IdentityAgent`: where the agent socket is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,8 +11,9 @@
 //!   ([`ReplayPrompter`]).
 //! * The host name is looked up again on every attempt, as the TCP
 //!   dialer does.
-//! * An attempt is bounded: the TCP connect by `connect_timeout` (as for a
-//!   direct link) and the SSH handshake, authentication and channel open
+//! * An attempt is bounded: the name lookup and each TCP connect by
+//!   `connect_timeout` ([`crate::connect`]'s rule, as for a direct link,
+//!   with the target's `AddressFamily`) and the SSH handshake, authentication and channel open
 //!   together by `setup_timeout`, so a blackholed attempt ends with
 //!   `TimedOut` and the next one starts at once.
 //! * Behind `ProxyCommand` or `ProxyJump`, each attempt starts a fresh
@@ -25,12 +26,10 @@
 //! * `replay` — [`ReplayPrompter`], the secrets typed once.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use crate::relay::{BoxLink, DialFuture, Dialer};
 use crate::ssh::auth::{AuthError, Secrets, authenticate};
@@ -150,8 +149,18 @@ impl Attempt {
             )
         };
         let Some(proxy) = &self.target.proxy else {
-            let stream =
-                connect(&self.connect_host, self.target.port, self.connect_timeout).await?;
+            // Under `-l` the host is 127.0.0.1, whatever its family.
+            let family = match self.connect_host == self.target.hostname {
+                true => self.target.address_family,
+                false => crate::connect::AddressFamily::Any,
+            };
+            let stream = crate::connect::connect(
+                &self.connect_host,
+                self.target.port,
+                family,
+                Some(self.connect_timeout),
+            )
+            .await?;
             let (stream, cut) = Cut::tcp(stream)?;
             return match tokio::time::timeout(limit, self.set_up(stream)).await {
                 Ok(Ok((channel, handle))) => Ok(Box::new(SshLink::new(channel, handle, cut))),
@@ -239,38 +248,4 @@ fn channel_error(host: &str, rockd_host: &str, port: u16, e: russh::Error) -> io
             "sshd on {host} could not open a channel to rockd at {rockd_host}:{port}: {e}{advice}"
         ),
     )
-}
-
-/// Connects to the first address of `host` that answers, each within
-/// `limit`; the lookup is done afresh on every call.
-async fn connect(host: &str, port: u16, limit: Duration) -> io::Result<TcpStream> {
-    let lookup = tokio::time::timeout(limit, tokio::net::lookup_host((host, port)));
-    let addrs: Vec<SocketAddr> = match lookup.await {
-        Ok(addrs) => addrs?.collect(),
-        Err(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("looking up {host} timed out after {limit:?}"),
-            ));
-        }
-    };
-    let mut last = None;
-    for addr in addrs {
-        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                stream.set_nodelay(true)?;
-                return Ok(stream);
-            }
-            Ok(Err(e)) => last = Some(io::Error::new(e.kind(), format!("ssh to {addr}: {e}"))),
-            Err(_) => {
-                last = Some(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("ssh to {addr}: connecting timed out after {limit:?}"),
-                ))
-            }
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
-    }))
 }

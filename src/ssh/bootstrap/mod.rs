@@ -104,7 +104,7 @@ pub async fn bootstrap(
 
 /// [`bootstrap`], and when rockd is missing or incompatible, copies rock's
 /// own there and starts it, as `plan` says (asking `prompter` under
-/// [`AutoInstall::Ask`]).
+/// [`crate::settings::AutoInstall::Ask`]).
 pub async fn bootstrap_installing(
     target: &BootstrapTarget,
     rockd: &RockdCommand,

@@ -3,13 +3,15 @@
 //! each direct link to rockd, each SSH connection that carries a link, and
 //! rockd's connection to sshd.
 //!
-//! The rule, OpenSSH's for `ConnectTimeout`: the name is looked up afresh
-//! on every call (a server that moved and whose name followed is found),
-//! the lookup is bounded by the limit, and then each address is tried in
-//! the resolver's order, each within the limit, until one answers. A
-//! blackholed address costs one limit and the next address is tried; a
-//! refused one costs a round trip. With no limit (`ConnectTimeout` unset)
-//! the kernel's own timeouts apply, as in ssh.
+//! The rule: the name is looked up afresh on every call (a server that
+//! moved and whose name followed is found), the lookup is bounded by the
+//! limit (`ConnectTimeout`), and then the addresses are raced as browsers
+//! do (RFC 8305): the first at once, each next one a quarter second later
+//! or as soon as the one before fails, each within the limit; the first to
+//! answer wins. The address that worked last goes first when the caller
+//! knows it ([`connect_preferring`]), so a reconnection does not wait for
+//! dead addresses. With no limit the kernel's own timeouts apply, as in
+//! ssh.
 //!
 //! `AddressFamily` (`-4`, `-6`) keeps only the addresses of that family,
 //! and a name without one is an error naming the family, as in ssh.
@@ -168,6 +170,19 @@ pub async fn connect(
     family: AddressFamily,
     limit: Option<Duration>,
 ) -> Result<TcpStream, ConnectError> {
+    connect_preferring(host, port, family, limit, None).await
+}
+
+/// [`connect`], trying `preferred` first when the name still has it (the
+/// address that worked last time: a reconnection should not pay again for
+/// the dead addresses before it).
+pub async fn connect_preferring(
+    host: &str,
+    port: u16,
+    family: AddressFamily,
+    limit: Option<Duration>,
+    preferred: Option<SocketAddr>,
+) -> Result<TcpStream, ConnectError> {
     let lookup = tokio::net::lookup_host((host, port));
     let found =
         match limit {
@@ -183,26 +198,64 @@ pub async fn connect(
         host: host.to_owned(),
         error,
     })?;
-    let addrs = usable(host, found, family)?;
+    let mut addrs = usable(host, found, family)?;
+    if let Some(at) = preferred.and_then(|p| addrs.iter().position(|a| *a == p)) {
+        let first = addrs.remove(at);
+        addrs.insert(0, first);
+    }
+    race(host, port, addrs, limit).await
+}
+
+/// Connects to the first of `addrs` to answer: the first attempt starts at
+/// once and each next one [`NEXT_ATTEMPT_AFTER`] later, or as soon as the
+/// one before fails (RFC 8305's "Happy Eyeballs"), each within `limit`.
+/// A dead first address then costs a quarter of a second, not a limit.
+pub async fn race(
+    host: &str,
+    port: u16,
+    addrs: Vec<SocketAddr>,
+    limit: Option<Duration>,
+) -> Result<TcpStream, ConnectError> {
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next = 0;
     let mut last = None;
-    for &addr in &addrs {
-        let attempt = TcpStream::connect(addr);
-        let result = match limit {
-            Some(limit) => tokio::time::timeout(limit, attempt)
-                .await
-                .unwrap_or_else(|_| Err(timed_out(limit))),
-            None => attempt.await,
+    loop {
+        if next < addrs.len() {
+            let addr = addrs[next];
+            next += 1;
+            attempts.spawn(async move {
+                let attempt = TcpStream::connect(addr);
+                let result = match limit {
+                    Some(limit) => tokio::time::timeout(limit, attempt)
+                        .await
+                        .unwrap_or_else(|_| Err(timed_out(limit))),
+                    None => attempt.await,
+                };
+                (addr, result)
+            });
+        }
+        let more = next < addrs.len();
+        let finished = tokio::select! {
+            joined = attempts.join_next() => joined,
+            () = tokio::time::sleep(NEXT_ATTEMPT_AFTER), if more => continue,
         };
-        match result {
-            Ok(stream) => {
+        match finished {
+            Some(Ok((_, Ok(stream)))) => {
+                // The others are dropped with the set, and their sockets.
                 // Best effort: a socket that refuses it still carries bytes.
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Err(e) => {
+            Some(Ok((addr, Err(e)))) => {
                 tracing::debug!("connect {addr}: {e}");
                 last = Some(e);
             }
+            Some(Err(join)) => last = Some(io::Error::other(join)),
+            // Every attempt has ended, and none is left to start.
+            None => break,
+        }
+        if !more && attempts.is_empty() {
+            break;
         }
     }
     Err(ConnectError::Unanswered {
@@ -213,9 +266,13 @@ pub async fn connect(
     })
 }
 
-/// [`connect`] without a runtime, for rockd before it detaches. The lookup
-/// of a name is the system resolver's, unbounded (rockd is given an
-/// address, which needs no lookup); each address is tried within `limit`.
+/// How long an attempt has alone before the next address is tried beside
+/// it (RFC 8305 recommends 250 ms).
+pub const NEXT_ATTEMPT_AFTER: Duration = Duration::from_millis(250);
+
+/// [`connect`] without a runtime, for rockd before it detaches: the
+/// addresses in turn, each within `limit`, no race (rockd is given one
+/// address, which needs no lookup and has no rival).
 pub fn connect_blocking(
     host: &str,
     port: u16,
@@ -339,6 +396,81 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert!(started.elapsed() >= Duration::from_secs(2));
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    /// Regression: with a name whose first address was dead, every
+    /// reconnection waited out the connect limit (1.04 s) before trying
+    /// the next. Now the next starts a quarter second later at most, and
+    /// the address that worked last is tried first.
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_first_address_costs_a_quarter_second_and_then_nothing() {
+        let dead = socket2_like_full_backlog();
+        let dead_addr = dead.local_addr().expect("address");
+        let good = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let good_addr = good.local_addr().expect("address");
+        let limit = Some(Duration::from_secs(1));
+
+        let started = tokio::time::Instant::now();
+        let stream = race("h", 1, vec![dead_addr, good_addr], limit)
+            .await
+            .expect("the second address answers");
+        assert_eq!(stream.peer_addr().expect("peer"), good_addr);
+        let raced = started.elapsed();
+        assert!(
+            raced >= NEXT_ATTEMPT_AFTER && raced < limit.unwrap_or_default(),
+            "{raced:?}"
+        );
+
+        // Both dead: every address is tried, each within the limit, and the
+        // error lists them.
+        let err = race("h", 1, vec![dead_addr, dead_addr], limit)
+            .await
+            .expect_err("nothing answers");
+        assert!(
+            matches!(&err, ConnectError::Unanswered { tried, .. } if tried.len() == 2),
+            "{err}"
+        );
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+
+        // A refusal does not wait for the quarter second.
+        let refused = {
+            let s = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            s.local_addr().expect("address")
+        };
+        let started = tokio::time::Instant::now();
+        race("h", 1, vec![refused, good_addr], limit)
+            .await
+            .expect("the second address answers");
+        assert!(
+            started.elapsed() < NEXT_ATTEMPT_AFTER,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_address_that_answered_last_goes_first() {
+        let good = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = good.local_addr().expect("address").port();
+        // "localhost" may also have ::1, where nothing listens on that port;
+        // preferring 127.0.0.1 must reach it without any wait.
+        let preferred = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        let started = tokio::time::Instant::now();
+        let stream = connect_preferring(
+            "localhost",
+            port,
+            AddressFamily::Any,
+            Some(Duration::from_secs(1)),
+            preferred,
+        )
+        .await
+        .expect("connected");
+        assert_eq!(stream.peer_addr().ok(), preferred);
+        assert!(started.elapsed() < NEXT_ATTEMPT_AFTER);
     }
 
     /// A listening socket with a backlog of 0 that already holds a

@@ -3,7 +3,9 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rock_proto::LinkId;
@@ -39,13 +41,16 @@ pub trait Dialer: Send {
 /// Dials `host:port` over TCP by [`crate::connect`]'s rule: the name
 /// looked up again on every attempt, so a server that moved (and whose
 /// name followed) is found; the lookup and each address bounded by the
-/// connect timeout; only the addresses of the family allowed.
+/// connect timeout; only the addresses of the family allowed; the
+/// address that answered last tried first.
 #[derive(Debug, Clone)]
 pub struct TcpDialer {
     host: String,
     port: u16,
     connect_timeout: Duration,
     family: AddressFamily,
+    /// The address of the last link made (shared with dials in flight).
+    last_good: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 impl TcpDialer {
@@ -56,6 +61,7 @@ impl TcpDialer {
             port,
             connect_timeout,
             family: AddressFamily::Any,
+            last_good: Arc::default(),
         }
     }
 
@@ -74,8 +80,15 @@ impl Dialer for TcpDialer {
             self.connect_timeout,
             self.family,
         );
+        let last_good = Arc::clone(&self.last_good);
         Box::pin(async move {
-            let stream = crate::connect::connect(&host, port, family, Some(limit)).await?;
+            let preferred = *last_good.lock().unwrap_or_else(PoisonError::into_inner);
+            let stream =
+                crate::connect::connect_preferring(&host, port, family, Some(limit), preferred)
+                    .await?;
+            if let Ok(addr) = stream.peer_addr() {
+                *last_good.lock().unwrap_or_else(PoisonError::into_inner) = Some(addr);
+            }
             Ok(Box::new(stream) as BoxLink)
         })
     }

@@ -755,6 +755,8 @@ fn an_unreachable_host_exits_255_naming_it() {
         err.contains(&port.to_string()) && err.contains("127.0.0.1"),
         "{err}"
     );
+    // Regression: connection errors lacked the prefix other errors have.
+    assert!(err.starts_with("rock: "), "{err}");
 }
 
 /// Regression: rock's own connections ignored `-4`, `-6` and

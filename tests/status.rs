@@ -260,6 +260,51 @@ fn a_session_whose_rock_was_killed_is_recognised_and_removed() {
     assert_eq!(rock_status(runtime.path()), "no rock sessions\n");
 }
 
+/// Regression: a session waiting at its password prompt was missing from
+/// `rock status`, though rock.1 lists a "starting" state for it.
+#[test]
+fn a_session_at_its_password_prompt_is_listed_as_starting() {
+    require_root("the sshd fixture and its password user");
+    let sshd = Sshd::builder().with_password_user().start();
+    let runtime = common::temp_dir();
+    let home = common::temp_dir();
+    let user = format!("User={}", common::PASSWORD_USER);
+    // The password user, keys off, a prompt allowed: rock waits at it.
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd")
+        .arg(ROCKD)
+        .args(["-d", "ssh", "-F"])
+        .arg(sshd.ssh_config())
+        .args([
+            "-o",
+            "BatchMode=no",
+            "-o",
+            &user,
+            "-o",
+            "PubkeyAuthentication=no",
+        ])
+        .args(["rocktest", "echo logged in"])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .env_remove("SSH_AUTH_SOCK");
+    let mut pty = PtyChild::spawn(&mut cmd);
+    // "user@host's password: " or, through keyboard-interactive,
+    // "(user@host) Password: ".
+    pty.expect("assword: ", Duration::from_secs(30));
+    let shown = status_until(runtime.path(), "the session at its prompt", |s| {
+        rows(s).iter().any(|r| r.iter().any(|c| c == "starting"))
+    });
+    assert!(shown.contains("rocktest"), "{shown}");
+    pty.send(&format!("{}\n", common::PASSWORD));
+    pty.expect("logged in", Duration::from_secs(60));
+    let status = pty.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", pty.seen);
+    let shown = status_until(runtime.path(), "no session once it ended", |s| {
+        s.contains("no rock sessions")
+    });
+    assert!(!shown.contains("rocktest"), "{shown}");
+}
+
 #[test]
 fn no_sessions_says_so() {
     let runtime = common::temp_dir();

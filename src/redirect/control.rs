@@ -49,6 +49,13 @@ impl Control {
         })
     }
 
+    /// What askpass may be told, once the bootstrap has them (a session
+    /// is listed while the bootstrap still asks for them).
+    pub fn set_secrets(&mut self, secrets: Secrets) {
+        self.typed = secrets.clone();
+        self.secrets = secrets;
+    }
+
     /// Serves askpass and status requests until the proxy helper delivers
     /// the inner ssh's connection, and returns that connection.
     pub async fn next_proxy(&mut self) -> io::Result<UnixStream> {

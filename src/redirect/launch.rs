@@ -30,6 +30,7 @@ use crate::redirect::notice;
 use crate::relay::{Outcome, Relay, RelayError, RelayOptions, StatusWatch};
 use crate::rundir::{RunDirError, SessionDir};
 use crate::settings::{CommandLine, Profiles, Settings, SettingsError};
+use crate::ssh::auth::Secrets;
 use crate::ssh::bootstrap::{
     self, BootstrapError, Bootstrapped, InstallPlan, LocalRockd, RockdCommand,
 };
@@ -266,7 +267,23 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         args,
     );
     let prompter = Arc::new(TerminalPrompter);
-    let boot = bootstrap::bootstrap_installing(&target, &rockd, &request, prompter, &plan).await?;
+    // The session is listed by `rock status` ("starting") from now on,
+    // while the bootstrap may wait at a password prompt.
+    let dir = SessionDir::create(&request.id.to_string()[..16])?;
+    let info = SessionInfo::new(parsed.program().name(), &parsed.destination().to_string());
+    let mut control = Control::bind(dir.path(), Secrets::default(), info)
+        .map_err(local("opening the control socket"))?;
+    let boot = tokio::select! {
+        boot = bootstrap::bootstrap_installing(&target, &rockd, &request, prompter, &plan) => boot?,
+        // Only status requests come before the command runs; a proxy
+        // request cannot, as no command has the helper's path yet.
+        _ = control.next_proxy() => {
+            return Err(LaunchError::Unsupported(
+                "the control socket was asked for a connection before the command ran".into(),
+            ));
+        }
+    };
+    control.set_secrets(boot.secrets.clone());
     // The bootstrap has refused a rockd whose link protocols are not ours.
     let reached = match (&links_proxy(&target), boot.peer_addr) {
         (Some(proxy), _) => format!("{host} (through its {proxy})"),
@@ -289,7 +306,31 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         dial_host,
         rockd_listen,
     };
-    relay_command(&options, &settings, &parsed, request, boot, links, rockd).await
+    let session = Prepared {
+        dir,
+        control,
+        request,
+        boot,
+        links,
+        rockd,
+    };
+    relay_command(&options, &settings, &parsed, session).await
+}
+
+/// A session whose rockd has answered: what the command is run with.
+struct Prepared {
+    /// The private session directory (the helpers, the control socket).
+    dir: SessionDir,
+    /// Its control socket, already answering `rock status`.
+    control: Control,
+    /// The session's id and key.
+    request: BootRequest,
+    /// rockd's answer and what the user typed.
+    boot: Bootstrapped,
+    /// How links are made.
+    links: LinkPlan,
+    /// rockd's command line, for further connections.
+    rockd: RockdCommand,
 }
 
 /// Starts the user's command with its transport redirected to us, and
@@ -298,13 +339,17 @@ async fn relay_command(
     options: &LaunchOptions,
     settings: &Settings,
     parsed: &ParsedCommand,
-    request: BootRequest,
-    boot: Bootstrapped,
-    links: LinkPlan,
-    rockd: RockdCommand,
+    session: Prepared,
 ) -> Result<i32, LaunchError> {
+    let Prepared {
+        dir,
+        mut control,
+        request,
+        boot,
+        links,
+        rockd,
+    } = session;
     let config = settings.engine();
-    let dir = SessionDir::create(&request.id.to_string()[..16])?;
     let exe = std::env::current_exe().map_err(local("finding rock's own executable"))?;
     for name in [PROXY_NAME, ASKPASS_NAME] {
         std::os::unix::fs::symlink(&exe, dir.path().join(name))
@@ -321,9 +366,6 @@ async fn relay_command(
         secrets: boot.secrets.clone(),
     });
     let dialer = links.dialer(boot.ready.port, boot.secrets.clone());
-    let info = SessionInfo::new(parsed.program().name(), &parsed.destination().to_string());
-    let mut control = Control::bind(dir.path(), boot.secrets, info)
-        .map_err(local("opening the control socket"))?;
 
     let Transported { argv, env } = parsed.with_transport(
         &proxy_command(&dir.path().join(PROXY_NAME)),

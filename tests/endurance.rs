@@ -112,7 +112,8 @@ fn an_idle_session_costs_under_a_thousandth_of_a_cpu() {
             )
         });
     assert_eq!(first, "ready");
-    let rock = child.id();
+    // The worker carries the session; the front only stands for it.
+    let rock = common::rock_worker(child.id());
     let port = link_port_of(rock)
         .filter(|&p| p != sshd.port())
         .expect("rock's link to rockd is up");

@@ -254,8 +254,9 @@ impl Session {
         }
     }
 
+    /// The rock process that carries the session (its worker).
     fn pid(&self) -> u32 {
-        self.child.id()
+        common::rock_worker(self.child.id())
     }
 
     fn stderr(&self) -> String {

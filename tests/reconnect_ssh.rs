@@ -148,6 +148,7 @@ fn of_pid(c: &Conn, pid: u32) -> bool {
 
 /// The local port of rock's SSH link to sshd, if it has one now.
 fn ssh_link(rock: u32, sshd: &Sshd) -> Option<u16> {
+    let rock = common::rock_worker(rock);
     connections()
         .into_iter()
         .find(|c| of_pid(c, rock) && c.peer == sshd.addr())
@@ -287,8 +288,9 @@ impl Stream {
         stream
     }
 
+    /// The rock process that carries the session (its worker).
     fn pid(&self) -> u32 {
-        self.child.id()
+        common::rock_worker(self.child.id())
     }
 
     /// rock's stderr so far.
@@ -517,7 +519,7 @@ fn reconnects_without_asking_again(
     let mut pty = PtyChild::spawn(&mut cmd);
     pty.expect(prompt, Duration::from_secs(30));
     pty.send(&format!("{answer}\n"));
-    let rock_pid = pty.child.id();
+    let rock_pid = common::rock_worker(pty.child.id());
     let mut link = None;
     for (i, seen) in ["line 5\r", "line 30\r", "line 60\r"]
         .into_iter()

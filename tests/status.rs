@@ -143,7 +143,8 @@ fn status_follows_a_session_through_a_blackhole_and_forgets_it_when_it_ends() {
         lines.recv_timeout(Duration::from_secs(60)).as_deref(),
         Ok("started")
     );
-    let pid = child.id().to_string();
+    // The process that carries the session, and answers for it.
+    let pid = common::rock_worker(child.id()).to_string();
 
     // Connected, with a round-trip time once a heartbeat came back.
     let shown = status_until(runtime.path(), "the session connected with an RTT", |s| {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use rock::redirect::helper::{self, Helper};
+use rock::redirect::job::Job;
 use rock::redirect::launch::{self, LaunchOptions};
 use rock::settings::{self, CommandLine, Profiles, ReconnectMode};
 use rock::supervisor::{self, SupervisorError, SupervisorOptions};
@@ -182,7 +183,9 @@ fn run(args: Args) -> anyhow::Result<u8> {
             localhost: args.localhost,
         },
         profiles: Profiles::load(&settings::default_paths())?,
-        exit_linger: Duration::from_secs(10),
+        exit_linger: Duration::from_secs(2),
+        // Before the runtime: no thread may exist when rock splits in two.
+        job: Job::split().context("starting rock's worker process")?,
     };
     let code = runtime.block_on(launch::run(options))?;
     Ok(u8::try_from(code).unwrap_or(255))

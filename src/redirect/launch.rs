@@ -9,22 +9,30 @@
 //! over links it re-makes whenever they die; each further ssh connection
 //! of the command gets a session of its own ([`crate::redirect::further`]). The
 //! command's exit status is rock's.
+//!
+//! When the command exits, its end (the FIN of its connection, which makes
+//! rockd hang up sshd) goes to rockd while the terminal waits — only while
+//! the link is up, and briefly. Otherwise, and when the command went on in
+//! the background (`ssh -f`), the terminal is given back at once and this
+//! process finishes in the background ([`crate::redirect::job`]).
 
 use std::ffi::OsString;
+use std::future::Future;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rock_proto::{CloseReason, Config, Role, Session};
+use rock_proto::{CloseReason, Config, Role, Session, State};
 use tokio::process::Command;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::boot::BootRequest;
 use crate::redirect::cmdline::{self, CmdlineError, ParsedCommand, System, Transported};
 use crate::redirect::control::Control;
 use crate::redirect::further::Further;
 use crate::redirect::helper::{ASKPASS_NAME, PROXY_NAME};
+use crate::redirect::job::{self, Job, Signals, UserCommand};
 use crate::redirect::links::{self, LinkPlan};
 use crate::redirect::notice;
 use crate::relay::{Outcome, Relay, RelayError, RelayOptions, StatusWatch};
@@ -40,8 +48,8 @@ use crate::ssh::resolve::{self, IdentityAgent, ResolveError, Resolved};
 use crate::ssh::target::{self, BootstrapTarget};
 use crate::status::SessionInfo;
 
-/// What `rock -d` was asked to do.
-#[derive(Debug, Clone)]
+/// What `rock -d` was asked to do, and the job it runs in.
+#[derive(Debug)]
 pub struct LaunchOptions {
     /// The command after `-d`: ssh, scp, sftp, rsync or git and its arguments.
     pub command: Vec<OsString>,
@@ -51,8 +59,12 @@ pub struct LaunchOptions {
     pub cli: CommandLine,
     /// Host profiles from the configuration files.
     pub profiles: Profiles,
-    /// How long to wait, after the command exits, for the session to end.
+    /// How long the terminal waits, after the command exits, for the
+    /// session to end while its link is up; past that (or as soon as the
+    /// link is down) the end is delivered in the background.
     pub exit_linger: Duration,
+    /// The front process the shell waits for (see [`job`]).
+    pub job: Job,
 }
 
 /// Why `rock -d` could not run the command. Each maps to ssh's 255.
@@ -216,8 +228,9 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(255)
 }
 
-/// Runs `rock -d <command>` and returns the command's exit status.
-pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
+/// Runs `rock -d <command>` and returns the command's exit status (given
+/// to the front already, if the terminal was given back early).
+pub async fn run(mut options: LaunchOptions) -> Result<i32, LaunchError> {
     let version = resolve::openssh_version(&cmdline::transport_ssh(&options.command, &System))?;
     let parsed = ParsedCommand::parse(&options.command, version)?;
     let mut resolve_args: Vec<OsString> = Vec::new();
@@ -314,7 +327,7 @@ pub async fn run(options: LaunchOptions) -> Result<i32, LaunchError> {
         links,
         rockd,
     };
-    relay_command(&options, &settings, &parsed, session).await
+    relay_command(&mut options, &settings, &parsed, session).await
 }
 
 /// A session whose rockd has answered: what the command is run with.
@@ -334,9 +347,10 @@ struct Prepared {
 }
 
 /// Starts the user's command with its transport redirected to us, and
-/// relays until both are done.
+/// relays until both are done — in the background, once the terminal is
+/// given back (see [`job`]).
 async fn relay_command(
-    options: &LaunchOptions,
+    options: &mut LaunchOptions,
     settings: &Settings,
     parsed: &ParsedCommand,
     session: Prepared,
@@ -382,15 +396,33 @@ async fn relay_command(
         .spawn()
         .map_err(local(format!("starting {}", argv[0].to_string_lossy())))?;
 
-    // Interrupts at the terminal are for the command; rock ends when it does.
-    let mut interrupts = signal(SignalKind::interrupt()).map_err(local("handling SIGINT"))?;
-    let app = tokio::select! {
-        proxy = control.next_proxy() => proxy.map_err(local("accepting the ssh connection"))?,
-        status = child.wait() => {
-            // The command never connected (e.g. `ssh -V`, or a usage error).
-            return Ok(exit_code(status.map_err(local("waiting for the command"))?));
+    // From here on rock handles the signals that concern the session: an
+    // interrupt typed at the terminal is for the command; a hangup or a
+    // kill ends the command, and so the session; the command's stops are
+    // the job's.
+    let mut signals = Signals::new().map_err(local("handling signals"))?;
+    let mut user = UserCommand::new(child.id());
+    let app = loop {
+        tokio::select! {
+            proxy = control.next_proxy() => {
+                break proxy.map_err(local("accepting the ssh connection"))?;
+            }
+            status = child.wait() => {
+                // The command never connected (e.g. `ssh -V`, or a usage error).
+                return Ok(exit_code(status.map_err(local("waiting for the command"))?));
+            }
+            sig = signals.recv() => user.on_signal(sig, &options.job),
+            () = user.overdue() => { let _ = child.start_kill(); }
         }
     };
+    // Our end of the command's connection, to see whether anyone still
+    // holds the other end once the command has exited. Let go of as soon
+    // as the relay ends: the command must see its connection close then.
+    let mut app_end = Some(
+        app.as_fd()
+            .try_clone_to_owned()
+            .map_err(local("watching the ssh connection"))?,
+    );
 
     let now = tokio::time::Instant::now().into_std();
     let session = Session::new(Role::Client, request.id, request.key, config, now)
@@ -401,17 +433,17 @@ async fn relay_command(
     tokio::spawn(control.serve(watch.clone(), further_tx));
     let (stop_further, stop_further_rx) = tokio::sync::watch::channel(false);
     let mut carried = tokio::task::JoinSet::new();
-    sign_of_life(settings, parsed, watch);
+    let notice = sign_of_life(settings, parsed, watch.clone());
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
     let mut relay = tokio::spawn(relay.run(async move { stopped.notified().await }));
 
-    type Ended = Result<Result<Outcome, RelayError>, tokio::task::JoinError>;
     let mut ended_first: Option<Ended> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(local("waiting for the command"))?,
             result = &mut relay, if ended_first.is_none() => {
+                app_end = None;
                 // The session ended first: a relay error is ours to report
                 // and stops the command; otherwise the command sees its
                 // connection close and exits on its own.
@@ -433,34 +465,66 @@ async fn relay_command(
                 carried.spawn(Arc::clone(&further).carry(app, shutdown));
             }
             Some(_) = carried.join_next(), if !carried.is_empty() => {}
-            _ = interrupts.recv() => {}
+            sig = signals.recv() => user.on_signal(sig, &options.job),
+            () = user.overdue() => { let _ = child.start_kill(); }
         }
     };
-    let result = match ended_first {
-        Some(result) => Some(result),
-        None => {
-            // The command is done; give the session a moment to deliver its end.
-            match tokio::time::timeout(options.exit_linger, &mut relay).await {
-                Ok(result) => Some(result),
-                Err(_) => {
-                    stop.notify_one();
-                    tokio::time::timeout(Duration::from_secs(2), &mut relay)
-                        .await
-                        .ok()
-                }
-            }
-        }
+    let code = exit_code(status);
+    // `ssh -f`: the command forked after logging in and its parent, which
+    // we started, exited 0, while the child went on in the background with
+    // the connection. rock goes with it.
+    let follows = code == 0
+        && app_end
+            .take()
+            .is_some_and(|end| job::peer_open(end.as_fd()));
+    let mut ending = Ending {
+        relay,
+        result: ended_first,
+        carried,
+        stop,
+        stop_further,
+        notice,
     };
-    // Further connections ended with the command too: the same moment to
-    // deliver their ends, then they are stopped.
-    if tokio::time::timeout(options.exit_linger, all_ended(&mut carried))
-        .await
-        .is_err()
-    {
-        let _ = stop_further.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(2), all_ended(&mut carried)).await;
+    if follows {
+        tracing::info!("the command went on in the background with its connection; so does rock");
+        ending.leave(&mut options.job, code).await;
+        if !ending.until_over(signals.ending()).await {
+            ending.stop().await;
+        }
+        return Ok(code);
     }
-    match result {
+    // The command is done; its end goes to rockd while the terminal waits,
+    // but not for a link that is down, nor for long.
+    let in_foreground = async {
+        tokio::select! {
+            () = tokio::time::sleep(options.exit_linger) => {}
+            () = link_down(watch) => {}
+            _ = signals.ending() => {}
+        }
+    };
+    if !ending.until_over(in_foreground).await {
+        if settings.close_timeout.value.is_zero() {
+            // Nothing stays behind: rockd ends the session at its
+            // suspension timeout.
+            return Ok(code);
+        }
+        // The rest happens in the background, for at most close_timeout:
+        // the terminal is the user's again.
+        tracing::info!("delivering the end of the session in the background");
+        ending.leave(&mut options.job, code).await;
+        let bounded = async {
+            tokio::select! {
+                () = tokio::time::sleep(settings.close_timeout.value) => {}
+                _ = signals.ending() => {}
+            }
+        };
+        if !ending.until_over(bounded).await {
+            ending.stop().await;
+        }
+        return Ok(code);
+    }
+    ending.quiet().await;
+    match ending.result {
         Some(Ok(Ok(Outcome::Closed(reason)))) if reason != CloseReason::Finished => {
             eprintln!("rock: {}", ended(&reason));
         }
@@ -475,18 +539,96 @@ async fn relay_command(
     Ok(exit_code(status))
 }
 
-/// Waits until every task in `set` has ended.
-async fn all_ended(set: &mut tokio::task::JoinSet<()>) {
-    while set.join_next().await.is_some() {}
+/// How a relay task ended.
+type Ended = Result<Result<Outcome, RelayError>, tokio::task::JoinError>;
+
+/// What is left to finish once the command has exited: the session's
+/// relay, the further connections' and the sign of life.
+struct Ending {
+    relay: tokio::task::JoinHandle<Result<Outcome, RelayError>>,
+    /// How the relay ended, once it has.
+    result: Option<Ended>,
+    carried: tokio::task::JoinSet<()>,
+    /// Closes the session (aborted) when notified.
+    stop: Arc<tokio::sync::Notify>,
+    /// Stops the further connections' sessions.
+    stop_further: tokio::sync::watch::Sender<bool>,
+    notice: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Ending {
+    /// Waits until every session has ended (true), or `until` completes
+    /// first (false).
+    async fn until_over(&mut self, until: impl Future) -> bool {
+        let mut until = std::pin::pin!(until);
+        loop {
+            if self.result.is_some() && self.carried.is_empty() {
+                return true;
+            }
+            tokio::select! {
+                result = &mut self.relay, if self.result.is_none() => self.result = Some(result),
+                Some(_) = self.carried.join_next(), if !self.carried.is_empty() => {}
+                _ = &mut until => return false,
+            }
+        }
+    }
+
+    /// Closes every session still open (aborted); each tells rockd if a
+    /// link comes up within its farewell time.
+    async fn stop(&mut self) {
+        self.stop.notify_one();
+        let _ = self.stop_further.send(true);
+        let farewell = RelayOptions::default().farewell_linger + FAREWELL_SLACK;
+        let forever = std::future::pending::<()>();
+        let _ = tokio::time::timeout(farewell, self.until_over(forever)).await;
+    }
+
+    /// Ends the sign of life, restoring the terminal's title.
+    async fn quiet(&mut self) {
+        if let Some(notice) = self.notice.take() {
+            notice.abort();
+            let _ = notice.await;
+        }
+    }
+
+    /// Gives the terminal back, the front exiting with `code` (see
+    /// [`job`]); this process goes on in the background.
+    async fn leave(&mut self, job: &mut Job, code: i32) {
+        self.quiet().await;
+        if let Err(e) = job.release(u8::try_from(code).unwrap_or(255)) {
+            tracing::warn!("cannot give the terminal back: {e}");
+        }
+    }
+}
+
+/// Beyond a relay's own farewell time: the dial under way when it ends.
+const FAREWELL_SLACK: Duration = Duration::from_secs(3);
+
+/// Completes when the session's link is down (or never, once the relay
+/// is over: its end is noticed elsewhere).
+async fn link_down(mut watch: StatusWatch) {
+    let down = watch
+        .wait_for(|s| matches!(s.state, State::Suspended { .. }))
+        .await;
+    if down.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Shows a suspended session in the terminal's title (see
 /// [`notice`]), unless the host's profile says `sign_of_life = false`.
-fn sign_of_life(settings: &Settings, parsed: &ParsedCommand, watch: StatusWatch) {
+fn sign_of_life(
+    settings: &Settings,
+    parsed: &ParsedCommand,
+    watch: StatusWatch,
+) -> Option<tokio::task::JoinHandle<()>> {
     let host = &parsed.destination().host;
-    if let Some(tty) = settings.sign_of_life.value.then(notice::terminal).flatten() {
-        tokio::spawn(notice::run(host.clone(), watch, tty));
-    }
+    let tty = settings
+        .sign_of_life
+        .value
+        .then(notice::terminal)
+        .flatten()?;
+    Some(tokio::spawn(notice::run(host.clone(), watch, tty)))
 }
 
 /// Says, for the user, why a session ended before the command did.

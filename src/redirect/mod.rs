@@ -3,6 +3,10 @@
 //!
 //! * [`launch`] — the sequence: understand the command, resolve, bootstrap
 //!   rockd, run the command through the session, relay, exit status.
+//! * [`job`] — rock's place in the shell's job: the front process the
+//!   shell waits for and the worker that carries the session, giving the
+//!   terminal back early (`ssh -f`, an end still to deliver), job control
+//!   and the signals that end a session.
 //! * [`cmdline`] — understands the command after `rock -d` and rewrites it
 //!   to carry its transport through rock.
 //! * [`links`] — how new links reach rockd (direct, ssh, auto) and the
@@ -20,6 +24,7 @@ pub mod control;
 pub mod fdpass;
 pub mod further;
 pub mod helper;
+pub mod job;
 pub mod launch;
 pub mod links;
 pub mod notice;

@@ -13,6 +13,10 @@
 //! opened non-blocking, so a terminal stopped with ^S can cost an update
 //! but never stall the relay.
 //!
+//! Nothing is written while rock's job is not the terminal's foreground
+//! job (in the background, or stopped with `~^Z`): the terminal is the
+//! shell's then.
+//!
 //! Each escape sequence goes out in one `write`. A restore that lands
 //! while ssh is writing replayed output could split one of the program's
 //! own escape sequences; it happens at most once per outage, right as the
@@ -20,6 +24,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
@@ -112,23 +117,40 @@ impl<W: Write> Drop for Title<W> {
     }
 }
 
+/// Whether this process's group is the foreground job of the terminal
+/// `tty` (or `tty` is not rock's controlling terminal, where jobs do not
+/// apply). A job in the background (or stopped, after `~^Z`) leaves the
+/// terminal to the shell: it would not draw there, and with `stty tostop`
+/// a write would stop it.
+fn in_foreground(tty: BorrowedFd<'_>) -> bool {
+    // SAFETY: tcgetpgrp and getpgrp only read the process's state.
+    let (foreground, ours) = unsafe { (libc::tcgetpgrp(tty.as_raw_fd()), libc::getpgrp()) };
+    foreground == -1 || foreground == ours
+}
+
 /// Shows the session to `host` as down on `out` while `status` says it is
-/// suspended for longer than [`SHOW_AFTER`]; returns when the relay ends.
-pub async fn run(host: String, mut status: StatusWatch, out: impl Write) {
+/// suspended for longer than [`SHOW_AFTER`], whenever rock's job is in the
+/// terminal's foreground; returns when the relay ends.
+pub async fn run(host: String, mut status: StatusWatch, out: impl Write + AsFd) {
     let mut title = Title { out, shown: false };
     loop {
         let now = tokio::time::Instant::now().into_std();
         let down = suspended_for(&status.borrow(), now);
+        let ours = in_foreground(title.out.as_fd());
         let wake = match down {
             Some(d) if d >= SHOW_AFTER => {
-                title.show(&self::title(&host, d));
+                if ours {
+                    title.show(&self::title(&host, d));
+                }
                 Some(UPDATE_EVERY)
             }
             Some(d) => Some(SHOW_AFTER - d),
-            None => {
+            None if ours => {
                 title.restore();
                 None
             }
+            // Restored once the job is in the foreground again.
+            None => Some(UPDATE_EVERY),
         };
         let until = now + wake.unwrap_or(Duration::from_secs(3600));
         tokio::select! {

@@ -35,6 +35,10 @@ pub struct Section {
     /// Silence after which a link is declared dead.
     #[serde(default, deserialize_with = "duration")]
     pub link_timeout: Option<Duration>,
+    /// How long a rock left in the background keeps trying to deliver
+    /// the end of a session whose command ended while its link was down.
+    #[serde(default, deserialize_with = "duration")]
+    pub close_timeout: Option<Duration>,
     /// Most unacknowledged bytes kept for replay.
     #[serde(default, deserialize_with = "size")]
     pub replay_buffer: Option<usize>,
@@ -222,6 +226,7 @@ impl Profiles {
             suspend_timeout: pick!(suspend_timeout),
             heartbeat_interval: pick!(heartbeat_interval),
             link_timeout: pick!(link_timeout),
+            close_timeout: pick!(close_timeout),
             replay_buffer: pick!(replay_buffer),
             reconnect_to_localhost: pick!(reconnect_to_localhost),
             reconnect: pick!(reconnect),
@@ -254,6 +259,8 @@ pub struct Effective {
     pub heartbeat_interval: Option<Sourced<Duration>>,
     /// Dead-link timeout.
     pub link_timeout: Option<Sourced<Duration>>,
+    /// How long the end of a session is delivered in the background.
+    pub close_timeout: Option<Sourced<Duration>>,
     /// Replay-buffer bound in bytes.
     pub replay_buffer: Option<Sourced<usize>>,
     /// Redial 127.0.0.1.

@@ -17,6 +17,11 @@ use super::modes::{AutoInstall, ReconnectMode};
 use super::profiles::{Profiles, Sourced};
 use super::values::{format_duration, format_size};
 
+/// How long, by default, a rock left in the background tries to deliver
+/// the end of a session: long enough for a Wi-Fi change or a short outage,
+/// short enough that a forgotten process does not linger for days.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// What the user gave on rock's command line, over the profiles.
 #[derive(Debug, Clone, Default)]
 pub struct CommandLine {
@@ -71,6 +76,11 @@ pub struct Settings {
     pub heartbeat_interval: Setting<Duration>,
     /// Silence after which a link is declared dead.
     pub link_timeout: Setting<Duration>,
+    /// How long a rock left in the background keeps redialling to deliver
+    /// the end of a session whose command ended while the link was down
+    /// (zero: it does not stay; rockd then ends the session at its
+    /// suspension timeout).
+    pub close_timeout: Setting<Duration>,
     /// Most unacknowledged bytes kept for replay.
     pub replay_buffer: Setting<usize>,
     /// rockd's path on the remote; `None`: look for it (PATH, the usual
@@ -157,6 +167,7 @@ impl Settings {
             ),
             heartbeat_interval: pick(None, p.heartbeat_interval, engine.heartbeat_interval),
             link_timeout: pick(None, p.link_timeout, engine.link_timeout),
+            close_timeout: pick(None, p.close_timeout, DEFAULT_CLOSE_TIMEOUT),
             replay_buffer: pick(None, p.replay_buffer, engine.replay_bound),
             rockd_path: pick_opt(cli.rockd_path.clone().map(|r| (r, "--rockd")), p.rockd_path),
             reconnect: pick_opt(cli.reconnect.map(|m| (m, "--reconnect")), p.reconnect),
@@ -278,6 +289,7 @@ impl Settings {
         line(o, "suspend_timeout", &self.suspend_timeout, duration);
         line(o, "heartbeat_interval", &self.heartbeat_interval, duration);
         line(o, "link_timeout", &self.link_timeout, duration);
+        line(o, "close_timeout", &self.close_timeout, duration);
         line(o, "replay_buffer", &self.replay_buffer, |n| {
             quoted(&format_size(*n))
         });
@@ -415,5 +427,23 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("reconnect = \"ssh\""), "{shown}");
+        assert!(
+            shown.contains("  close_timeout = \"10m\"    # built-in\n"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn close_timeout_comes_from_the_profile_and_zero_turns_it_off() {
+        let p = profiles(
+            "[defaults]\nclose_timeout = \"2m\"\n[[profile]]\nhosts = [\"h\"]\nclose_timeout = 0\n",
+        );
+        let s = Settings::resolve(&p, "h", &CommandLine::default()).unwrap();
+        assert_eq!(s.close_timeout.value, Duration::ZERO);
+        let s = Settings::resolve(&p, "other", &CommandLine::default()).unwrap();
+        assert_eq!(s.close_timeout.value, Duration::from_secs(120));
+        assert!(matches!(&s.close_timeout.from, Source::Profile(l) if l.contains("[defaults]")));
+        let s = Settings::resolve(&profiles(""), "h", &CommandLine::default()).unwrap();
+        assert_eq!(s.close_timeout.value, DEFAULT_CLOSE_TIMEOUT);
     }
 }

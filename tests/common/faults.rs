@@ -50,8 +50,10 @@ impl Drop for Blackhole {
 }
 
 /// The remote port of the one established TCP connection of process `pid`
-/// (for `rock -d`: its link to rockd), if it has one.
+/// (for `rock -d`: its link to rockd, held by its worker process, see
+/// [`super::rock_worker`]), if it has one.
 pub fn link_port_of(pid: u32) -> Option<u16> {
+    let pid = super::rock_worker(pid);
     let out = Command::new("ss")
         .args(["-H", "-tnp", "state", "established"])
         .output()

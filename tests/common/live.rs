@@ -134,6 +134,8 @@ impl LiveSession {
             sshd,
         };
         live.wait_lines(1, Duration::from_secs(60));
+        // The worker carries the session; the front only stands for it.
+        live.rock_pid = super::rock_worker(live.rock_pid);
         let end = Instant::now() + Duration::from_secs(30);
         live.port = loop {
             // Once lines flow, rock's only TCP connection is its link.

@@ -219,6 +219,47 @@ pub fn assert_exit(output: &Output, code: i32, context: &str) {
     );
 }
 
+/// The process of `rock -d` that carries the session: the worker that the
+/// process the shell (or the test) started, the front, forks at once (see
+/// `src/redirect/job.rs`). Its links, control socket and memory are the
+/// worker's. Given a process that is not a front (a worker, or anything
+/// else), returns it.
+pub fn rock_worker(pid: u32) -> u32 {
+    let comm = |p: &str| {
+        std::fs::read_to_string(format!("/proc/{p}/comm"))
+            .map(|c| c.trim_end().to_owned())
+            .unwrap_or_default()
+    };
+    let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().nth(1).map(str::to_owned)
+        })
+        .unwrap_or_default();
+    if comm(&parent) == "rock" {
+        // Already a worker.
+        return pid;
+    }
+    // A front forks its worker within milliseconds of starting.
+    let end = Instant::now() + Duration::from_secs(1);
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let mut children = children.split_whitespace().peekable();
+        if let Some(worker) = children.clone().find(|c| comm(c) == "rock") {
+            return worker.parse().unwrap_or(pid);
+        }
+        // A process without children may be a front about to fork, or a
+        // worker carrying on alone.
+        let starting = children.peek().is_none() && comm(&pid.to_string()) == "rock";
+        if !starting || Instant::now() >= end {
+            return pid;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The rock binary under test.
 pub const ROCK: &str = env!("CARGO_BIN_EXE_rock");
 /// The rockd binary under test.

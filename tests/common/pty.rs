@@ -7,14 +7,19 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 /// A child on a pty, and everything it has shown so far.
 pub struct PtyChild {
     pub child: Child,
-    writer: File,
+    /// The master side; `None` once hung up.
+    writer: Option<File>,
     output: mpsc::Receiver<Vec<u8>>,
+    /// Tells the reader thread to let go of its master descriptor.
+    stop: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
     /// All output so far.
     pub seen: String,
 }
@@ -34,6 +39,13 @@ impl PtyChild {
             )
         };
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // Not inherited by the child, nor by anything else the test starts:
+        // a copy of the master elsewhere would keep the terminal from
+        // ever hanging up.
+        for fd in [master, slave] {
+            // SAFETY: fcntl on descriptors openpty just returned.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
         // SAFETY: both descriptors were just returned by openpty and are ours.
         let (master, slave) =
             unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
@@ -54,28 +66,66 @@ impl PtyChild {
         drop(slave);
         let mut reader = File::from(master.try_clone().expect("dup pty master"));
         let (tx, output) = mpsc::channel();
-        std::thread::spawn(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
+            // Polled, so that a hangup can take this descriptor away.
+            while !stopping.load(Ordering::Relaxed) {
+                let mut poll = libc::pollfd {
+                    fd: reader.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(&mut poll, 1, 20) } <= 0 {
+                    continue;
+                }
+                match reader.read(&mut buf) {
+                    Ok(n) if n > 0 && tx.send(buf[..n].to_vec()).is_ok() => {}
+                    _ => break,
                 }
             }
         });
-        let _ = master.as_raw_fd();
         PtyChild {
             child,
-            writer: File::from(master),
+            writer: Some(File::from(master)),
             output,
+            stop,
+            reader: Some(reader),
             seen: String::new(),
         }
     }
 
-    /// Reads output until `pattern` appears after byte `from` of `seen`;
-    /// panics with everything seen when it does not within `limit`.
+    /// Closes the terminal, as a terminal emulator's window is closed: the
+    /// last descriptor of the master side goes, and the kernel hangs up
+    /// the terminal (`SIGHUP` to the session leader, the child).
+    pub fn hang_up(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        while let Ok(chunk) = self.output.try_recv() {
+            self.seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        self.writer = None;
+    }
+
+    /// Reads output until `pattern` appears in `seen`; panics with
+    /// everything seen when it does not within `limit`.
     pub fn expect(&mut self, pattern: &str, limit: Duration) {
+        self.expect_after(0, pattern, limit);
+    }
+
+    /// Like [`PtyChild::expect`], for output after byte `from` of `seen`;
+    /// returns where the pattern begins.
+    pub fn expect_after(&mut self, from: usize, pattern: &str, limit: Duration) -> usize {
         let end = Instant::now() + limit;
-        while !self.seen.contains(pattern) {
+        let found = |seen: &str| seen.get(from..).and_then(|s| s.find(pattern));
+        loop {
+            if let Some(at) = found(&self.seen) {
+                return from + at;
+            }
             let left = end.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
                 Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
@@ -90,6 +140,8 @@ impl PtyChild {
     /// Types `text`.
     pub fn send(&mut self, text: &str) {
         self.writer
+            .as_mut()
+            .expect("the terminal was hung up")
             .write_all(text.as_bytes())
             .expect("write to the pty");
     }

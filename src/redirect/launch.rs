@@ -135,6 +135,7 @@ fn target_of(destination: &str, r: &Resolved) -> BootstrapTarget {
         pubkey_authentication: r.pubkey_authentication,
         password_authentication: r.password_authentication,
         kbd_interactive_authentication: r.kbd_interactive_authentication,
+        number_of_password_prompts: r.number_of_password_prompts,
         agent_socket,
         proxy: None,
     }

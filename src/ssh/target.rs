@@ -38,6 +38,9 @@ pub struct BootstrapTarget {
     pub password_authentication: bool,
     /// `KbdInteractiveAuthentication`.
     pub kbd_interactive_authentication: bool,
+    /// `NumberOfPasswordPrompts`: how many times a password, a key's
+    /// passphrase or keyboard-interactive is tried before moving on.
+    pub number_of_password_prompts: u32,
     /// The agent's socket (`IdentityAgent`, else `SSH_AUTH_SOCK`), already
     /// resolved by the caller; `None` means no agent.
     pub agent_socket: Option<PathBuf>,
@@ -49,7 +52,8 @@ pub struct BootstrapTarget {
 
 impl BootstrapTarget {
     /// A target with OpenSSH's defaults: default known_hosts files, the
-    /// agent from `SSH_AUTH_SOCK`, password and keyboard-interactive on.
+    /// agent from `SSH_AUTH_SOCK`, password and keyboard-interactive on,
+    /// three tries for each secret.
     pub fn new(destination: &str, user: &str, hostname: &str, port: u16) -> BootstrapTarget {
         BootstrapTarget {
             destination: destination.to_owned(),
@@ -65,6 +69,7 @@ impl BootstrapTarget {
             pubkey_authentication: true,
             password_authentication: true,
             kbd_interactive_authentication: true,
+            number_of_password_prompts: 3,
             agent_socket: agent_socket_from_env(),
             proxy: None,
         }

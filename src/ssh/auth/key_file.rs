@@ -20,7 +20,7 @@ pub(super) struct IdentityFile {
     text: Zeroizing<String>,
     pub(super) public: Option<PublicKey>,
     private: Option<Arc<PrivateKey>>,
-    /// The passphrase was asked once already.
+    /// The passphrase was asked already, and never right: not again.
     asked: bool,
     /// The passphrase that unlocked the key, if it needed one.
     pub(super) passphrase: Option<Zeroizing<String>>,
@@ -65,11 +65,14 @@ impl IdentityFile {
         }
     }
 
-    /// The private key, asking for the passphrase (once) if needed.
+    /// The private key, asking for the passphrase if needed as OpenSSH's
+    /// `load_identity_file` does: up to `asking.tries` times, giving up at
+    /// once on an empty answer or a prompt that got none. The passphrase
+    /// kept is the one that decrypted the key; a key given up on is not
+    /// asked for again.
     pub(super) async fn unlock(
         &mut self,
-        prompter: &Arc<dyn Prompter>,
-        can_prompt: bool,
+        asking: &PassphrasePrompt,
     ) -> Result<Arc<PrivateKey>, SignError> {
         if let Some(key) = &self.private {
             return Ok(Arc::clone(key));
@@ -80,27 +83,36 @@ impl IdentityFile {
             Err(e) => return Err(SignError::Key(e.to_string())),
         }
         if self.asked {
-            return Err(SignError::Key("wrong passphrase".to_owned()));
+            return Err(SignError::Key("no right passphrase given".to_owned()));
         }
-        if !can_prompt {
+        if !asking.allowed {
             return Err(SignError::Prompt(PromptError::Disabled {
                 what: "the key's passphrase".to_owned(),
             }));
         }
         self.asked = true;
         let prompt = format!("Enter passphrase for key '{}': ", self.path.display());
-        let passphrase = ask(prompter, prompt, false)
-            .await
-            .map_err(SignError::Prompt)?;
-        match russh::keys::decode_secret_key(&self.text, Some(passphrase.as_str())) {
-            Ok(key) => {
-                self.passphrase = Some(passphrase);
-                Ok(self.keep(key))
+        for _ in 0..asking.tries {
+            let passphrase = ask(&asking.prompter, prompt.clone(), false)
+                .await
+                .map_err(SignError::Prompt)?;
+            if passphrase.is_empty() {
+                return Err(SignError::Key("no passphrase given".to_owned()));
             }
-            Err(_) => Err(SignError::Key(
-                "wrong passphrase (or a key format rock cannot read)".to_owned(),
-            )),
+            match russh::keys::decode_secret_key(&self.text, Some(passphrase.as_str())) {
+                Ok(key) => {
+                    self.passphrase = Some(passphrase);
+                    return Ok(self.keep(key));
+                }
+                Err(e) => tracing::debug!("{}: bad passphrase given: {e}", self.path.display()),
+            }
         }
+        Err(SignError::Key(match asking.tries {
+            0 => "encrypted, and NumberOfPasswordPrompts is 0: its passphrase was not asked"
+                .to_owned(),
+            1 => "wrong passphrase (or a key format rock cannot read)".to_owned(),
+            n => format!("wrong passphrase, {n} times (or a key format rock cannot read)"),
+        }))
     }
 
     fn keep(&mut self, key: PrivateKey) -> Arc<PrivateKey> {
@@ -121,13 +133,21 @@ pub(super) enum SignError {
     Key(String),
 }
 
+/// Who asks for a key's passphrase, and how often.
+pub(super) struct PassphrasePrompt {
+    pub(super) prompter: Arc<dyn Prompter>,
+    /// False under `BatchMode`: nothing is asked.
+    pub(super) allowed: bool,
+    /// `NumberOfPasswordPrompts`: the most tries.
+    pub(super) tries: u32,
+}
+
 /// Signs with a key file, decrypting it only when the server has accepted
 /// the key (SSH_MSG_USERAUTH_PK_OK), so that no passphrase is asked for a
 /// key the server would refuse.
 pub(super) struct FileSigner<'a> {
     pub(super) file: &'a mut IdentityFile,
-    pub(super) prompter: Arc<dyn Prompter>,
-    pub(super) can_prompt: bool,
+    pub(super) asking: PassphrasePrompt,
 }
 
 impl Signer for FileSigner<'_> {
@@ -139,7 +159,7 @@ impl Signer for FileSigner<'_> {
         hash_alg: Option<HashAlg>,
         to_sign: Vec<u8>,
     ) -> Result<Vec<u8>, SignError> {
-        let key = self.file.unlock(&self.prompter, self.can_prompt).await?;
+        let key = self.file.unlock(&self.asking).await?;
         append_signature(&key, hash_alg, to_sign)
     }
 }

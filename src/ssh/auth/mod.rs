@@ -6,17 +6,23 @@
 //! keyboard-interactive, then password.
 //!
 //! Invariants:
-//! * Each secret is asked for at most once: one passphrase per key file,
-//!   one password. A key file is decrypted (and its passphrase asked) only
-//!   after the server said it would accept that key, as OpenSSH does.
+//! * Secrets are asked for as often as OpenSSH asks (sshconnect2.c), up
+//!   to `NumberOfPasswordPrompts` times each: a key file's passphrase (an
+//!   empty answer moves on at once), keyboard-interactive, then password,
+//!   each with its own count. A prompt that gets no answer ends its
+//!   method, so a prompter with nothing more to give (a reconnection's
+//!   replay) is never asked in a loop. A key file is decrypted (and its
+//!   passphrase asked) only after the server said it would accept that
+//!   key, as OpenSSH does.
 //! * RSA signatures use the best hash the server supports
 //!   (`best_supported_rsa_hash`), for agent keys too: OpenSSH 8.8+ refuses
 //!   SHA-1.
 //! * Under `BatchMode` nothing is asked; `PasswordAuthentication no` and
 //!   `KbdInteractiveAuthentication no` switch those methods off.
-//! * The password the user typed is kept (in [`Zeroizing`]) only if it
-//!   authenticated: it is handed to the inner ssh later, and to rock's own
-//!   logins when it reconnects through ssh, so that the user types it once.
+//! * The password or passphrase the user typed is kept (in [`Zeroizing`])
+//!   only if it authenticated — the try that worked, never a refused one:
+//!   it is handed to the inner ssh later, and to rock's own logins when it
+//!   reconnects through ssh, so that the user types it once.
 //!
 //! This file holds the order, the outcome and the public keys; the rest:
 //! * `interactive` — keyboard-interactive and password, the methods the
@@ -40,7 +46,7 @@ use super::target::{BootstrapTarget, expand_tilde};
 mod interactive;
 mod key_file;
 
-use key_file::{FileSigner, IdentityFile, SignError};
+use key_file::{FileSigner, IdentityFile, PassphrasePrompt, SignError};
 
 /// The keys OpenSSH tries when no `IdentityFile` is configured (those rock
 /// can use).
@@ -161,6 +167,7 @@ pub async fn authenticate<H: Handler>(
         target,
         prompter,
         allowed: MethodSet::empty(),
+        listed: MethodSet::empty(),
         tried: Vec::new(),
         notes: Vec::new(),
         offered: Vec::new(),
@@ -181,6 +188,9 @@ struct Auth<'a, H: Handler> {
     prompter: Arc<dyn Prompter>,
     /// What the server still accepts, from its last failure message.
     allowed: MethodSet,
+    /// The last list of methods the server sent: what the refusal names
+    /// when the connection ended (russh reports that as an empty list).
+    listed: MethodSet,
     tried: Vec<String>,
     notes: Vec<String>,
     /// Public keys already offered, so a key is never offered twice.
@@ -202,15 +212,11 @@ impl<H: Handler> Auth<'_, H> {
         if let Step::Done(done) = self.public_keys().await? {
             return Ok(done);
         }
-        let mut password_rejected = false;
-        if let Step::Done(done) = self.keyboard_interactive(&mut password_rejected).await? {
+        // As OpenSSH: keyboard-interactive's tries, then password's.
+        if let Step::Done(done) = self.keyboard_interactive().await? {
             return Ok(done);
         }
-        if password_rejected {
-            self.notes.push(
-                "password: not asked again, keyboard-interactive already refused it".to_owned(),
-            );
-        } else if let Step::Done(done) = self.password().await? {
+        if let Step::Done(done) = self.password().await? {
             return Ok(done);
         }
         Err(self.denied())
@@ -221,7 +227,7 @@ impl<H: Handler> Auth<'_, H> {
             user: self.target.user.clone(),
             host: self.target.prompt_host().to_owned(),
             tried: std::mem::take(&mut self.tried),
-            server_methods: self.allowed.iter().map(String::from).collect(),
+            server_methods: self.listed.iter().map(String::from).collect(),
             notes: std::mem::take(&mut self.notes),
         }
     }
@@ -243,6 +249,16 @@ impl<H: Handler> Auth<'_, H> {
                         "{method}: accepted, but the server requires a further method"
                     ));
                 }
+                if remaining_methods.is_empty() {
+                    if !self.listed.is_empty() {
+                        self.notes.push(format!(
+                            "{method}: the server closed the connection (sshd does after \
+                             MaxAuthTries failed attempts)"
+                        ));
+                    }
+                } else {
+                    self.listed = remaining_methods.clone();
+                }
                 self.allowed = remaining_methods;
                 Step::Continue
             }
@@ -251,6 +267,28 @@ impl<H: Handler> Auth<'_, H> {
 
     fn can_prompt(&self) -> bool {
         !self.target.batch_mode
+    }
+
+    /// How many times a secret may be asked (`NumberOfPasswordPrompts`).
+    fn tries(&self) -> u32 {
+        self.target.number_of_password_prompts
+    }
+
+    /// Records that `method` was tried `times` times, for the refusal.
+    fn tried_times(&mut self, method: &str, times: u32) {
+        match times {
+            0 => {}
+            1 => self.tried.push(method.to_owned()),
+            n => self.tried.push(format!("{method} ({n} tries)")),
+        }
+    }
+
+    fn passphrase_prompt(&self) -> PassphrasePrompt {
+        PassphrasePrompt {
+            prompter: Arc::clone(&self.prompter),
+            allowed: self.can_prompt(),
+            tries: self.tries(),
+        }
     }
 
     async fn ask(&self, prompt: String, echo: bool) -> Result<Zeroizing<String>, PromptError> {
@@ -417,7 +455,7 @@ impl<H: Handler> Auth<'_, H> {
         let public = match file.public.clone() {
             Some(public) => public,
             // No public half anywhere: the key must be decrypted first.
-            None => match file.unlock(&self.prompter, self.can_prompt()).await {
+            None => match file.unlock(&self.passphrase_prompt()).await {
                 Ok(key) => key.public_key().clone(),
                 Err(why) => {
                     self.notes.push(format!("{}: {why}", file.path.display()));
@@ -433,8 +471,7 @@ impl<H: Handler> Auth<'_, H> {
             .push(format!("publickey ({})", file.path.display()));
         let mut signer = FileSigner {
             file: &mut file,
-            prompter: Arc::clone(&self.prompter),
-            can_prompt: self.can_prompt(),
+            asking: self.passphrase_prompt(),
         };
         let user = self.target.user.clone();
         match self

@@ -420,28 +420,70 @@ fn a_finished_session_leaves_no_process_behind() {
 }
 
 #[test]
-fn an_unknown_host_key_is_refused_with_advice() {
+fn an_unknown_host_key_is_refused_with_advice_that_records_it_where_rock_looks() {
     require_root("the sshd fixture");
     let sshd = Sshd::start();
     let unknown = sshd.known_hosts_without_key();
+    let known_hosts = format!("UserKnownHostsFile={}", unknown.display());
+    let rock_with_the_file = || {
+        let mut cmd = rock(&sshd, &[], "ssh");
+        cmd.args(["-o", &known_hosts]);
+        cmd
+    };
     let out = run_with_timeout(
-        rock(&sshd, &[], "ssh")
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", unknown.display()))
-            .args(["rocktest", "echo must not run"]),
+        rock_with_the_file().args(["rocktest", "echo must not run"]),
         Duration::from_secs(60),
     );
     assert_exit(&out, 255, &text(&out));
     let err = stderr(&out);
+    eprintln!("{err}");
     assert!(err.contains("SHA256:"), "no fingerprint shown:\n{err}");
-    assert!(
-        err.contains("ssh rocktest"),
-        "no advice to verify with ssh:\n{err}"
-    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("must not run"));
     assert!(
         !sshd.log().contains("Accepted"),
         "logged in despite the unknown key"
+    );
+
+    // Regression: the advice was `ssh rocktest`, which records the key in
+    // ~/.ssh/known_hosts, not in the file rock was told to look in.
+    let advised = err
+        .lines()
+        .skip_while(|line| !line.contains("connecting once with plain ssh"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command advised:\n{err}"))
+        .trim()
+        .to_owned();
+    assert!(advised.starts_with("ssh "), "{advised}");
+    assert!(advised.ends_with(" rocktest"), "{advised}");
+    assert!(advised.contains(&known_hosts), "{advised}");
+    assert!(
+        advised.contains(&sshd.ssh_config().display().to_string()),
+        "the user's -F is dropped: {advised}"
+    );
+
+    // Follow it, accepting the key as the user would after checking the
+    // fingerprint (the fixture's config says StrictHostKeyChecking yes).
+    let (program, options) = advised.split_once(' ').expect("ssh and its options");
+    let follow = format!("{program} -o StrictHostKeyChecking=accept-new {options} true");
+    let out = run_with_timeout(
+        Command::new("sh")
+            .args(["-c", &follow])
+            .stdin(Stdio::null())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SSH_ASKPASS"),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0, &format!("{follow}\n{}", text(&out)));
+
+    let out = run_with_timeout(
+        rock_with_the_file().args(["rocktest", "echo known now"]),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("known now"),
+        "{}",
+        text(&out)
     );
 }
 

@@ -11,9 +11,14 @@ use crate::ssh::proxy::Proxy;
 /// Where and how to reach the remote host: what `ssh -G` resolved.
 #[derive(Debug, Clone)]
 pub struct BootstrapTarget {
-    /// The destination as the user typed it, for advice in messages
-    /// (`ssh <destination>`).
+    /// The destination as the user typed it, for messages.
     pub destination: String,
+    /// Plain ssh's command line for this destination, for advice such as
+    /// recording a host key: the user's ssh, the options of theirs that
+    /// change what `ssh -G` resolves (`-F`, `-o UserKnownHostsFile=…`,
+    /// `-l`, `-p`, …) and the destination. What it records lands where rock
+    /// looks.
+    pub ssh_command: Vec<String>,
     /// Remote user name.
     pub user: String,
     /// Host name or address to connect to (`HostName`).
@@ -57,6 +62,7 @@ impl BootstrapTarget {
     pub fn new(destination: &str, user: &str, hostname: &str, port: u16) -> BootstrapTarget {
         BootstrapTarget {
             destination: destination.to_owned(),
+            ssh_command: vec!["ssh".to_owned(), destination.to_owned()],
             user: user.to_owned(),
             hostname: hostname.to_owned(),
             port,

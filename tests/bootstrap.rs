@@ -3,8 +3,10 @@
 //!
 //! Covers what the user sees: success with a key, refusal of unknown,
 //! changed and unauthorised keys, a password asked exactly once (with
-//! OpenSSH's prompt) and kept for the inner ssh, keyboard-interactive
-//! through PAM, and a missing rockd named with every path tried.
+//! OpenSSH's prompt) and kept for the inner ssh, wrong passwords and
+//! passphrases asked again as often as OpenSSH asks (and only the right
+//! one kept), keyboard-interactive through PAM, and a missing rockd named
+//! with every path tried.
 
 mod common;
 
@@ -27,23 +29,32 @@ use zeroize::Zeroizing;
 /// The port the stub rockd claims to listen on.
 const STUB_PORT: u16 = 4242;
 
-/// A Prompter that answers from a script and records what it was asked.
+/// What ssh prints between password tries.
+const TRY_AGAIN: &str = "Permission denied, please try again.";
+
+/// A Prompter that answers from a script and records what it was asked
+/// and shown.
 #[derive(Default)]
 struct Scripted {
     answers: Mutex<VecDeque<String>>,
     asked: Mutex<Vec<String>>,
+    shown: Mutex<Vec<String>>,
 }
 
 impl Scripted {
     fn new(answers: &[&str]) -> Arc<Scripted> {
         Arc::new(Scripted {
             answers: Mutex::new(answers.iter().map(|a| a.to_string()).collect()),
-            asked: Mutex::new(Vec::new()),
+            ..Scripted::default()
         })
     }
 
     fn asked(&self) -> Vec<String> {
         self.asked.lock().expect("lock").clone()
+    }
+
+    fn shown(&self) -> Vec<String> {
+        self.shown.lock().expect("lock").clone()
     }
 
     fn next(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError> {
@@ -66,7 +77,9 @@ impl Prompter for Scripted {
         self.next(prompt)
     }
 
-    fn show(&self, _message: &str) {}
+    fn show(&self, message: &str) {
+        self.shown.lock().expect("lock").push(message.to_owned());
+    }
 }
 
 fn request() -> BootRequest {
@@ -297,6 +310,63 @@ async fn encrypted_key_passphrase_is_asked_once_and_only_for_an_accepted_key() {
 }
 
 #[tokio::test]
+async fn a_wrong_passphrase_is_asked_again_and_only_the_right_one_is_kept() {
+    let sshd = Sshd::start();
+    let dir = shared_dir();
+    let stub = stub_rockd(dir.path(), None);
+    let key = keygen(dir.path(), "accepted_ed25519", "ed25519", "right-pass");
+    authorize(&sshd, &key);
+    let mut t = target(&sshd);
+    t.identity_files = vec![key.clone()];
+    t.batch_mode = false;
+    let prompter = Scripted::new(&["wrong-pass", "right-pass"]);
+
+    let done = run(&t, &stub_command(&stub, &[]), prompter.clone())
+        .await
+        .unwrap_or_else(|e| panic!("the second try must unlock the key: {e}\n{}", sshd.log()));
+
+    let prompt = format!("Enter passphrase for key '{}': ", key.display());
+    assert_eq!(prompter.asked(), [prompt.clone(), prompt]);
+    let (path, passphrase) = done.secrets.key_passphrase.expect("the passphrase is kept");
+    assert_eq!(path, key);
+    assert_eq!(passphrase.as_str(), "right-pass", "never the wrong one");
+}
+
+#[tokio::test]
+async fn three_wrong_passphrases_move_on_to_the_next_key() {
+    let sshd = Sshd::start();
+    let dir = shared_dir();
+    let stub = stub_rockd(dir.path(), None);
+    let locked = keygen(dir.path(), "locked_ed25519", "ed25519", "right-pass");
+    authorize(&sshd, &locked);
+    let mut t = target(&sshd);
+    // The fixture's own key, unencrypted and authorised, comes second.
+    t.identity_files = vec![locked.clone(), sshd.client_key().to_path_buf()];
+    t.batch_mode = false;
+    // A fourth answer would be right: it must never be asked for.
+    let prompter = Scripted::new(&["wrong-1", "wrong-2", "wrong-3", "right-pass"]);
+
+    let done = run(&t, &stub_command(&stub, &[]), prompter.clone())
+        .await
+        .unwrap_or_else(|e| panic!("the second key must log in: {e}\n{}", sshd.log()));
+
+    let prompt = format!("Enter passphrase for key '{}': ", locked.display());
+    assert_eq!(prompter.asked(), [prompt.clone(), prompt.clone(), prompt]);
+    assert!(
+        done.secrets.key_passphrase.is_none(),
+        "no wrong passphrase kept"
+    );
+
+    // An empty answer gives up on the key at once, as ssh does.
+    let prompter = Scripted::new(&["", "right-pass"]);
+    let done = run(&t, &stub_command(&stub, &[]), prompter.clone())
+        .await
+        .unwrap_or_else(|e| panic!("the second key must log in: {e}\n{}", sshd.log()));
+    assert_eq!(prompter.asked().len(), 1, "{:?}", prompter.asked());
+    assert!(done.secrets.key_passphrase.is_none());
+}
+
+#[tokio::test]
 async fn agent_keys_authenticate_rsa_with_sha2() {
     let sshd = Sshd::start();
     let dir = shared_dir();
@@ -460,11 +530,109 @@ async fn password_is_asked_once_with_openssh_prompt_and_kept() {
 }
 
 #[tokio::test]
-async fn wrong_password_fails_after_one_prompt() {
+async fn a_wrong_password_is_asked_again_and_only_the_right_one_is_kept() {
     let sshd = password_sshd();
     let dir = shared_dir();
     let stub = stub_rockd(dir.path(), None);
     let prompter = Scripted::new(&["not-the-password", PASSWORD]);
+
+    let done = run(
+        &password_target(&sshd),
+        &stub_command(&stub, &[]),
+        prompter.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the second try must log in: {e}\n{}", sshd.log()));
+
+    let prompt = format!("{PASSWORD_USER}@127.0.0.1's password: ");
+    assert_eq!(prompter.asked(), [prompt.clone(), prompt]);
+    assert_eq!(prompter.shown(), [TRY_AGAIN], "ssh's words between tries");
+    let kept = done
+        .secrets
+        .password
+        .expect("the password that worked is kept");
+    assert_eq!(kept.as_str(), PASSWORD, "never the refused one");
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_asked_three_times_as_ssh_does_then_refused() {
+    let sshd = password_sshd();
+    let dir = shared_dir();
+    let stub = stub_rockd(dir.path(), None);
+    // A fourth answer would be right: it must never be asked for.
+    let prompter = Scripted::new(&["wrong-1", "wrong-2", "wrong-3", PASSWORD]);
+
+    let err = run(
+        &password_target(&sshd),
+        &stub_command(&stub, &[]),
+        prompter.clone(),
+    )
+    .await
+    .expect_err("three wrong passwords must fail");
+
+    assert!(matches!(err, BootstrapError::AuthFailed(_)), "{err:?}");
+    assert_eq!(prompter.asked().len(), 3, "{:?}", prompter.asked());
+    assert_eq!(prompter.shown(), [TRY_AGAIN, TRY_AGAIN]);
+    let text = err.to_string();
+    assert!(text.contains("permission denied"), "{text}");
+    assert!(text.contains("password (3 tries)"), "{text}");
+    assert_eq!(err.exit_code(), 255);
+}
+
+#[tokio::test]
+async fn number_of_password_prompts_bounds_the_tries() {
+    let sshd = password_sshd();
+    let dir = shared_dir();
+    let stub = stub_rockd(dir.path(), None);
+    let mut t = password_target(&sshd);
+    t.number_of_password_prompts = 1;
+    let prompter = Scripted::new(&["not-the-password", PASSWORD]);
+
+    let err = run(&t, &stub_command(&stub, &[]), prompter.clone())
+        .await
+        .expect_err("NumberOfPasswordPrompts 1: one try");
+
+    assert!(matches!(err, BootstrapError::AuthFailed(_)), "{err:?}");
+    assert_eq!(prompter.asked().len(), 1, "{:?}", prompter.asked());
+    assert!(prompter.shown().is_empty(), "{:?}", prompter.shown());
+    assert!(err.to_string().contains("password"), "{err}");
+
+    t.number_of_password_prompts = 0;
+    let prompter = Scripted::new(&[PASSWORD]);
+    run(&t, &stub_command(&stub, &[]), prompter.clone())
+        .await
+        .expect_err("NumberOfPasswordPrompts 0: nothing asked");
+    assert!(prompter.asked().is_empty(), "{:?}", prompter.asked());
+}
+
+/// Answers every prompt with the same wrong secret, forever, as a replay
+/// of a stale password would if it were asked in a loop.
+struct Stubborn {
+    asked: Mutex<usize>,
+}
+
+impl Prompter for Stubborn {
+    fn password(&self, _prompt: &str) -> Result<Zeroizing<String>, PromptError> {
+        *self.asked.lock().expect("lock") += 1;
+        Ok(Zeroizing::new("always-wrong".to_owned()))
+    }
+
+    fn answer(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError> {
+        self.password(prompt)
+    }
+
+    fn show(&self, _message: &str) {}
+}
+
+#[tokio::test]
+async fn a_prompter_that_always_answers_is_asked_a_bounded_number_of_times() {
+    // Keyboard-interactive (PAM) and password, both with a wrong answer.
+    let sshd = Sshd::builder().with_password_user().start();
+    let dir = shared_dir();
+    let stub = stub_rockd(dir.path(), None);
+    let prompter = Arc::new(Stubborn {
+        asked: Mutex::new(0),
+    });
 
     let err = run(
         &password_target(&sshd),
@@ -473,10 +641,47 @@ async fn wrong_password_fails_after_one_prompt() {
     )
     .await
     .expect_err("a wrong password must fail");
+    eprintln!("{err}");
 
-    assert!(matches!(err, BootstrapError::AuthFailed(_)), "{err:?}");
-    assert_eq!(prompter.asked().len(), 1, "{:?}", prompter.asked());
-    assert!(err.to_string().contains("password"), "{err}");
+    // At most three keyboard-interactive tries and three password tries,
+    // as ssh (the server may hang up sooner: sshd's MaxAuthTries).
+    let asked = *prompter.asked.lock().expect("lock");
+    eprintln!("asked {asked} times");
+    assert!((1..=6).contains(&asked), "asked {asked} times");
+}
+
+#[tokio::test]
+async fn a_wrong_keyboard_interactive_password_is_asked_again() {
+    let sshd = Sshd::builder().with_password_user().start();
+    let dir = shared_dir();
+    let stub = stub_rockd(dir.path(), None);
+    let prompter = Scripted::new(&["not-the-password", PASSWORD]);
+
+    let done = run(
+        &password_target(&sshd),
+        &stub_command(&stub, &[]),
+        prompter.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the second try must log in: {e}\n{}", sshd.log()));
+
+    let asked = prompter.asked();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    for prompt in &asked {
+        assert!(
+            prompt.starts_with(&format!("({PASSWORD_USER}@127.0.0.1) ")),
+            "keyboard-interactive both times: {asked:?}"
+        );
+    }
+    assert!(
+        prompter.shown().is_empty(),
+        "ssh shows nothing between keyboard-interactive tries"
+    );
+    let kept = done
+        .secrets
+        .password
+        .expect("the password that worked is kept");
+    assert_eq!(kept.as_str(), PASSWORD);
 }
 
 #[tokio::test]

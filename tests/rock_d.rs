@@ -420,37 +420,128 @@ fn a_finished_session_leaves_no_process_behind() {
 }
 
 #[test]
-fn an_unknown_host_key_is_refused_with_advice() {
+fn an_unknown_host_key_is_refused_with_advice_that_records_it_where_rock_looks() {
     require_root("the sshd fixture");
     let sshd = Sshd::start();
     let unknown = sshd.known_hosts_without_key();
+    let known_hosts = format!("UserKnownHostsFile={}", unknown.display());
+    let rock_with_the_file = || {
+        let mut cmd = rock(&sshd, &[], "ssh");
+        cmd.args(["-o", &known_hosts]);
+        cmd
+    };
     let out = run_with_timeout(
-        rock(&sshd, &[], "ssh")
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", unknown.display()))
-            .args(["rocktest", "echo must not run"]),
+        rock_with_the_file().args(["rocktest", "echo must not run"]),
         Duration::from_secs(60),
     );
     assert_exit(&out, 255, &text(&out));
     let err = stderr(&out);
+    eprintln!("{err}");
     assert!(err.contains("SHA256:"), "no fingerprint shown:\n{err}");
-    assert!(
-        err.contains("ssh rocktest"),
-        "no advice to verify with ssh:\n{err}"
-    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("must not run"));
     assert!(
         !sshd.log().contains("Accepted"),
         "logged in despite the unknown key"
     );
+
+    // Regression: the advice was `ssh rocktest`, which records the key in
+    // ~/.ssh/known_hosts, not in the file rock was told to look in.
+    let advised = err
+        .lines()
+        .skip_while(|line| !line.contains("connecting once with plain ssh"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command advised:\n{err}"))
+        .trim()
+        .to_owned();
+    assert!(advised.starts_with("ssh "), "{advised}");
+    assert!(advised.ends_with(" rocktest"), "{advised}");
+    assert!(advised.contains(&known_hosts), "{advised}");
+    assert!(
+        advised.contains(&sshd.ssh_config().display().to_string()),
+        "the user's -F is dropped: {advised}"
+    );
+
+    // Follow it, accepting the key as the user would after checking the
+    // fingerprint (the fixture's config says StrictHostKeyChecking yes).
+    let (program, options) = advised.split_once(' ').expect("ssh and its options");
+    let follow = format!("{program} -o StrictHostKeyChecking=accept-new {options} true");
+    let out = run_with_timeout(
+        Command::new("sh")
+            .args(["-c", &follow])
+            .stdin(Stdio::null())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SSH_ASKPASS"),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0, &format!("{follow}\n{}", text(&out)));
+
+    let out = run_with_timeout(
+        rock_with_the_file().args(["rocktest", "echo known now"]),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("known now"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// What ssh prints between password tries.
+const TRY_AGAIN: &str = "Permission denied, please try again.";
+
+/// sshd with password authentication alone (no PAM, no
+/// keyboard-interactive) for the password user: OpenSSH's
+/// `user@host's password: ` path, with `Permission denied, please try
+/// again.` between tries.
+fn password_only_sshd() -> Sshd {
+    require_root("sshd checks another user's password only when it runs as root");
+    assert!(
+        common::user_exists(common::PASSWORD_USER),
+        "the password test user `{}` does not exist: run scripts/setup (as root)",
+        common::PASSWORD_USER
+    );
+    Sshd::builder()
+        .password_auth(true)
+        .allow_users([common::current_user(), common::PASSWORD_USER.to_owned()])
+        .start()
 }
 
 #[test]
-fn a_wrong_password_exits_255_with_a_clear_message() {
-    let sshd = Sshd::builder().with_password_user().start();
-    let mut pty = PtyChild::spawn(&mut password_login(&sshd, "echo must not run"));
-    pty.expect("assword: ", Duration::from_secs(30));
+fn a_wrong_password_then_the_right_one_logs_in_and_the_inner_ssh_asks_nothing() {
+    let sshd = password_only_sshd();
+    let mut pty = PtyChild::spawn(&mut password_login(&sshd, "echo logged in as $(id -un)"));
+    pty.expect_nth("'s password: ", 1, Duration::from_secs(30));
     pty.send("not the password\n");
+    pty.expect_nth("'s password: ", 2, Duration::from_secs(30));
+    pty.send(&format!("{}\n", common::PASSWORD));
+    let status = pty.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", pty.seen);
+    assert!(
+        pty.seen
+            .contains(&format!("logged in as {}", common::PASSWORD_USER)),
+        "{}",
+        pty.seen
+    );
+    // Two prompts with ssh's words between them; the inner ssh was
+    // answered with the password that worked (a third prompt, or a
+    // refused login, would mean the wrong one was kept).
+    assert_eq!(pty.seen.matches("assword").count(), 2, "{}", pty.seen);
+    let again = pty.seen.find(TRY_AGAIN).expect("ssh's words between tries");
+    let second = pty.seen.rfind("'s password: ").expect("the second prompt");
+    assert!(again < second, "{}", pty.seen);
+}
+
+#[test]
+fn three_wrong_passwords_exit_255_with_a_clear_message_and_rock_reads_every_try() {
+    let sshd = password_only_sshd();
+    let mut pty = PtyChild::spawn(&mut password_login(&sshd, "echo must not run"));
+    for n in 1..=3 {
+        // Each try is typed once its prompt shows, as a person would:
+        // before the fix the second landed in the shell rock returned to.
+        pty.expect_nth("'s password: ", n, Duration::from_secs(30));
+        pty.send(&format!("wrong-try-{n}\n"));
+    }
     let status = pty.wait(Duration::from_secs(60));
     assert_eq!(status.code(), Some(255), "{}", pty.seen);
     assert!(
@@ -458,7 +549,114 @@ fn a_wrong_password_exits_255_with_a_clear_message() {
         "no clear message:\n{}",
         pty.seen
     );
+    assert_eq!(pty.seen.matches("'s password: ").count(), 3, "{}", pty.seen);
+    assert_eq!(pty.seen.matches(TRY_AGAIN).count(), 2, "{}", pty.seen);
+    // Read by rock with echo off: none of it was echoed, so none was left
+    // for whatever reads the terminal next.
+    assert!(!pty.seen.contains("wrong-try-"), "{}", pty.seen);
     assert!(!pty.seen.contains("must not run"));
+}
+
+#[test]
+fn number_of_password_prompts_sets_the_tries() {
+    let sshd = password_only_sshd();
+    let user = format!("User={}", common::PASSWORD_USER);
+    for tries in [1, 2] {
+        let prompts = format!("NumberOfPasswordPrompts={tries}");
+        let mut pty = PtyChild::spawn(&mut interactive_ssh(
+            sshd.ssh_config(),
+            &[
+                "-o",
+                &user,
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                &prompts,
+                "rocktest",
+                "echo must not run",
+            ],
+        ));
+        for n in 1..=tries {
+            pty.expect_nth("'s password: ", n, Duration::from_secs(30));
+            pty.send("not the password\n");
+        }
+        let status = pty.wait(Duration::from_secs(60));
+        assert_eq!(status.code(), Some(255), "{}", pty.seen);
+        assert_eq!(
+            pty.seen.matches("'s password: ").count(),
+            tries,
+            "{prompts}:\n{}",
+            pty.seen
+        );
+        assert!(pty.seen.to_lowercase().contains("permission denied"));
+    }
+}
+
+/// Whether `line` (the terminal's line, trimmed) is a password prompt:
+/// ssh's `user@host's password: ` or keyboard-interactive's
+/// `(user@host) Password: `.
+fn is_password_prompt(line: &str) -> bool {
+    line.trim().ends_with("assword:")
+}
+
+/// How many password prompts `seen` shows: each on a line of its own once
+/// answered, the last perhaps still waiting at the end.
+fn password_prompts(seen: &str) -> usize {
+    seen.split('\n')
+        .filter(|line| is_password_prompt(line))
+        .count()
+}
+
+/// Runs `cmd` on a pty and answers every password prompt wrongly until it
+/// exits; returns its exit status, the prompts and ssh's words between
+/// tries in the order they showed, and everything it showed.
+fn refuse_every_try(cmd: &mut Command) -> (Option<i32>, Vec<String>, String) {
+    let mut pty = PtyChild::spawn(cmd);
+    let mut asked = 0;
+    while pty.expect_or_exit(
+        "the next password prompt",
+        |seen| password_prompts(seen) > asked,
+        Duration::from_secs(60),
+    ) {
+        asked += 1;
+        assert!(asked <= 10, "asked without end:\n{}", pty.seen);
+        pty.send("not the password\n");
+    }
+    let status = pty.wait(Duration::from_secs(30));
+    let shown = pty
+        .seen
+        .lines()
+        .map(str::trim)
+        .filter(|line| is_password_prompt(line) || line.contains(TRY_AGAIN))
+        .map(ToOwned::to_owned)
+        .collect();
+    (status.code(), shown, pty.seen.clone())
+}
+
+#[test]
+fn wrong_passwords_are_asked_as_often_as_plain_ssh_asks() {
+    // Keyboard-interactive (PAM) and password: ssh tries each
+    // NumberOfPasswordPrompts times, until sshd's MaxAuthTries.
+    let sshd = Sshd::builder().with_password_user().start();
+    let mut ssh = sshd.command("ssh");
+    ssh.args(["-o", "BatchMode=no", "-o"])
+        .arg(format!("User={}", common::PASSWORD_USER))
+        .args([
+            "-o",
+            "PubkeyAuthentication=no",
+            "rocktest",
+            "echo must not run",
+        ]);
+    let (ssh_status, ssh_shown, ssh_seen) = refuse_every_try(&mut ssh);
+    let (rock_status, rock_shown, rock_seen) =
+        refuse_every_try(&mut password_login(&sshd, "echo must not run"));
+    assert_eq!(ssh_status, Some(255), "{ssh_seen}");
+    assert_eq!(rock_status, Some(255), "{rock_seen}");
+    assert!(ssh_shown.len() > 1, "ssh asked once only?\n{ssh_seen}");
+    assert_eq!(
+        rock_shown, ssh_shown,
+        "rock asked otherwise than ssh\n--- rock:\n{rock_seen}\n--- ssh:\n{ssh_seen}"
+    );
 }
 
 #[test]
@@ -848,6 +1046,41 @@ fn a_key_passphrase_is_typed_once() {
         pty.seen
     );
     assert!(status.success(), "{status:?}\n{}", pty.seen);
+}
+
+#[test]
+fn a_wrong_passphrase_then_the_right_one_works() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let dir = common::temp_dir();
+    // The fixture's authorised key, encrypted with a passphrase.
+    let key = dir.path().join("id_encrypted");
+    std::fs::copy(sshd.client_key(), &key).unwrap();
+    let reencrypted = Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", "open sesame", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(reencrypted.status.success(), "{reencrypted:?}");
+    let config = sshd.ssh_config_with("IdentityFile", &key.display().to_string());
+    let mut pty = PtyChild::spawn(&mut interactive_ssh(
+        &config,
+        &["rocktest", "echo unlocked"],
+    ));
+    pty.expect_nth("Enter passphrase for key", 1, Duration::from_secs(30));
+    pty.send("open sesame street\n");
+    pty.expect_nth("Enter passphrase for key", 2, Duration::from_secs(30));
+    pty.send("open sesame\n");
+    let status = pty.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", pty.seen);
+    assert!(pty.seen.contains("unlocked"), "{}", pty.seen);
+    // The inner ssh was answered with the passphrase that worked.
+    assert_eq!(
+        pty.seen.matches("passphrase").count(),
+        2,
+        "asked otherwise than twice:\n{}",
+        pty.seen
+    );
 }
 
 /// Size of each file in the several-sources copy: large enough that a

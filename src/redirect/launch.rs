@@ -16,7 +16,7 @@
 //! the background (`ssh -f`), the terminal is given back at once and this
 //! process finishes in the background ([`crate::redirect::job`]).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
@@ -124,7 +124,7 @@ fn local(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError 
 }
 
 /// The bootstrap's view of what `ssh -G` resolved.
-fn target_of(destination: &str, r: &Resolved) -> BootstrapTarget {
+fn target_of(destination: &str, ssh_command: Vec<String>, r: &Resolved) -> BootstrapTarget {
     let agent_socket = match &r.identity_agent {
         IdentityAgent::Default => target::agent_socket_from_env(),
         IdentityAgent::None => None,
@@ -133,6 +133,7 @@ fn target_of(destination: &str, r: &Resolved) -> BootstrapTarget {
     };
     BootstrapTarget {
         destination: destination.to_owned(),
+        ssh_command,
         user: r.user.clone(),
         hostname: r.hostname.clone(),
         port: r.port,
@@ -151,9 +152,27 @@ fn target_of(destination: &str, r: &Resolved) -> BootstrapTarget {
         pubkey_authentication: r.pubkey_authentication,
         password_authentication: r.password_authentication,
         kbd_interactive_authentication: r.kbd_interactive_authentication,
+        number_of_password_prompts: r.number_of_password_prompts,
         agent_socket,
         proxy: None,
     }
+}
+
+/// Plain ssh's command line for `host` with the options the user's
+/// command gives ssh (`resolve_args`, those `ssh -G` resolved with): what
+/// it does, such as recording a host key, it does where rock looks.
+fn plain_ssh_command(program: &OsStr, resolve_args: &[OsString], host: &str) -> Vec<String> {
+    let mut words = vec![program.to_string_lossy().into_owned()];
+    words.extend(
+        resolve_args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned()),
+    );
+    if host.starts_with('-') {
+        words.push("--".to_owned());
+    }
+    words.push(host.to_owned());
+    words
 }
 
 /// The proxy `ssh -G` resolved for the destination, if any: `ProxyJump`
@@ -256,7 +275,8 @@ pub async fn run(mut options: LaunchOptions) -> Result<i32, LaunchError> {
         what: "reading random bytes for the session key".into(),
         error: std::io::Error::other(e),
     })?;
-    let mut target = target_of(&host, &resolved);
+    let ssh_command = plain_ssh_command(parsed.ssh_program(), &resolve_args, &host);
+    let mut target = target_of(&host, ssh_command, &resolved);
     target.proxy = proxy;
     let mut args = rockd_args(&config);
     args.extend(links::rockd_listen_args(
@@ -644,5 +664,60 @@ fn ended(reason: &CloseReason) -> String {
         }
         CloseReason::Peer { code, message } => format!("rockd ended the session ({code}: {message})"),
         CloseReason::Local { code, message } => format!("the session was closed ({code}: {message})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::resolve::OpensshVersion;
+
+    fn words(list: &[&str]) -> Vec<String> {
+        list.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_plain_ssh_advice_keeps_the_options_that_say_where_keys_are() {
+        // Regression: the unknown-host-key advice was `ssh work`, which
+        // recorded the key in ~/.ssh/known_hosts, where rock did not look.
+        let argv: Vec<OsString> = [
+            "ssh",
+            "-F",
+            "/home/u/my config",
+            "-o",
+            "UserKnownHostsFile=/tmp/kh",
+            "-v",
+            "bob@work",
+            "uptime",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let parsed =
+            ParsedCommand::parse(&argv, OpensshVersion { major: 9, minor: 2 }).expect("parses");
+        let command = plain_ssh_command(
+            parsed.ssh_program(),
+            parsed.resolve_args(),
+            &parsed.destination().host,
+        );
+        assert_eq!(
+            command,
+            words(&[
+                "ssh",
+                "-F",
+                "/home/u/my config",
+                "-o",
+                "UserKnownHostsFile=/tmp/kh",
+                "-l",
+                "bob",
+                "work"
+            ])
+        );
+    }
+
+    #[test]
+    fn a_host_like_an_option_follows_a_double_dash() {
+        let command = plain_ssh_command(OsStr::new("ssh"), &[], "-odd");
+        assert_eq!(command, words(&["ssh", "--", "-odd"]));
     }
 }

@@ -12,9 +12,14 @@ use crate::ssh::proxy::Proxy;
 /// Where and how to reach the remote host: what `ssh -G` resolved.
 #[derive(Debug, Clone)]
 pub struct BootstrapTarget {
-    /// The destination as the user typed it, for advice in messages
-    /// (`ssh <destination>`).
+    /// The destination as the user typed it, for messages.
     pub destination: String,
+    /// Plain ssh's command line for this destination, for advice such as
+    /// recording a host key: the user's ssh, the options of theirs that
+    /// change what `ssh -G` resolves (`-F`, `-o UserKnownHostsFile=…`,
+    /// `-l`, `-p`, …) and the destination. What it records lands where rock
+    /// looks.
+    pub ssh_command: Vec<String>,
     /// Remote user name.
     pub user: String,
     /// Host name or address to connect to (`HostName`).
@@ -43,6 +48,9 @@ pub struct BootstrapTarget {
     pub password_authentication: bool,
     /// `KbdInteractiveAuthentication`.
     pub kbd_interactive_authentication: bool,
+    /// `NumberOfPasswordPrompts`: how many times a password, a key's
+    /// passphrase or keyboard-interactive is tried before moving on.
+    pub number_of_password_prompts: u32,
     /// The agent's socket (`IdentityAgent`, else `SSH_AUTH_SOCK`), already
     /// resolved by the caller; `None` means no agent.
     pub agent_socket: Option<PathBuf>,
@@ -54,10 +62,12 @@ pub struct BootstrapTarget {
 
 impl BootstrapTarget {
     /// A target with OpenSSH's defaults: default known_hosts files, the
-    /// agent from `SSH_AUTH_SOCK`, password and keyboard-interactive on.
+    /// agent from `SSH_AUTH_SOCK`, password and keyboard-interactive on,
+    /// three tries for each secret.
     pub fn new(destination: &str, user: &str, hostname: &str, port: u16) -> BootstrapTarget {
         BootstrapTarget {
             destination: destination.to_owned(),
+            ssh_command: vec!["ssh".to_owned(), destination.to_owned()],
             user: user.to_owned(),
             hostname: hostname.to_owned(),
             port,
@@ -71,6 +81,7 @@ impl BootstrapTarget {
             pubkey_authentication: true,
             password_authentication: true,
             kbd_interactive_authentication: true,
+            number_of_password_prompts: 3,
             agent_socket: agent_socket_from_env(),
             proxy: None,
         }

@@ -137,6 +137,65 @@ impl PtyChild {
         }
     }
 
+    /// Reads output until `pattern` has appeared `n` times in `seen`
+    /// (true), or the child has exited with fewer (false); panics with
+    /// everything seen when neither happens within `limit`.
+    pub fn expect_nth_or_exit(&mut self, pattern: &str, n: usize, limit: Duration) -> bool {
+        self.expect_or_exit(
+            &format!("{pattern:?} {n} times"),
+            |seen| seen.matches(pattern).count() >= n,
+            limit,
+        )
+    }
+
+    /// Reads output until `done(seen)` (true) or the child has exited
+    /// before (false); panics with everything seen, saying it waited for
+    /// `what`, when neither happens within `limit`.
+    pub fn expect_or_exit(
+        &mut self,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+        limit: Duration,
+    ) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            if done(&self.seen) {
+                return true;
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                // What it wrote before exiting is still on its way.
+                while let Ok(chunk) = self.output.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push_str(&String::from_utf8_lossy(&chunk));
+                }
+                return done(&self.seen);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "{what} did not appear within {limit:?}; seen:\n{}",
+                    self.seen
+                );
+            }
+            if let Ok(chunk) = self
+                .output
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
+                self.seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        }
+    }
+
+    /// Reads output until `pattern` has appeared `n` times in `seen`;
+    /// panics with everything seen when it does not within `limit`.
+    pub fn expect_nth(&mut self, pattern: &str, n: usize, limit: Duration) {
+        if !self.expect_nth_or_exit(pattern, n, limit) {
+            panic!(
+                "the command exited before {pattern:?} appeared {n} times; seen:\n{}",
+                self.seen
+            );
+        }
+    }
+
     /// Types `text`.
     pub fn send(&mut self, text: &str) {
         self.writer

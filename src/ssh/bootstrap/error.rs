@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::command::sh_quote;
 use crate::ssh::auth::AuthError;
+use crate::ssh::target::BootstrapTarget;
 
 /// The host key a server presented, as host-key errors show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +43,7 @@ pub enum BootstrapError {
         destination: String,
     },
     /// The host key is not in any known_hosts file.
-    #[error("{}", unknown_key_message(.key, .files, .other_types, .destination))]
+    #[error("{}", unknown_key_message(.key, .files, .other_types, .ssh_command))]
     HostKeyUnknown {
         /// The key the server presented.
         key: Box<PresentedKey>,
@@ -49,11 +51,12 @@ pub enum BootstrapError {
         files: Vec<PathBuf>,
         /// Types recorded for the host that the server did not present.
         other_types: Vec<String>,
-        /// What to pass to plain `ssh` to record the key.
-        destination: String,
+        /// The plain ssh command that records the key where rock looks for
+        /// it: the user's options (`-F`, `-o UserKnownHostsFile=…`) kept.
+        ssh_command: String,
     },
     /// The host presented a different key than the one recorded.
-    #[error("{}", changed_key_message(.key, .file, *.line, .destination))]
+    #[error("{}", changed_key_message(.key, .file, *.line, .ssh_command))]
     HostKeyChanged {
         /// The key the server presented.
         key: Box<PresentedKey>,
@@ -61,8 +64,9 @@ pub enum BootstrapError {
         file: PathBuf,
         /// Its line.
         line: usize,
-        /// The destination as typed.
-        destination: String,
+        /// The plain ssh command that records the new key where rock
+        /// looks for it.
+        ssh_command: String,
     },
     /// The host presented a key marked `@revoked`.
     #[error(
@@ -163,6 +167,13 @@ impl BootstrapError {
     }
 }
 
+/// The target's plain ssh command ([`BootstrapTarget::ssh_command`]) as
+/// one line to paste into a shell.
+pub(super) fn plain_ssh(target: &BootstrapTarget) -> String {
+    let words: Vec<String> = target.ssh_command.iter().map(|w| sh_quote(w)).collect();
+    words.join(" ")
+}
+
 /// The end of the remote stderr, on lines of its own, if any.
 fn stderr_suffix(stderr: &str) -> String {
     if stderr.is_empty() {
@@ -176,7 +187,7 @@ fn unknown_key_message(
     key: &PresentedKey,
     files: &[PathBuf],
     other_types: &[String],
-    destination: &str,
+    ssh_command: &str,
 ) -> String {
     let PresentedKey {
         name,
@@ -201,13 +212,13 @@ fn unknown_key_message(
     }
     msg.push_str(&format!(
         "\n  rock never accepts an unknown host key. Verify the fingerprint and record \
-         the key by connecting once with plain ssh:\n      ssh {destination}\n  \
+         the key by connecting once with plain ssh:\n      {ssh_command}\n  \
          then run rock again."
     ));
     msg
 }
 
-fn changed_key_message(key: &PresentedKey, file: &Path, line: usize, destination: &str) -> String {
+fn changed_key_message(key: &PresentedKey, file: &Path, line: usize, ssh_command: &str) -> String {
     let PresentedKey {
         name,
         key_type,
@@ -223,7 +234,77 @@ fn changed_key_message(key: &PresentedKey, file: &Path, line: usize, destination
          or the host's key was replaced. rock refused to connect.\n\
          If you know the key was replaced legitimately, remove the old entry with\n    \
          ssh-keygen -f '{file}' -R '{name}'\n\
-         and record the new key by connecting once with plain `ssh {destination}`.",
+         and record the new key by connecting once with plain `{ssh_command}`.",
         file = file.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presented() -> Box<PresentedKey> {
+        Box::new(PresentedKey {
+            name: "work".to_owned(),
+            key_type: "ssh-ed25519".to_owned(),
+            fingerprint: "SHA256:abc".to_owned(),
+        })
+    }
+
+    /// A target whose user typed `-F` and `-o UserKnownHostsFile=…`.
+    fn target() -> BootstrapTarget {
+        let mut target = BootstrapTarget::new("work", "bob", "work.example", 22);
+        target.ssh_command = [
+            "ssh",
+            "-F",
+            "/home/bob/my config",
+            "-o",
+            "UserKnownHostsFile=/tmp/kh",
+            "work",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        target
+    }
+
+    #[test]
+    fn unknown_key_advice_records_the_key_where_rock_looks() {
+        let err = BootstrapError::HostKeyUnknown {
+            key: presented(),
+            files: vec![PathBuf::from("/tmp/kh")],
+            other_types: vec![],
+            ssh_command: plain_ssh(&target()),
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "plain ssh:\n      ssh -F '/home/bob/my config' -o UserKnownHostsFile=/tmp/kh work\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("SHA256:abc"), "{text}");
+    }
+
+    #[test]
+    fn changed_key_advice_records_the_new_key_where_rock_looks() {
+        let err = BootstrapError::HostKeyChanged {
+            key: presented(),
+            file: PathBuf::from("/tmp/kh"),
+            line: 3,
+            ssh_command: plain_ssh(&target()),
+        };
+        let text = err.to_string();
+        assert!(text.contains("ssh-keygen -f '/tmp/kh' -R 'work'"), "{text}");
+        assert!(
+            text.contains("`ssh -F '/home/bob/my config' -o UserKnownHostsFile=/tmp/kh work`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_options_the_advice_is_ssh_and_the_destination() {
+        let target = BootstrapTarget::new("work", "bob", "work.example", 22);
+        assert_eq!(plain_ssh(&target), "ssh work");
+    }
 }

@@ -10,6 +10,7 @@ use russh::client::{Handle, Handler, Session};
 use russh::keys::{Algorithm, PublicKey, PublicKeyOrCertificate};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::error::plain_ssh;
 use super::{BootstrapError, PresentedKey};
 use crate::ssh::known_hosts::{self, HostKeyStatus};
 use crate::ssh::prompt::Prompter;
@@ -164,14 +165,14 @@ fn host_key_error(
             key,
             file,
             line,
-            destination: target.destination.clone(),
+            ssh_command: plain_ssh(target),
         },
         HostKeyStatus::Revoked { file, line } => BootstrapError::HostKeyRevoked { key, file, line },
         HostKeyStatus::Unknown { other_types } => BootstrapError::HostKeyUnknown {
             key,
             files,
             other_types,
-            destination: target.destination.clone(),
+            ssh_command: plain_ssh(target),
         },
         HostKeyStatus::Known { .. } => BootstrapError::protocol(
             &target.hostname,

@@ -3,7 +3,10 @@
 //! terminal. Each secret is handed out at most once per attempt, and only
 //! to the prompt it belongs to (the rule the askpass helper follows too):
 //! the password to an account-password prompt, a key's passphrase to the
-//! prompt naming that key file.
+//! prompt naming that key file. Authentication asks again after a refusal
+//! (as ssh does, up to `NumberOfPasswordPrompts` times); such a retry gets
+//! an error from here, which ends that method, never the refused secret
+//! once more.
 
 use std::sync::Mutex;
 

@@ -6,31 +6,47 @@
 //! keyboard-interactive, then password.
 //!
 //! Invariants:
-//! * Each secret is asked for at most once: one passphrase per key file,
-//!   one password. A key file is decrypted (and its passphrase asked) only
-//!   after the server said it would accept that key, as OpenSSH does.
+//! * Secrets are asked for as often as OpenSSH asks (sshconnect2.c), up
+//!   to `NumberOfPasswordPrompts` times each: a key file's passphrase (an
+//!   empty answer moves on at once), keyboard-interactive, then password,
+//!   each with its own count. A prompt that gets no answer ends its
+//!   method, so a prompter with nothing more to give (a reconnection's
+//!   replay) is never asked in a loop. A key file is decrypted (and its
+//!   passphrase asked) only after the server said it would accept that
+//!   key, as OpenSSH does.
 //! * RSA signatures use the best hash the server supports
 //!   (`best_supported_rsa_hash`), for agent keys too: OpenSSH 8.8+ refuses
 //!   SHA-1.
 //! * Under `BatchMode` nothing is asked; `PasswordAuthentication no` and
 //!   `KbdInteractiveAuthentication no` switch those methods off.
-//! * The password the user typed is kept (in [`Zeroizing`]) only if it
-//!   authenticated: it is handed to the inner ssh later, and to rock's own
-//!   logins when it reconnects through ssh, so that the user types it once.
+//! * The password or passphrase the user typed is kept (in [`Zeroizing`])
+//!   only if it authenticated — the try that worked, never a refused one:
+//!   it is handed to the inner ssh later, and to rock's own logins when it
+//!   reconnects through ssh, so that the user types it once.
+//!
+//! This file holds the order, the outcome and the public keys; the rest:
+//! * `interactive` — keyboard-interactive and password, the methods the
+//!   user types for.
+//! * `key_file` — key files: their public half, the passphrase, signing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use russh::client::{AuthResult, Handle, Handler, KeyboardInteractiveAuthResponse};
+use russh::client::{AuthResult, Handle, Handler};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{HashAlg, PrivateKey, PublicKey};
-use russh::{MethodKind, MethodSet, Signer};
+use russh::keys::{HashAlg, PublicKey};
+use russh::{MethodKind, MethodSet};
 use zeroize::Zeroizing;
 
 use super::known_hosts::fingerprint;
 use super::prompt::{PromptError, Prompter};
 use super::target::{BootstrapTarget, expand_tilde};
+
+mod interactive;
+mod key_file;
+
+use key_file::{FileSigner, IdentityFile, PassphrasePrompt, SignError};
 
 /// The keys OpenSSH tries when no `IdentityFile` is configured (those rock
 /// can use).
@@ -151,6 +167,7 @@ pub async fn authenticate<H: Handler>(
         target,
         prompter,
         allowed: MethodSet::empty(),
+        listed: MethodSet::empty(),
         tried: Vec::new(),
         notes: Vec::new(),
         offered: Vec::new(),
@@ -171,6 +188,9 @@ struct Auth<'a, H: Handler> {
     prompter: Arc<dyn Prompter>,
     /// What the server still accepts, from its last failure message.
     allowed: MethodSet,
+    /// The last list of methods the server sent: what the refusal names
+    /// when the connection ended (russh reports that as an empty list).
+    listed: MethodSet,
     tried: Vec<String>,
     notes: Vec<String>,
     /// Public keys already offered, so a key is never offered twice.
@@ -192,15 +212,11 @@ impl<H: Handler> Auth<'_, H> {
         if let Step::Done(done) = self.public_keys().await? {
             return Ok(done);
         }
-        let mut password_rejected = false;
-        if let Step::Done(done) = self.keyboard_interactive(&mut password_rejected).await? {
+        // As OpenSSH: keyboard-interactive's tries, then password's.
+        if let Step::Done(done) = self.keyboard_interactive().await? {
             return Ok(done);
         }
-        if password_rejected {
-            self.notes.push(
-                "password: not asked again, keyboard-interactive already refused it".to_owned(),
-            );
-        } else if let Step::Done(done) = self.password().await? {
+        if let Step::Done(done) = self.password().await? {
             return Ok(done);
         }
         Err(self.denied())
@@ -211,7 +227,7 @@ impl<H: Handler> Auth<'_, H> {
             user: self.target.user.clone(),
             host: self.target.prompt_host().to_owned(),
             tried: std::mem::take(&mut self.tried),
-            server_methods: self.allowed.iter().map(String::from).collect(),
+            server_methods: self.listed.iter().map(String::from).collect(),
             notes: std::mem::take(&mut self.notes),
         }
     }
@@ -233,6 +249,16 @@ impl<H: Handler> Auth<'_, H> {
                         "{method}: accepted, but the server requires a further method"
                     ));
                 }
+                if remaining_methods.is_empty() {
+                    if !self.listed.is_empty() {
+                        self.notes.push(format!(
+                            "{method}: the server closed the connection (sshd does after \
+                             MaxAuthTries failed attempts)"
+                        ));
+                    }
+                } else {
+                    self.listed = remaining_methods.clone();
+                }
                 self.allowed = remaining_methods;
                 Step::Continue
             }
@@ -241,6 +267,28 @@ impl<H: Handler> Auth<'_, H> {
 
     fn can_prompt(&self) -> bool {
         !self.target.batch_mode
+    }
+
+    /// How many times a secret may be asked (`NumberOfPasswordPrompts`).
+    fn tries(&self) -> u32 {
+        self.target.number_of_password_prompts
+    }
+
+    /// Records that `method` was tried `times` times, for the refusal.
+    fn tried_times(&mut self, method: &str, times: u32) {
+        match times {
+            0 => {}
+            1 => self.tried.push(method.to_owned()),
+            n => self.tried.push(format!("{method} ({n} tries)")),
+        }
+    }
+
+    fn passphrase_prompt(&self) -> PassphrasePrompt {
+        PassphrasePrompt {
+            prompter: Arc::clone(&self.prompter),
+            allowed: self.can_prompt(),
+            tries: self.tries(),
+        }
     }
 
     async fn ask(&self, prompt: String, echo: bool) -> Result<Zeroizing<String>, PromptError> {
@@ -407,7 +455,7 @@ impl<H: Handler> Auth<'_, H> {
         let public = match file.public.clone() {
             Some(public) => public,
             // No public half anywhere: the key must be decrypted first.
-            None => match file.unlock(&self.prompter, self.can_prompt()).await {
+            None => match file.unlock(&self.passphrase_prompt()).await {
                 Ok(key) => key.public_key().clone(),
                 Err(why) => {
                     self.notes.push(format!("{}: {why}", file.path.display()));
@@ -423,8 +471,7 @@ impl<H: Handler> Auth<'_, H> {
             .push(format!("publickey ({})", file.path.display()));
         let mut signer = FileSigner {
             file: &mut file,
-            prompter: Arc::clone(&self.prompter),
-            can_prompt: self.can_prompt(),
+            asking: self.passphrase_prompt(),
         };
         let user = self.target.user.clone();
         match self
@@ -446,142 +493,6 @@ impl<H: Handler> Auth<'_, H> {
                 Ok(Step::Continue)
             }
         }
-    }
-
-    // ---- keyboard-interactive -------------------------------------------
-
-    async fn keyboard_interactive(
-        &mut self,
-        password_rejected: &mut bool,
-    ) -> Result<Step, AuthError> {
-        if !self.allows(MethodKind::KeyboardInteractive)
-            || !self.target.kbd_interactive_authentication
-        {
-            return Ok(Step::Continue);
-        }
-        if !self.can_prompt() {
-            self.notes
-                .push("keyboard-interactive: not tried (BatchMode)".to_owned());
-            return Ok(Step::Continue);
-        }
-        self.tried.push("keyboard-interactive".to_owned());
-        let user = self.target.user.clone();
-        let mut reply = self
-            .handle
-            .authenticate_keyboard_interactive_start(user, None)
-            .await
-            .map_err(AuthError::Transport)?;
-        let mut typed_password: Option<Zeroizing<String>> = None;
-        for _ in 0..MAX_KBD_ROUNDS {
-            match reply {
-                KeyboardInteractiveAuthResponse::Success => {
-                    return Ok(Step::Done(Authenticated {
-                        method: "keyboard-interactive",
-                        secrets: Secrets::password(typed_password),
-                    }));
-                }
-                KeyboardInteractiveAuthResponse::Failure {
-                    remaining_methods,
-                    partial_success,
-                } => {
-                    *password_rejected = typed_password.is_some();
-                    let result = AuthResult::Failure {
-                        remaining_methods,
-                        partial_success,
-                    };
-                    return Ok(self.settle(result, "keyboard-interactive", Secrets::default()));
-                }
-                KeyboardInteractiveAuthResponse::InfoRequest {
-                    name,
-                    instructions,
-                    prompts,
-                } => {
-                    let answers = match self
-                        .kbd_answers(&name, &instructions, &prompts, &mut typed_password)
-                        .await
-                    {
-                        Ok(answers) => answers,
-                        Err(e) => {
-                            self.notes.push(format!("keyboard-interactive: {e}"));
-                            return Ok(Step::Continue);
-                        }
-                    };
-                    reply = self
-                        .handle
-                        .authenticate_keyboard_interactive_respond(answers)
-                        .await
-                        .map_err(AuthError::Transport)?;
-                }
-            }
-        }
-        self.notes
-            .push("keyboard-interactive: the server kept asking; gave up".to_owned());
-        Ok(Step::Continue)
-    }
-
-    /// Answers one info request. A hidden prompt that asks for a password
-    /// is remembered as the password.
-    async fn kbd_answers(
-        &self,
-        name: &str,
-        instructions: &str,
-        prompts: &[russh::client::Prompt],
-        typed_password: &mut Option<Zeroizing<String>>,
-    ) -> Result<Vec<String>, PromptError> {
-        for text in [name, instructions] {
-            if !text.is_empty() {
-                self.prompter.show(text);
-            }
-        }
-        let mut answers = Vec::with_capacity(prompts.len());
-        for prompt in prompts {
-            // OpenSSH names the account in front of the server's prompt.
-            let shown = format!(
-                "({}@{}) {}",
-                self.target.user,
-                self.target.prompt_host(),
-                prompt.prompt
-            );
-            let answer = self.ask(shown, prompt.echo).await?;
-            if !prompt.echo && prompt.prompt.to_ascii_lowercase().contains("password") {
-                *typed_password = Some(answer.clone());
-            }
-            answers.push(answer.as_str().to_owned());
-        }
-        Ok(answers)
-    }
-
-    // ---- password ------------------------------------------------------
-
-    async fn password(&mut self) -> Result<Step, AuthError> {
-        if !self.allows(MethodKind::Password) || !self.target.password_authentication {
-            return Ok(Step::Continue);
-        }
-        if !self.can_prompt() {
-            self.notes
-                .push("password: not asked (BatchMode)".to_owned());
-            return Ok(Step::Continue);
-        }
-        let prompt = format!(
-            "{}@{}'s password: ",
-            self.target.user,
-            self.target.prompt_host()
-        );
-        let password = match self.ask(prompt, false).await {
-            Ok(password) => password,
-            Err(e) => {
-                self.notes.push(format!("password: {e}"));
-                return Ok(Step::Continue);
-            }
-        };
-        self.tried.push("password".to_owned());
-        let user = self.target.user.clone();
-        let result = self
-            .handle
-            .authenticate_password(user, password.as_str())
-            .await
-            .map_err(AuthError::Transport)?;
-        Ok(self.settle(result, "password", Secrets::password(Some(password))))
     }
 }
 
@@ -607,165 +518,6 @@ async fn ask(
             source: std::io::Error::other(e),
         })
     })
-}
-
-// ---- identity files ----------------------------------------------------
-
-/// A key file: its text, its public half if readable without the
-/// passphrase, and the private key once decrypted.
-struct IdentityFile {
-    path: PathBuf,
-    text: Zeroizing<String>,
-    public: Option<PublicKey>,
-    private: Option<Arc<PrivateKey>>,
-    /// The passphrase was asked once already.
-    asked: bool,
-    /// The passphrase that unlocked the key, if it needed one.
-    passphrase: Option<Zeroizing<String>>,
-}
-
-impl IdentityFile {
-    /// Reads the file; `Ok(None)` if it does not exist.
-    fn read(path: &Path) -> Result<Option<IdentityFile>, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => Zeroizing::new(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read: {e}")),
-        };
-        let mut file = IdentityFile {
-            path: path.to_path_buf(),
-            text,
-            public: None,
-            private: None,
-            asked: false,
-            passphrase: None,
-        };
-        file.find_public();
-        Ok(Some(file))
-    }
-
-    /// Finds the public key without a passphrase: from an unencrypted key,
-    /// the public section of an OpenSSH-format key, or `<file>.pub`.
-    fn find_public(&mut self) {
-        if let Ok(key) = russh::keys::decode_secret_key(&self.text, None) {
-            self.public = Some(key.public_key().clone());
-            self.private = Some(Arc::new(key));
-            return;
-        }
-        if let Ok(key) = PrivateKey::from_openssh(self.text.as_bytes()) {
-            self.public = Some(key.public_key().clone());
-            return;
-        }
-        let mut pub_path = self.path.clone().into_os_string();
-        pub_path.push(".pub");
-        if let Ok(key) = russh::keys::load_public_key(PathBuf::from(pub_path)) {
-            self.public = Some(key);
-        }
-    }
-
-    /// The private key, asking for the passphrase (once) if needed.
-    async fn unlock(
-        &mut self,
-        prompter: &Arc<dyn Prompter>,
-        can_prompt: bool,
-    ) -> Result<Arc<PrivateKey>, SignError> {
-        if let Some(key) = &self.private {
-            return Ok(Arc::clone(key));
-        }
-        match russh::keys::decode_secret_key(&self.text, None) {
-            Ok(key) => return Ok(self.keep(key)),
-            Err(russh::keys::Error::KeyIsEncrypted) => {}
-            Err(e) => return Err(SignError::Key(e.to_string())),
-        }
-        if self.asked {
-            return Err(SignError::Key("wrong passphrase".to_owned()));
-        }
-        if !can_prompt {
-            return Err(SignError::Prompt(PromptError::Disabled {
-                what: "the key's passphrase".to_owned(),
-            }));
-        }
-        self.asked = true;
-        let prompt = format!("Enter passphrase for key '{}': ", self.path.display());
-        let passphrase = ask(prompter, prompt, false)
-            .await
-            .map_err(SignError::Prompt)?;
-        match russh::keys::decode_secret_key(&self.text, Some(passphrase.as_str())) {
-            Ok(key) => {
-                self.passphrase = Some(passphrase);
-                Ok(self.keep(key))
-            }
-            Err(_) => Err(SignError::Key(
-                "wrong passphrase (or a key format rock cannot read)".to_owned(),
-            )),
-        }
-    }
-
-    fn keep(&mut self, key: PrivateKey) -> Arc<PrivateKey> {
-        let key = Arc::new(key);
-        self.private = Some(Arc::clone(&key));
-        key
-    }
-}
-
-/// Why a key file could not sign.
-#[derive(Debug, thiserror::Error)]
-enum SignError {
-    #[error("{0}")]
-    Send(#[from] russh::SendError),
-    #[error("{0}")]
-    Prompt(PromptError),
-    #[error("{0}")]
-    Key(String),
-}
-
-/// Signs with a key file, decrypting it only when the server has accepted
-/// the key (SSH_MSG_USERAUTH_PK_OK), so that no passphrase is asked for a
-/// key the server would refuse.
-struct FileSigner<'a> {
-    file: &'a mut IdentityFile,
-    prompter: Arc<dyn Prompter>,
-    can_prompt: bool,
-}
-
-impl Signer for FileSigner<'_> {
-    type Error = SignError;
-
-    async fn auth_sign(
-        &mut self,
-        _key: &AgentIdentity,
-        hash_alg: Option<HashAlg>,
-        to_sign: Vec<u8>,
-    ) -> Result<Vec<u8>, SignError> {
-        let key = self.file.unlock(&self.prompter, self.can_prompt).await?;
-        append_signature(&key, hash_alg, to_sign)
-    }
-}
-
-/// Appends the SSH signature blob of `data` to `data`, as the agent
-/// signer does: what russh sends after a `PK_OK`.
-fn append_signature(
-    key: &PrivateKey,
-    hash_alg: Option<HashAlg>,
-    mut data: Vec<u8>,
-) -> Result<Vec<u8>, SignError> {
-    use russh::keys::signature::Signer as _;
-    use russh::keys::ssh_encoding::Encode as _;
-    use russh::keys::ssh_key::Signature;
-    use russh::keys::ssh_key::private::KeypairData;
-
-    let signed: Result<Signature, _> = match key.key_data() {
-        KeypairData::Rsa(pair) => (pair, hash_alg).try_sign(&data),
-        _ => key.try_sign(&data),
-    };
-    let signature = signed.map_err(|e| SignError::Key(format!("cannot sign: {e}")))?;
-    let blob = signature
-        .encode_vec()
-        .map_err(|e| SignError::Key(format!("cannot encode the signature: {e}")))?;
-    blob.as_slice()
-        .encode(&mut data)
-        .map_err(|e| SignError::Key(format!("cannot encode the signature: {e}")))?;
-    Ok(data)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@
 //! * [`ssh`] — the SSH bootstrap: resolve with `ssh -G`, check the host
 //!   key, authenticate once, start rockd, and links through ssh.
 //! * [`boot`] — the boot exchange between rock and a new rockd.
+//! * [`chain`] — an error with its causes on one line, as `{:#}` prints it.
 //! * [`settings`] — host profiles, the command line and the defaults,
 //!   resolved once into the settings a session runs with.
 //! * [`rundir`] — the private per-user and per-session directories.
@@ -34,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod boot;
+pub mod chain;
 pub mod connect;
 
 pub mod control_socket;
@@ -48,16 +50,7 @@ pub mod supervisor;
 
 pub use rock_proto as proto;
 
-/// `error` and its causes, joined by `: ` — what anyhow's `{:#}` prints,
-/// for the places that report an error without anyhow (rockd's boot
-/// channel, its log, helper processes).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
+/// `error` and its causes, joined by `: ` (see [`chain::Chain`]).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    chain::chain(error)
 }

@@ -64,14 +64,22 @@ pub async fn read_request(stream: &mut UnixStream) -> io::Result<Zeroizing<Strin
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request is not UTF-8"))
 }
 
+/// The control socket does not answer (inside the [`io::Error`] that
+/// [`connect`] returns, of the same kind as its cause).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach the rock process at {path}")]
+pub struct Unreachable {
+    /// The socket.
+    pub path: std::path::PathBuf,
+    /// Why.
+    #[source]
+    pub source: io::Error,
+}
+
 /// Connects to the control socket in `dir` (blocking: for the helpers and
 /// `rock status`, which have no runtime).
 pub fn connect(dir: &Path) -> io::Result<std::os::unix::net::UnixStream> {
     let path = dir.join(CONTROL_SOCKET);
-    std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot reach the rock process at {}: {e}", path.display()),
-        )
-    })
+    std::os::unix::net::UnixStream::connect(&path)
+        .map_err(|source| io::Error::new(source.kind(), Unreachable { path, source }))
 }

@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirError {
     /// Creating or inspecting it failed.
-    #[error("cannot prepare the runtime directory {path}: {error}")]
+    #[error("cannot prepare the runtime directory {path}")]
     Io {
         /// The directory.
         path: PathBuf,
         /// What failed.
+        #[source]
         error: io::Error,
     },
     /// It exists but is not private to this user.

@@ -171,7 +171,7 @@ impl Report {
 
     /// Reads what [`Report::encode`] wrote; unknown keys are ignored, so a
     /// newer rock may say more.
-    pub fn decode(text: &str) -> Result<Report, String> {
+    pub fn decode(text: &str) -> Result<Report, ReportError> {
         let mut fields = std::collections::HashMap::new();
         for line in text.lines() {
             if let Some((k, v)) = line.split_once(' ') {
@@ -182,16 +182,17 @@ impl Report {
             fields
                 .get(k)
                 .map(|v| v.to_string())
-                .ok_or_else(|| format!("no `{k}` in the answer"))
+                .ok_or_else(|| ReportError::Missing(k.to_owned()))
         };
-        let number = |k: &str| -> Result<u64, String> {
+        let number = |k: &str| -> Result<u64, ReportError> {
             text_of(k)?
                 .parse()
-                .map_err(|_| format!("`{k}` is not a number"))
+                .map_err(|_| ReportError::NotANumber(k.to_owned()))
         };
         let optional = |k: &str| fields.contains_key(k).then(|| number(k)).transpose();
-        let attempt =
-            || -> Result<u32, String> { Ok(u32::try_from(number("attempt")?).unwrap_or(u32::MAX)) };
+        let attempt = || -> Result<u32, ReportError> {
+            Ok(u32::try_from(number("attempt")?).unwrap_or(u32::MAX))
+        };
         let phase = match text_of("state")?.as_str() {
             "starting" => Phase::Starting,
             "connecting" => Phase::Connecting {
@@ -203,11 +204,12 @@ impl Report {
                 attempt: attempt()?,
             },
             "closing" => Phase::Closing,
-            other => return Err(format!("unknown state `{other}`")),
+            other => return Err(ReportError::UnknownState(other.to_owned())),
         };
         Ok(Report {
             info: SessionInfo {
-                pid: u32::try_from(number("pid")?).map_err(|_| "`pid` is too large")?,
+                pid: u32::try_from(number("pid")?)
+                    .map_err(|_| ReportError::NotANumber("pid".to_owned()))?,
                 program: text_of("program")?,
                 destination: text_of("destination")?,
                 started: UNIX_EPOCH + Duration::from_secs(number("started")?),
@@ -218,6 +220,20 @@ impl Report {
             reconnects: number("reconnects")?,
         })
     }
+}
+
+/// Why a session's answer is not a [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// A key every report has is missing.
+    #[error("no `{0}` in the answer")]
+    Missing(String),
+    /// A key's value is not a number (of the right size).
+    #[error("`{0}` is not a number rock can read")]
+    NotANumber(String),
+    /// A state this rock does not know.
+    #[error("unknown state `{0}`")]
+    UnknownState(String),
 }
 
 /// Every session of this user, as found by [`list`].
@@ -233,11 +249,12 @@ pub struct Listing {
 
 /// Why the sessions could not be listed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot list the sessions in {dir}: {error}")]
+#[error("cannot list the sessions in {dir}")]
 pub struct ListError {
     /// The runtime directory.
     pub dir: PathBuf,
     /// What failed.
+    #[source]
     pub error: io::Error,
 }
 
@@ -476,7 +493,16 @@ mod tests {
         }
         let newer = format!("{}colour green\n", report(Phase::Connected).encode());
         assert!(Report::decode(&newer).is_ok(), "unknown keys are ignored");
-        assert!(Report::decode("pid 1\n").unwrap_err().contains("state"));
+        assert_eq!(
+            Report::decode("pid 1\n"),
+            Err(ReportError::Missing("state".into()))
+        );
+        assert!(
+            Report::decode("pid 1\n")
+                .unwrap_err()
+                .to_string()
+                .contains("state")
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::fdpass::send_fd;
+use crate::chain::Chain;
 use crate::control_socket::{MAX_REQUEST, connect};
 
 /// Name of the proxy helper link.
@@ -64,7 +65,7 @@ pub fn run(helper: Helper, args: &[OsString]) -> u8 {
         Helper::Proxy { dir } => match run_proxy(&dir) {
             Ok(()) => 0,
             Err(e) => {
-                eprintln!("rock-proxy: {e}");
+                eprintln!("rock-proxy: {}", Chain(&e));
                 255
             }
         },
@@ -80,7 +81,7 @@ pub fn run(helper: Helper, args: &[OsString]) -> u8 {
                 }
                 Ok(None) => 1,
                 Err(e) => {
-                    eprintln!("rock-askpass: {e}");
+                    eprintln!("rock-askpass: {}", Chain(&e));
                     1
                 }
             }

@@ -73,11 +73,12 @@ struct FileData {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
     /// It exists but cannot be read.
-    #[error("cannot read {path}: {error}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
+        #[source]
         error: std::io::Error,
     },
     /// It does not parse, or a value is wrong (toml says where).

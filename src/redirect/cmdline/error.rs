@@ -1,9 +1,14 @@
 //! Why a command cannot be carried: [`CmdlineError`], and the helpers that
 //! build its variants from the command or the operand at fault.
+//!
+//! Messages carry no `rock -d:` prefix: the binary says `rock:` before
+//! whatever it prints.
 
 use std::ffi::{OsStr, OsString};
 
 use super::Program;
+use super::shell::ShellError;
+use super::surroundings::GitError;
 
 /// Why the command after `rock -d` cannot be carried.
 #[derive(Debug, thiserror::Error)]
@@ -150,15 +155,27 @@ pub enum CmdlineError {
         /// What is wrong with it.
         why: String,
     },
+    /// The remote-shell command of rsync or git cannot be read.
+    #[error("cannot use {what} `{command}`")]
+    ShellSyntax {
+        /// Where it came from: rsync's -e, RSYNC_RSH, GIT_SSH_COMMAND, …
+        what: String,
+        /// The command as written.
+        command: String,
+        /// What cannot be read.
+        #[source]
+        source: ShellError,
+    },
     /// Asking git for the repository's URL failed.
-    #[error("cannot find which repository `{command}` reaches: `{lookup}` said: {message}")]
+    #[error("cannot find which repository `{command}` reaches: `{lookup}` failed")]
     GitLookup {
         /// The whole command, for the message.
         command: String,
         /// The git command that was asked.
         lookup: String,
-        /// What it said.
-        message: String,
+        /// Why: git's own message, or why it could not run.
+        #[source]
+        source: GitError,
     },
     /// A command rock -d cannot carry, for the reason given.
     #[error("`{command}` {why}")]

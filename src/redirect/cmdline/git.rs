@@ -27,7 +27,7 @@ use super::operand::numeric_port;
 use super::programs::{Parts, push_destination_args};
 use super::remote_shell::RemoteShell;
 use super::shell::{Syntax, quote};
-use super::surroundings::Surroundings;
+use super::surroundings::{GitError, Surroundings};
 use super::{CmdlineError, Destination, Program, Transport};
 
 /// git's global options that take the next word as their value.
@@ -232,7 +232,7 @@ struct Git<'a> {
 }
 
 impl Git<'_> {
-    fn run(&self, args: &[&OsStr]) -> Result<String, String> {
+    fn run(&self, args: &[&OsStr]) -> Result<String, GitError> {
         let all: Vec<OsString> = self
             .global
             .iter()
@@ -249,13 +249,13 @@ impl Git<'_> {
     }
 
     fn lookup(&self, args: &[&OsStr], argv: &[OsString]) -> Result<String, CmdlineError> {
-        self.run(args).map_err(|message| CmdlineError::GitLookup {
+        self.run(args).map_err(|source| CmdlineError::GitLookup {
             command: show(argv),
             lookup: std::iter::once("git")
                 .chain(args.iter().map(|a| a.to_str().unwrap_or("…")))
                 .collect::<Vec<_>>()
                 .join(" "),
-            message,
+            source,
         })
     }
 

@@ -59,7 +59,8 @@ mod test_util;
 
 pub use destination::Destination;
 pub use error::CmdlineError;
-pub use surroundings::{Surroundings, System};
+pub use shell::ShellError;
+pub use surroundings::{GitError, Surroundings, System};
 
 use getopt::Opt;
 use programs::{parse_scp, parse_sftp, parse_ssh};

@@ -46,7 +46,13 @@ impl RemoteShell {
             command: String::from_utf8_lossy(text).into_owned(),
             why,
         };
-        let split = shell::split(syntax, text, &VarsOf(env)).map_err(fail)?;
+        let split = shell::split(syntax, text, &VarsOf(env)).map_err(|source| {
+            CmdlineError::ShellSyntax {
+                what: what.to_owned(),
+                command: String::from_utf8_lossy(text).into_owned(),
+                source,
+            }
+        })?;
         let argv: Vec<OsString> = split.words.into_iter().map(OsString::from_vec).collect();
         let base = argv[0].as_bytes().rsplit(|&b| b == b'/').next();
         if base != Some(b"ssh".as_slice()) {

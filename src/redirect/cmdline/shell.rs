@@ -38,21 +38,45 @@ pub(super) trait Vars {
     fn var(&self, name: &str) -> Option<Vec<u8>>;
 }
 
+/// What in a command line its reader would not read, or rock cannot
+/// follow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShellError {
+    /// No words at all.
+    #[error("it is empty")]
+    Empty,
+    /// A quote (or `${`) without its end.
+    #[error("a {0} is not closed")]
+    Unclosed(&'static str),
+    /// `NAME=value` before the program.
+    #[error("it starts with a variable assignment")]
+    Assignment,
+    /// `~` without `$HOME`.
+    #[error("`~` needs HOME to be set")]
+    NoHome,
+    /// A variable name that is not text.
+    #[error("a variable name is not text")]
+    NameNotText,
+    /// Something only a shell could follow.
+    #[error("it uses the shell's {0}, which rock cannot follow")]
+    Refused(String),
+}
+
 /// Splits `text` as `syntax`'s reader would. The error says what cannot be
 /// read.
-pub(super) fn split(syntax: Syntax, text: &[u8], vars: &dyn Vars) -> Result<Split, String> {
+pub(super) fn split(syntax: Syntax, text: &[u8], vars: &dyn Vars) -> Result<Split, ShellError> {
     let split = match syntax {
         Syntax::Rsync => split_rsync(text)?,
         Syntax::Shell => split_shell(text, vars)?,
     };
     if split.words.is_empty() {
-        return Err("it is empty".into());
+        return Err(ShellError::Empty);
     }
     Ok(split)
 }
 
 /// rsync `do_cmd`: spaces separate; quotes as described in the module doc.
-fn split_rsync(text: &[u8]) -> Result<Split, String> {
+fn split_rsync(text: &[u8]) -> Result<Split, ShellError> {
     let mut words = Vec::new();
     let mut first_end = 0;
     let mut i = 0;
@@ -80,7 +104,11 @@ fn split_rsync(text: &[u8]) -> Result<Split, String> {
             i += 1;
         }
         if let Some(q) = quote {
-            return Err(format!("a {} quote is not closed", char::from(q)));
+            return Err(ShellError::Unclosed(if q == b'"' {
+                "\" quote"
+            } else {
+                "' quote"
+            }));
         }
         if words.is_empty() {
             first_end = i;
@@ -95,7 +123,7 @@ fn is_blank(c: u8) -> bool {
 }
 
 /// A simple `sh` command, as described in the module doc.
-fn split_shell(text: &[u8], vars: &dyn Vars) -> Result<Split, String> {
+fn split_shell(text: &[u8], vars: &dyn Vars) -> Result<Split, ShellError> {
     let mut words = Vec::new();
     let mut first_end = 0;
     let mut i = 0;
@@ -117,7 +145,7 @@ fn split_shell(text: &[u8], vars: &dyn Vars) -> Result<Split, String> {
                     let end = text[i + 1..]
                         .iter()
                         .position(|&b| b == b'\'')
-                        .ok_or("a ' quote is not closed")?;
+                        .ok_or(ShellError::Unclosed("' quote"))?;
                     word.extend_from_slice(&text[i + 1..i + 1 + end]);
                     i += end + 2;
                 }
@@ -125,7 +153,7 @@ fn split_shell(text: &[u8], vars: &dyn Vars) -> Result<Split, String> {
                     i += 1;
                     loop {
                         match text.get(i) {
-                            None => return Err("a \" quote is not closed".into()),
+                            None => return Err(ShellError::Unclosed("\" quote")),
                             Some(b'"') => break,
                             Some(b'\\')
                                 if matches!(text.get(i + 1), Some(b'$' | b'`' | b'"' | b'\\')) =>
@@ -159,7 +187,7 @@ fn split_shell(text: &[u8], vars: &dyn Vars) -> Result<Split, String> {
                         .position(|&b| is_blank(b) || b == b'/')
                         .map_or(text.len(), |p| i + p);
                     if end == i + 1 {
-                        let home = vars.var("HOME").ok_or("`~` needs HOME to be set")?;
+                        let home = vars.var("HOME").ok_or(ShellError::NoHome)?;
                         word.extend_from_slice(&home);
                     } else {
                         word.extend_from_slice(&text[i..end]);
@@ -171,7 +199,7 @@ fn split_shell(text: &[u8], vars: &dyn Vars) -> Result<Split, String> {
                     return Err(refused(&char::from(c).to_string()));
                 }
                 b'=' if words.is_empty() && is_name(&text[start..i]) => {
-                    return Err("it starts with a variable assignment".into());
+                    return Err(ShellError::Assignment);
                 }
                 _ => {
                     word.push(c);
@@ -187,8 +215,8 @@ fn split_shell(text: &[u8], vars: &dyn Vars) -> Result<Split, String> {
     Ok(Split { words, first_end })
 }
 
-fn refused(what: &str) -> String {
-    format!("it uses the shell's {what}, which rock cannot follow")
+fn refused(what: &str) -> ShellError {
+    ShellError::Refused(what.to_owned())
 }
 
 fn is_name(s: &[u8]) -> bool {
@@ -198,12 +226,17 @@ fn is_name(s: &[u8]) -> bool {
 }
 
 /// Expands `$NAME` or `${NAME}` at `text[at]`; returns where reading goes on.
-fn expand(text: &[u8], at: usize, vars: &dyn Vars, word: &mut Vec<u8>) -> Result<usize, String> {
+fn expand(
+    text: &[u8],
+    at: usize,
+    vars: &dyn Vars,
+    word: &mut Vec<u8>,
+) -> Result<usize, ShellError> {
     let (name, next) = if text.get(at + 1) == Some(&b'{') {
         let len = text[at + 2..]
             .iter()
             .position(|&b| b == b'}')
-            .ok_or("a ${ is not closed")?;
+            .ok_or(ShellError::Unclosed("${"))?;
         (&text[at + 2..at + 2 + len], at + 3 + len)
     } else {
         let len = text[at + 1..]
@@ -215,7 +248,7 @@ fn expand(text: &[u8], at: usize, vars: &dyn Vars, word: &mut Vec<u8>) -> Result
     if !is_name(name) {
         return Err(refused("`$` expansions other than $NAME and ${NAME}"));
     }
-    let name = std::str::from_utf8(name).map_err(|_| "a variable name is not text")?;
+    let name = std::str::from_utf8(name).map_err(|_| ShellError::NameNotText)?;
     word.extend(vars.var(name).unwrap_or_default());
     Ok(next)
 }
@@ -286,7 +319,7 @@ mod tests {
         Env(HashMap::from([("HOME", "/home/me"), ("K", "key file")]))
     }
 
-    fn words(syntax: Syntax, text: &str) -> Result<Vec<String>, String> {
+    fn words(syntax: Syntax, text: &str) -> Result<Vec<String>, ShellError> {
         split(syntax, text.as_bytes(), &env()).map(|s| {
             s.words
                 .into_iter()

@@ -9,6 +9,31 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
 
+/// Why git gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// It could not be started.
+    #[error("cannot run {program}")]
+    Spawn {
+        /// The git program.
+        program: String,
+        /// What exec said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It ran and failed: what it said on standard error.
+    #[error("{}", said(.0))]
+    Failed(String),
+}
+
+fn said(stderr: &str) -> &str {
+    if stderr.is_empty() {
+        "it failed without a message"
+    } else {
+        stderr
+    }
+}
+
 /// Where the parser looks beyond the command line.
 pub trait Surroundings {
     /// An environment variable of the command, if set.
@@ -16,7 +41,7 @@ pub trait Surroundings {
     /// Runs `program args…` (git, with the user's global options first)
     /// without a terminal; its trimmed standard output if it succeeded,
     /// else what it said on standard error.
-    fn git(&self, program: &OsStr, args: &[OsString]) -> Result<String, String>;
+    fn git(&self, program: &OsStr, args: &[OsString]) -> Result<String, GitError>;
 }
 
 /// This process's environment, and the real git.
@@ -28,17 +53,22 @@ impl Surroundings for System {
         std::env::var_os(name)
     }
 
-    fn git(&self, program: &OsStr, args: &[OsString]) -> Result<String, String> {
+    fn git(&self, program: &OsStr, args: &[OsString]) -> Result<String, GitError> {
         let out = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .env("GIT_TERMINAL_PROMPT", "0")
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
+            .map_err(|source| GitError::Spawn {
+                program: program.to_string_lossy().into_owned(),
+                source,
+            })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
         } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+            Err(GitError::Failed(
+                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            ))
         }
     }
 }

@@ -23,10 +23,11 @@ pub(super) fn ok(words: &[&str]) -> ParsedCommand {
     }
 }
 
+/// The error's message with its causes, as rock shows it.
 pub(super) fn err(words: &[&str]) -> String {
     match parse(words) {
         Ok(p) => panic!("{words:?} parsed as {p:?}"),
-        Err(e) => e.to_string(),
+        Err(e) => crate::chain::chain(&e),
     }
 }
 
@@ -63,12 +64,17 @@ impl super::Surroundings for FakeEnv {
         self.vars.get(name).map(OsString::from)
     }
 
-    fn git(&self, _program: &std::ffi::OsStr, args: &[OsString]) -> Result<String, String> {
+    fn git(
+        &self,
+        _program: &std::ffi::OsStr,
+        args: &[OsString],
+    ) -> Result<String, super::surroundings::GitError> {
         let key = strings(args).join(" ");
         self.git
             .get(&key)
             .cloned()
             .unwrap_or_else(|| Err(format!("fatal: no answer for `git {key}`")))
+            .map_err(super::surroundings::GitError::Failed)
     }
 }
 
@@ -79,9 +85,10 @@ pub(super) fn ok_in(words: &[&str], env: &FakeEnv) -> ParsedCommand {
     }
 }
 
+/// The error's message with its causes, as rock shows it.
 pub(super) fn err_in(words: &[&str], env: &FakeEnv) -> String {
     match ParsedCommand::parse_in(&args(words), V9_2, env) {
         Ok(p) => panic!("{words:?} parsed as {p:?}"),
-        Err(e) => e.to_string(),
+        Err(e) => crate::chain::chain(&e),
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ResolveError;
-use super::expand::tilde_expand;
+use super::expand::{ExpandError, tilde_expand};
 use super::local::LocalContext;
 use super::resolved::{AddressFamily, IdentityAgent, StrictHostKeyChecking};
 
@@ -53,12 +53,17 @@ impl<'a> Dump<'a> {
         }
     }
 
-    pub(super) fn expand_error(&self, key: &'static str, value: &str, why: String) -> ResolveError {
+    pub(super) fn expand_error(
+        &self,
+        key: &'static str,
+        value: &str,
+        source: ExpandError,
+    ) -> ResolveError {
         ResolveError::Expand {
             host: self.host.into(),
             key,
             value: value.into(),
-            why,
+            source,
         }
     }
 

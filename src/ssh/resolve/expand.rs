@@ -5,6 +5,33 @@
 
 use super::local::{LocalContext, PasswdKey, passwd_entry};
 
+/// A `~`, `%` or `${}` that OpenSSH would refuse to expand too (its
+/// messages, in rock's words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    /// `${` without its `}`.
+    #[error("`{0}` misses its closing `}}`")]
+    Unclosed(String),
+    /// `${}`.
+    #[error("`${{}}` names no environment variable")]
+    NoName,
+    /// `${NAME}` of an unset variable.
+    #[error("environment variable ${{{0}}} has no value")]
+    Unset(String),
+    /// A `%` at the very end.
+    #[error("it ends in a lone `%`")]
+    LonePercent,
+    /// `%C` where rock has no connection hash to put.
+    #[error("%C cannot be computed")]
+    NoConnectionHash,
+    /// A `%x` this setting does not take.
+    #[error("unknown token %{0}")]
+    UnknownToken(char),
+    /// `~user` of a user the password database does not have.
+    #[error("no such user {0}")]
+    NoSuchUser(String),
+}
+
 /// The values of the client's `%` tokens for one destination.
 pub(super) struct Tokens<'a> {
     pub(super) local: &'a LocalContext,
@@ -20,7 +47,7 @@ pub(super) struct Tokens<'a> {
 impl Tokens<'_> {
     /// ssh's expansion of IdentityFile and friends: `~` first, then `%x`
     /// tokens and, with `dollar`, `${VAR}`.
-    pub(super) fn expand(&self, raw: &str, dollar: bool) -> Result<String, String> {
+    pub(super) fn expand(&self, raw: &str, dollar: bool) -> Result<String, ExpandError> {
         let tilded = tilde_expand(raw, self.local)?;
         let home = self.local.home.to_string_lossy();
         let short = self.local.hostname.split('.').next().unwrap_or_default();
@@ -52,20 +79,19 @@ pub(super) fn percent_expand(
     s: &str,
     tokens: &[(char, &str)],
     dollar: bool,
-) -> Result<String, String> {
+) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(c) = rest.chars().next() {
         if dollar && let Some(after) = rest.strip_prefix("${") {
             let end = after
                 .find('}')
-                .ok_or_else(|| format!("`{rest}` misses its closing `}}`"))?;
+                .ok_or_else(|| ExpandError::Unclosed(rest.to_owned()))?;
             let name = &after[..end];
             if name.is_empty() {
-                return Err("`${}` names no environment variable".into());
+                return Err(ExpandError::NoName);
             }
-            let value = std::env::var(name)
-                .map_err(|_| format!("environment variable ${{{name}}} has no value"))?;
+            let value = std::env::var(name).map_err(|_| ExpandError::Unset(name.to_owned()))?;
             out.push_str(&value);
             rest = &after[end + 1..];
             continue;
@@ -75,13 +101,13 @@ pub(super) fn percent_expand(
             out.push(c);
             continue;
         }
-        let token = rest.chars().next().ok_or("it ends in a lone `%`")?;
+        let token = rest.chars().next().ok_or(ExpandError::LonePercent)?;
         rest = &rest[token.len_utf8()..];
         match tokens.iter().find(|(k, _)| *k == token) {
             _ if token == '%' => out.push('%'),
             Some((_, v)) => out.push_str(v),
-            None if token == 'C' => return Err("%C cannot be computed".into()),
-            None => return Err(format!("unknown token %{token}")),
+            None if token == 'C' => return Err(ExpandError::NoConnectionHash),
+            None => return Err(ExpandError::UnknownToken(token)),
         }
     }
     Ok(out)
@@ -89,7 +115,7 @@ pub(super) fn percent_expand(
 
 /// misc.c `tilde_expand`: `~` and `~/path` use the password database's home
 /// of the real uid, `~user/path` that user's.
-pub(super) fn tilde_expand(s: &str, local: &LocalContext) -> Result<String, String> {
+pub(super) fn tilde_expand(s: &str, local: &LocalContext) -> Result<String, ExpandError> {
     let Some(rest) = s.strip_prefix('~') else {
         return Ok(s.to_string());
     };
@@ -102,7 +128,7 @@ pub(super) fn tilde_expand(s: &str, local: &LocalContext) -> Result<String, Stri
     } else {
         passwd_entry(PasswdKey::Name(user))
             .map(|(_, home)| home)
-            .ok_or_else(|| format!("no such user {user}"))?
+            .ok_or_else(|| ExpandError::NoSuchUser(user.to_owned()))?
     };
     let home = home.to_string_lossy();
     let sep = if home.ends_with('/') { "" } else { "/" };
@@ -134,22 +160,17 @@ mod tests {
         );
         assert_eq!(percent_expand("${x}", &t, false).unwrap(), "${x}");
         assert_eq!(percent_expand("ünï%h", &t, false).unwrap(), "ünïhost");
-        assert!(
-            percent_expand("%z", &t, false)
-                .unwrap_err()
-                .contains("unknown token %z")
-        );
-        assert!(
-            percent_expand("a%", &t, false)
-                .unwrap_err()
-                .contains("lone")
-        );
+        let why = |s: &str| percent_expand(s, &t, false).unwrap_err().to_string();
+        assert!(why("%z").contains("unknown token %z"));
+        assert!(why("a%").contains("lone"));
         let path = std::env::var("PATH").unwrap();
         assert_eq!(
             percent_expand("${PATH}/x", &t, true).unwrap(),
             format!("{path}/x")
         );
-        let e = percent_expand("${ROCK_TEST_SURELY_UNSET_3141}", &t, true).unwrap_err();
+        let e = percent_expand("${ROCK_TEST_SURELY_UNSET_3141}", &t, true)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("${ROCK_TEST_SURELY_UNSET_3141} has no value"),
             "{e}"
@@ -177,6 +198,7 @@ mod tests {
         assert!(
             tilde_expand("~no-such-user-rock/k", &me)
                 .unwrap_err()
+                .to_string()
                 .contains("no such user")
         );
     }

@@ -26,11 +26,9 @@ impl LocalContext {
     pub fn current() -> Result<Self, ResolveError> {
         // SAFETY: getuid cannot fail and touches no memory of ours.
         let uid = unsafe { libc::getuid() };
-        let (user, home) = passwd_entry(PasswdKey::Uid(uid)).ok_or_else(|| {
-            ResolveError::LocalUser(format!("uid {uid} is not in the password database"))
-        })?;
-        let hostname =
-            local_hostname().map_err(|e| ResolveError::LocalUser(format!("gethostname: {e}")))?;
+        let (user, home) =
+            passwd_entry(PasswdKey::Uid(uid)).ok_or(ResolveError::UnknownUid(uid))?;
+        let hostname = local_hostname().map_err(ResolveError::Hostname)?;
         Ok(LocalContext {
             user,
             home,

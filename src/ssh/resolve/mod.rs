@@ -28,6 +28,7 @@ mod local;
 mod resolved;
 mod run;
 
+pub use expand::ExpandError;
 pub use local::LocalContext;
 pub use resolved::{AddressFamily, IdentityAgent, Resolved, StrictHostKeyChecking};
 pub use run::{OpensshVersion, openssh_version};
@@ -38,9 +39,7 @@ use run::{connection_hash, run_ssh_g};
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     /// ssh could not be started.
-    #[error(
-        "cannot run `{program}` to {purpose}: {source} — is OpenSSH's ssh installed and on PATH?"
-    )]
+    #[error("cannot run `{program}` to {purpose} (is OpenSSH's ssh installed and on PATH?)")]
     Spawn {
         /// The ssh program.
         program: String,
@@ -72,7 +71,7 @@ pub enum ResolveError {
     },
     /// A `~`, `%` or `${}` that OpenSSH would refuse to expand too.
     #[error(
-        "cannot expand `{value}` from the {key} setting for `{host}`: {why} — fix it in your ssh configuration"
+        "cannot expand `{value}` from the {key} setting for `{host}` (fix it in your ssh configuration)"
     )]
     Expand {
         /// The destination.
@@ -82,11 +81,15 @@ pub enum ResolveError {
         /// The raw value.
         value: String,
         /// What failed.
-        why: String,
+        #[source]
+        source: ExpandError,
     },
-    /// The local user could not be looked up.
-    #[error("cannot find who you are on this machine: {0}")]
-    LocalUser(String),
+    /// The real uid is not in the password database.
+    #[error("cannot find who you are on this machine: uid {0} is not in the password database")]
+    UnknownUid(u32),
+    /// The local host name could not be read.
+    #[error("cannot find this machine's host name")]
+    Hostname(#[source] std::io::Error),
     /// `ssh -V` printed something that is not an OpenSSH banner.
     #[error(
         "`{program} -V` printed `{output}`, which is not an OpenSSH version — rock -d needs OpenSSH's ssh"
@@ -238,13 +241,16 @@ mod tests {
             cfg.display()
         );
         assert!(e.starts_with(&want), "{e}");
-        let e = resolve(OsStr::new("/nonexistent/rock-ssh"), &[], "work")
-            .unwrap_err()
-            .to_string();
+        let e = resolve(OsStr::new("/nonexistent/rock-ssh"), &[], "work").unwrap_err();
+        let shown = crate::chain::chain(&e);
         assert!(
-            e.starts_with("cannot run `/nonexistent/rock-ssh` to resolve `work`: "),
-            "{e}"
+            shown.starts_with("cannot run `/nonexistent/rock-ssh` to resolve `work` "),
+            "{shown}"
         );
+        // The cause, once: after the context, not inside it too.
+        let cause = std::io::Error::from(std::io::ErrorKind::NotFound).to_string();
+        assert!(!e.to_string().contains(&cause), "{e}");
+        assert_eq!(shown.matches("No such file").count(), 1, "{shown}");
     }
 
     #[test]

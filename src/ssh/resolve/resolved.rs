@@ -237,11 +237,11 @@ impl Resolved {
         ];
         percent_expand(raw, &tokens, false)
             .map(Some)
-            .map_err(|why| ResolveError::Expand {
+            .map_err(|source| ResolveError::Expand {
                 host: self.host_alias.clone(),
                 key: "proxycommand",
                 value: raw.clone(),
-                why,
+                source,
             })
     }
 }
@@ -389,12 +389,11 @@ canonicalizePermittedcnames none
     #[test]
     fn unknown_percent_token_in_identity_file_names_the_setting() {
         let dump = "user u\nhostname h\nidentityfile ~/.ssh/%T\n";
-        let e = Resolved::from_dump("h", dump, &me(), None)
-            .unwrap_err()
-            .to_string();
+        let e = Resolved::from_dump("h", dump, &me(), None).unwrap_err();
         assert_eq!(
-            e,
-            "cannot expand `~/.ssh/%T` from the identityfile setting for `h`: unknown token %T — fix it in your ssh configuration"
+            crate::chain::chain(&e),
+            "cannot expand `~/.ssh/%T` from the identityfile setting for `h` (fix it in your ssh \
+             configuration): unknown token %T"
         );
     }
 }

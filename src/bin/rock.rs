@@ -161,16 +161,12 @@ fn run(args: Args) -> anyhow::Result<u8> {
     if args.checkpoint {
         anyhow::bail!("-k (checkpointing) is not supported by this rock");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let Some(user) = args.daemon else {
         let options = SupervisorOptions {
             command: args.command,
             exe: std::env::current_exe().context("finding rock's own executable")?,
         };
-        return Ok(runtime.block_on(supervisor::run(options))?);
+        return Ok(runtime()?.block_on(supervisor::run(options))?);
     };
     let options = LaunchOptions {
         command: args.command,
@@ -187,8 +183,17 @@ fn run(args: Args) -> anyhow::Result<u8> {
         // Before the runtime: no thread may exist when rock splits in two.
         job: Job::split().context("starting rock's worker process")?,
     };
-    let code = runtime.block_on(launch::run(options))?;
+    // Built after the split, in the worker only.
+    let code = runtime()?.block_on(launch::run(options))?;
     Ok(u8::try_from(code).unwrap_or(255))
+}
+
+/// The async runtime: one thread, as rock's work is one session's I/O.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn init_logging(verbose: u8) {

@@ -49,8 +49,3 @@ pub mod status;
 pub mod supervisor;
 
 pub use rock_proto as proto;
-
-/// `error` and its causes, joined by `: ` (see [`chain::Chain`]).
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    chain::chain(error)
-}

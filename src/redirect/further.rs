@@ -63,7 +63,7 @@ impl Further {
         if let Err(e) = self.run(app, shutdown).await {
             eprintln!(
                 "rock: a further ssh connection to {host} could not be carried: {}",
-                crate::error_chain(&e)
+                crate::chain::chain(&e)
             );
         }
     }

@@ -102,7 +102,7 @@ pub enum LaunchError {
     Relay(#[from] RelayError),
     /// The same, with advice for the reconnect mode in use: the cause is
     /// written out here so that the advice comes last.
-    #[error("the link to rockd failed: {}\n  {hint}", crate::error_chain(.error))]
+    #[error("the link to rockd failed: {}\n  {hint}", crate::chain::chain(.error))]
     RelayWithHint {
         /// The relay's error.
         error: RelayError,
@@ -551,8 +551,8 @@ async fn relay_command(
         Some(Ok(Err(e))) => match links::hint(mode, &e) {
             // The command has ended with its own status, which rock keeps:
             // this is a report, not rock's failure.
-            Some(hint) => eprintln!("rock: {}\n  {hint}", crate::error_chain(&e)),
-            None => eprintln!("rock: {}", crate::error_chain(&e)),
+            Some(hint) => eprintln!("rock: {}\n  {hint}", crate::chain::chain(&e)),
+            None => eprintln!("rock: {}", crate::chain::chain(&e)),
         },
         _ => {}
     }

@@ -44,7 +44,7 @@ pub fn run(
         Ok(p) => p,
         Err(e) => {
             // rock prints this line as rockd's answer: the whole chain.
-            let _ = report(output, &boot::error_line(&crate::error_chain(&e)));
+            let _ = report(output, &boot::error_line(&crate::chain::chain(&e)));
             return 1;
         }
     };
@@ -56,7 +56,7 @@ pub fn run(
     if !prepared.foreground()
         && let Err(e) = detach::detach(log.as_ref())
     {
-        eprintln!("rockd: {}", crate::error_chain(&e));
+        eprintln!("rockd: {}", crate::chain::chain(&e));
         return 1;
     }
     detach::init_logging(log);

@@ -22,6 +22,7 @@
 //! interactive first, and the engine does its own batching.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -65,27 +66,33 @@ impl fmt::Display for AddressFamily {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The name did not resolve within the limit.
-    #[error("looking up {host} took longer than {limit:?}")]
+    #[error("looking up {host} (to connect to port {port}) took longer than {limit:?}")]
     LookupTimedOut {
         /// The name.
         host: String,
+        /// The port.
+        port: u16,
         /// The limit.
         limit: Duration,
     },
     /// The name did not resolve.
-    #[error("cannot look up {host}")]
+    #[error("cannot look up {host} (to connect to port {port})")]
     Lookup {
         /// The name.
         host: String,
+        /// The port.
+        port: u16,
         /// The resolver's answer.
         #[source]
         error: io::Error,
     },
     /// The name has addresses, but none of the wanted family.
-    #[error("{host} has no {family} address (AddressFamily, -4 or -6)")]
+    #[error("{host} has no {family} address (AddressFamily, -4 or -6) to connect to port {port}")]
     NoAddress {
         /// The name.
         host: String,
+        /// The port.
+        port: u16,
         /// The family wanted.
         family: AddressFamily,
     },
@@ -143,6 +150,7 @@ fn timed_out(limit: Duration) -> io::Error {
 /// The addresses of the wanted family, in the resolver's order.
 fn usable(
     host: &str,
+    port: u16,
     addrs: impl Iterator<Item = SocketAddr>,
     family: AddressFamily,
 ) -> Result<Vec<SocketAddr>, ConnectError> {
@@ -152,10 +160,12 @@ fn usable(
         return Err(match all.is_empty() {
             true => ConnectError::Lookup {
                 host: host.to_owned(),
+                port,
                 error: io::Error::new(io::ErrorKind::NotFound, "no address found"),
             },
             false => ConnectError::NoAddress {
                 host: host.to_owned(),
+                port,
                 family,
             },
         });
@@ -183,12 +193,25 @@ pub async fn connect_preferring(
     limit: Option<Duration>,
     preferred: Option<SocketAddr>,
 ) -> Result<TcpStream, ConnectError> {
-    let lookup = tokio::net::lookup_host((host, port));
+    let lookup = async { Ok(tokio::net::lookup_host((host, port)).await?.collect()) };
+    connect_after(lookup, host, port, family, limit, preferred).await
+}
+
+/// [`connect_preferring`], with the addresses `lookup` finds.
+async fn connect_after(
+    lookup: impl Future<Output = io::Result<Vec<SocketAddr>>>,
+    host: &str,
+    port: u16,
+    family: AddressFamily,
+    limit: Option<Duration>,
+    preferred: Option<SocketAddr>,
+) -> Result<TcpStream, ConnectError> {
     let found =
         match limit {
             Some(limit) => tokio::time::timeout(limit, lookup).await.map_err(|_| {
                 ConnectError::LookupTimedOut {
                     host: host.to_owned(),
+                    port,
                     limit,
                 }
             })?,
@@ -196,9 +219,10 @@ pub async fn connect_preferring(
         };
     let found = found.map_err(|error| ConnectError::Lookup {
         host: host.to_owned(),
+        port,
         error,
     })?;
-    let mut addrs = usable(host, found, family)?;
+    let mut addrs = usable(host, port, found.into_iter(), family)?;
     if let Some(at) = preferred.and_then(|p| addrs.iter().position(|a| *a == p)) {
         let first = addrs.remove(at);
         addrs.insert(0, first);
@@ -283,9 +307,10 @@ pub fn connect_blocking(
         .to_socket_addrs()
         .map_err(|error| ConnectError::Lookup {
             host: host.to_owned(),
+            port,
             error,
         })?;
-    let addrs = usable(host, found, family)?;
+    let addrs = usable(host, port, found, family)?;
     let mut last = None;
     for &addr in &addrs {
         match std::net::TcpStream::connect_timeout(&addr, limit) {
@@ -372,7 +397,10 @@ mod tests {
         .await
         .expect_err("no IPv6 address");
         assert!(matches!(err, ConnectError::NoAddress { .. }), "{err}");
-        assert!(err.to_string().contains("no IPv6 address"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "127.0.0.1 has no IPv6 address (AddressFamily, -4 or -6) to connect to port 9"
+        );
         let err = connect_blocking("::1", 9, AddressFamily::Inet, Duration::from_secs(1))
             .expect_err("no IPv4 address");
         assert!(err.to_string().contains("::1 has no IPv4 address"), "{err}");
@@ -448,6 +476,35 @@ mod tests {
             started.elapsed() < NEXT_ATTEMPT_AFTER,
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    /// The limit bounds the lookup too: a resolver that went silent with
+    /// the network costs an attempt the limit, not the resolver's own
+    /// timeouts (seconds per server, per retry).
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_covers_the_lookup() {
+        let limit = Duration::from_secs(1);
+        let started = tokio::time::Instant::now();
+        let err = connect_after(
+            std::future::pending(),
+            "silent.test",
+            22,
+            AddressFamily::Any,
+            Some(limit),
+            None,
+        )
+        .await
+        .expect_err("the lookup never ends");
+        assert_eq!(started.elapsed(), limit);
+        assert!(
+            matches!(err, ConnectError::LookupTimedOut { .. }),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            err.to_string(),
+            "looking up silent.test (to connect to port 22) took longer than 1s"
         );
     }
 

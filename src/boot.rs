@@ -19,6 +19,11 @@ pub const BOOT_VERSION: u32 = 1;
 /// Longest line either side accepts.
 pub const MAX_LINE: usize = 512;
 
+/// rockd's finish note (the text of the CLOSE(Normal) that ends the session,
+/// docs/PROTOCOL.md §9.2) when sshd's side of the bridge ended before any
+/// login through it completed: rock then explains the likely cause.
+pub const NO_LOGIN_NOTE: &str = "sshd ended before any login through rockd completed";
+
 /// What rock sends: the session's identity and secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootRequest {

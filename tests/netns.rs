@@ -930,3 +930,53 @@ fn spread(values: &mut [f64]) -> String {
         values.len()
     )
 }
+
+/// The server's sshd lets the test user in from the laptop's subnet only
+/// (`AllowUsers user@10.1.*`): rock's bootstrap, which comes from the
+/// laptop, logs in, and the login through rockd, which sshd sees from the
+/// server itself, is refused. ssh says "Permission denied" and exits 255;
+/// rock then names the likely cause. (The same user's ordinary sessions,
+/// whose login completes, get no such words: `rock_d.rs`.)
+#[test]
+fn a_login_refused_by_address_rules_is_explained() {
+    require_root("network namespaces");
+    let net = Net::new();
+    let user = common::PASSWORD_USER;
+    let sshd = net.start_sshd(
+        Sshd::builder()
+            .with_password_user()
+            .allow_users([common::current_user(), format!("{user}@10.1.*")]),
+    );
+    let mut cmd = common::rock_base(ROCKD);
+    cmd.args(["-d", user, "ssh", "-F"])
+        .arg(sshd.ssh_config())
+        .args(["rocktest", "echo logged in"])
+        .stdin(Stdio::null());
+    let out = common::run_with_timeout(&mut net.on_laptop(&cmd), LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let context = format!(
+        "status {:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- sshd log ---\n{}",
+        out.status,
+        sshd.log()
+    );
+    assert_eq!(out.status.code(), Some(255), "ssh's status; {context}");
+    assert!(
+        !stdout.contains("logged in"),
+        "the login went through; {context}"
+    );
+    assert!(
+        stderr.contains("Permission denied"),
+        "ssh's own words; {context}"
+    );
+    assert!(
+        stderr.contains("rock: no login completed through rockd on rocktest,")
+            && stderr.contains("from= in authorized_keys, Match Address"),
+        "rock's explanation; {context}"
+    );
+    assert!(
+        sshd.log()
+            .contains(&format!("User {user} from 127.0.0.1 not allowed")),
+        "sshd should have refused the bridged login from 127.0.0.1; {context}"
+    );
+}

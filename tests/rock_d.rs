@@ -931,6 +931,29 @@ fn dash_d_user_sets_the_remote_login() {
     );
 }
 
+/// A session whose login completes and whose command ends at once with
+/// ssh's own failure status gets no word from rock: rockd saw the login
+/// (the test user is not root, so rockd can tell), and rock explains only
+/// logins that never completed (`netns.rs` has the refused one).
+#[test]
+fn a_quick_status_255_after_a_login_is_not_taken_for_a_refusal() {
+    let sshd = Sshd::builder().with_password_user().start();
+    let mut cmd = Command::new(ROCK);
+    cmd.arg("--rockd")
+        .arg(ROCKD)
+        .args(["-d", common::PASSWORD_USER, "ssh", "-F"])
+        .arg(sshd.ssh_config())
+        .args(["rocktest", "exit 255"])
+        .stdin(Stdio::null());
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert_exit(&out, 255, &text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("rock:"),
+        "rock spoke: {}",
+        text(&out)
+    );
+}
+
 #[test]
 fn an_unreachable_host_exits_255_naming_it() {
     let port = free_port(); // nothing listens there

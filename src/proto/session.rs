@@ -195,6 +195,9 @@ pub struct Session {
     /// A link has written the farewell out at least once. Written is not
     /// delivered, so the farewell is still answered on later links.
     farewell_flushed: bool,
+    /// Server: the text of the CLOSE(Normal) it sends on finishing; client:
+    /// the text of the CLOSE(Normal) that finished it. Empty when none.
+    finish_note: String,
     finished_reported: bool,
     events: VecDeque<Event>,
     /// Server: recent client nonces, to spot replayed hellos.
@@ -232,6 +235,7 @@ impl Session {
             closed: None,
             farewell: None,
             farewell_flushed: false,
+            finish_note: String::new(),
             finished_reported: false,
             events: VecDeque::new(),
             seen_nonces: VecDeque::new(),
@@ -275,6 +279,22 @@ impl Session {
     /// trying briefly before they exit.
     pub fn has_farewell(&self) -> bool {
         self.farewell.is_some() && !self.farewell_flushed
+    }
+
+    /// Server: a short note for the client, carried as the text of the
+    /// CLOSE(Normal) that confirms the end of the session (§9.2 of
+    /// docs/PROTOCOL.md); cut to 255 bytes at a character boundary. Set it
+    /// before the session finishes: a note set later is not sent.
+    pub fn set_finish_note(&mut self, note: &str) {
+        self.finish_note = wire::cut_close_text(note).to_owned();
+    }
+
+    /// The note that came with the end of the session: on a client, the
+    /// text of the server's CLOSE(Normal) that finished it (empty if it had
+    /// none or the session did not finish that way); on a server, the note
+    /// it set.
+    pub fn finish_note(&self) -> &str {
+        &self.finish_note
     }
 
     /// Both directions ended (see [`Event::Finished`]).
@@ -1096,6 +1116,7 @@ impl Session {
                     self.finished_reported = true;
                     self.events.push_back(Event::Finished);
                 }
+                self.finish_note = message;
                 CloseReason::Finished
             } else {
                 CloseReason::Peer { code, message }
@@ -1161,11 +1182,13 @@ impl Session {
         // The server confirms the end; the client waits for that close,
         // so neither side leaves the other waiting for a last ack.
         if self.role == Role::Server {
+            let note = std::mem::take(&mut self.finish_note);
             self.shut_down(
                 CloseReason::Finished,
-                Some((CloseCode::Normal, "")),
+                Some((CloseCode::Normal, &note)),
                 self.current,
             );
+            self.finish_note = note;
         }
     }
 }

@@ -248,15 +248,22 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
         }
         Frame::Fin => header(out, T_FIN, 0),
         Frame::Close { code, message } => {
-            let mut end = message.len().min(MAX_CLOSE_MESSAGE);
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            header(out, T_CLOSE, 1 + end);
+            let text = cut_close_text(message);
+            header(out, T_CLOSE, 1 + text.len());
             out.push(code.to_byte());
-            out.extend_from_slice(&message.as_bytes()[..end]);
+            out.extend_from_slice(text.as_bytes());
         }
     }
+}
+
+/// The part of `message` a CLOSE carries: at most [`MAX_CLOSE_MESSAGE`]
+/// bytes, cut at a character boundary.
+pub fn cut_close_text(message: &str) -> &str {
+    let mut end = message.len().min(MAX_CLOSE_MESSAGE);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
 }
 
 #[cfg(test)]

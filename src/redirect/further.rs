@@ -97,7 +97,7 @@ impl Further {
             .dialer(boot.ready.port, self.secrets.clone());
         let relay = Relay::client(session, app, dialer, RelayOptions::default());
         match relay.run(shutdown).await {
-            Ok(Outcome::Finished) => Ok(()),
+            Ok(Outcome::Finished { .. }) => Ok(()),
             Ok(Outcome::Closed(reason)) => {
                 tracing::info!(?reason, "a further connection's session closed");
                 Ok(())

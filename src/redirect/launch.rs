@@ -27,7 +27,7 @@ use std::time::Duration;
 use rock_proto::{CloseReason, Config, Role, Session, State};
 use tokio::process::Command;
 
-use crate::boot::BootRequest;
+use crate::boot::{self, BootRequest};
 use crate::redirect::cmdline::{self, CmdlineError, ParsedCommand, System, Transported};
 use crate::redirect::control::Control;
 use crate::redirect::further::Further;
@@ -548,6 +548,12 @@ async fn relay_command(
         Some(Ok(Ok(Outcome::Closed(reason)))) if reason != CloseReason::Finished => {
             eprintln!("rock: {}", ended(&reason));
         }
+        // Killed by a signal (the user's ^C at a prompt) is not a refusal.
+        Some(Ok(Ok(Outcome::Finished { note })))
+            if note == boot::NO_LOGIN_NOTE && status.code().is_some_and(|c| c != 0) =>
+        {
+            eprintln!("rock: {}", no_login(&parsed.destination().host));
+        }
         Some(Ok(Err(e))) => match links::hint(mode, &e) {
             // The command has ended with its own status, which rock keeps:
             // this is a report, not rock's failure.
@@ -649,6 +655,19 @@ fn sign_of_life(
         .then(notice::terminal)
         .flatten()?;
     Some(tokio::spawn(notice::run(host.clone(), watch, tty)))
+}
+
+/// Says why the login through rockd was likely refused when rock's own
+/// login succeeded (rock.1, "What the server sees").
+fn no_login(host: &str) -> String {
+    format!(
+        "no login completed through rockd on {host}, although rock's own login there \
+         succeeded.\n  sshd sees the login through rockd come from {host} itself (127.0.0.1, \
+         ::1 or its own address), not from this machine, so address-based rules on the server \
+         are the likely cause: from= in authorized_keys, Match Address, or AllowUsers/DenyUsers \
+         user@host in sshd_config. Allow the server's own addresses there (see \"What the \
+         server sees\" in rock(1))."
+    )
 }
 
 /// Says, for the user, why a session ended before the command did.

@@ -17,6 +17,7 @@ mod status;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -48,8 +49,12 @@ const REJECTIONS_BEFORE_GIVING_UP: u32 = 3;
 /// How a relay ended without error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Both directions ended and were delivered.
-    Finished,
+    /// Both directions ended and were delivered. `note` is the server's
+    /// finish note, as the client received it (empty if none or unknown).
+    Finished {
+        /// See [`rock_proto::Session::finish_note`].
+        note: String,
+    },
     /// The session was closed (by either side, or the suspension timeout).
     Closed(CloseReason),
 }
@@ -99,6 +104,10 @@ pub struct RelayOptions {
     /// long after the relay started (the client never came, so nothing
     /// could ever end it but the suspension timeout).
     pub first_link_timeout: Option<Duration>,
+    /// Server: a note the application side leaves for the client, read
+    /// when the application's stream ends and sent with the end of the
+    /// session ([`rock_proto::Session::set_finish_note`]).
+    pub finish_note: Option<Arc<OnceLock<String>>>,
 }
 
 impl Default for RelayOptions {
@@ -108,6 +117,7 @@ impl Default for RelayOptions {
             finish_linger: Duration::from_secs(10),
             farewell_linger: Duration::from_secs(5),
             first_link_timeout: None,
+            finish_note: None,
         }
     }
 }
@@ -482,6 +492,9 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             match Pin::new(&mut self.app).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) if rb.filled().is_empty() => {
                     self.app_eof = true;
+                    if let Some(note) = self.options.finish_note.as_ref().and_then(|n| n.get()) {
+                        self.session.set_finish_note(note);
+                    }
                     self.session.finish();
                     progress = true;
                 }
@@ -610,7 +623,9 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             let owed = self.session.has_farewell() && self.farewell_until.is_some_and(|t| now < t);
             if self.links.is_empty() && drained && !owed {
                 return Some(match reason {
-                    CloseReason::Finished => Outcome::Finished,
+                    CloseReason::Finished => Outcome::Finished {
+                        note: self.session.finish_note().to_owned(),
+                    },
                     other => Outcome::Closed(other.clone()),
                 });
             }
@@ -619,6 +634,8 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         let unreachable = self.session.is_finished()
             && self.links.is_empty()
             && matches!(&self.source, Source::Dial(d) if d.failures > 0);
-        (self.session.is_finished() && (lingered || unreachable)).then_some(Outcome::Finished)
+        (self.session.is_finished() && (lingered || unreachable)).then(|| Outcome::Finished {
+            note: String::new(),
+        })
     }
 }

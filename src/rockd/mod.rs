@@ -12,10 +12,12 @@
 //! * [`bridge_target`] — the loopback address of that same sshd, when it
 //!   has one.
 //! * [`detach`] — leaving the SSH session; rockd's log.
+//! * [`login_watch`] — whether a login through the bridge ever completed.
 
 use std::io::{BufRead, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rock_proto::handshake::SUPPORTED_VERSIONS;
@@ -23,10 +25,12 @@ use rock_proto::{Config, Role, Session};
 
 pub mod bridge_target;
 pub mod detach;
+pub mod login_watch;
 pub mod sshd;
 
 use crate::boot::{self, BootReady, BootRequest};
 use crate::relay::{Outcome, Relay, RelayOptions};
+use login_watch::{Baseline, LoginWatch};
 use sshd::{connect_sshd, connect_target, target_from_ssh_connection};
 
 /// Runs rockd: reads the boot request from `input`, answers on `output`
@@ -185,6 +189,9 @@ fn listen(options: &RockdOptions) -> Result<TcpListener, RockdError> {
 pub struct Prepared {
     request: BootRequest,
     sshd: TcpStream,
+    /// sshd's processes before any login through the bridge could
+    /// complete (rock starts its ssh only after the ready line).
+    logins: Option<Baseline>,
     listener: TcpListener,
     options: RockdOptions,
 }
@@ -203,6 +210,7 @@ pub fn prepare(
         (None, Some(conn)) => connect_sshd(&target_from_ssh_connection(conn)?)?,
         (None, None) => return Err(RockdError::NoTarget),
     };
+    let logins = Baseline::take();
     let listener = listen(&options)?;
     let port = listener
         .local_addr()
@@ -220,6 +228,7 @@ pub fn prepare(
         Prepared {
             request,
             sshd,
+            logins,
             listener,
             options,
         },
@@ -232,6 +241,7 @@ pub fn serve(prepared: Prepared) -> std::io::Result<Outcome> {
     let Prepared {
         request,
         sshd,
+        logins,
         listener,
         options,
     } = prepared;
@@ -241,13 +251,15 @@ pub fn serve(prepared: Prepared) -> std::io::Result<Outcome> {
     runtime.block_on(async move {
         sshd.set_nonblocking(true)?;
         listener.set_nonblocking(true)?;
-        let sshd = tokio::net::TcpStream::from_std(sshd)?;
+        let note = Arc::new(OnceLock::new());
+        let sshd = LoginWatch::new(tokio::net::TcpStream::from_std(sshd)?, logins, note.clone());
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let now = tokio::time::Instant::now().into_std();
         let session = Session::new(Role::Server, request.id, request.key, options.config, now)
             .map_err(std::io::Error::other)?;
         let relay_options = RelayOptions {
             first_link_timeout: Some(options.first_link_timeout),
+            finish_note: Some(note),
             ..RelayOptions::default()
         };
         let relay = Relay::server(session, sshd, listener, relay_options);

@@ -294,6 +294,50 @@ fn late_bytes_on_the_old_link_are_not_delivered_twice() {
 }
 
 #[test]
+fn the_servers_finish_note_reaches_the_client_with_the_end() {
+    let mut pair = Pair::new(Config::default());
+    pair.connect();
+    pair.client.write(1000);
+    pair.server.write(1000);
+    pair.settle_reading();
+    pair.server.session.set_finish_note("no login completed");
+    pair.finish_both();
+    assert_eq!(
+        pair.client.session.close_reason(),
+        Some(&CloseReason::Finished)
+    );
+    assert_eq!(pair.client.session.finish_note(), "no login completed");
+}
+
+#[test]
+fn a_finish_note_lost_with_its_link_comes_again_on_the_next() {
+    let mut pair = Pair::new(Config::default());
+    pair.connect();
+    pair.settle();
+    pair.server.session.set_finish_note("note");
+    pair.client.session.finish();
+    pair.server.session.finish();
+    // Everything up to the server's CLOSE gets through; the CLOSE does not.
+    pair.auto_reconnect = false;
+    // A step delivers input after it writes output: the server closes
+    // while delivering, and its CLOSE waits for the next step's write.
+    while pair.server.session.close_reason().is_none() {
+        assert!(pair.step(), "the session stopped short of finishing");
+    }
+    pair.drop_transport(true);
+    pair.settle();
+    assert_eq!(pair.client.session.close_reason(), None);
+    assert_eq!(pair.client.session.finish_note(), "");
+    pair.connect();
+    pair.settle();
+    assert_eq!(
+        pair.client.session.close_reason(),
+        Some(&CloseReason::Finished)
+    );
+    assert_eq!(pair.client.session.finish_note(), "note");
+}
+
+#[test]
 fn a_close_made_while_suspended_reaches_the_peer_on_the_next_link() {
     let mut pair = Pair::new(Config::default());
     pair.connect();

@@ -980,3 +980,107 @@ fn a_login_refused_by_address_rules_is_explained() {
         "sshd should have refused the bridged login from 127.0.0.1; {context}"
     );
 }
+
+/// Item 8 of issue 11: the server's name has a dead address first (a
+/// silent blackhole on the router) and the live one second. The bootstrap
+/// and the first link pay the happy-eyeballs delay once; every later
+/// reconnection dials the address that worked last first, so no SYN goes to
+/// the dead address again (asserted with the DROP rule's packet counter)
+/// and recovery does not wait for it (printed, not asserted).
+#[test]
+fn reconnections_do_not_pay_for_a_dead_first_address() {
+    require_root("network namespaces");
+    let net = Net::new();
+    let sshd = net.start_sshd(Sshd::builder());
+    let live = net.server_addr();
+    let o = live.octets();
+    let dead = std::net::Ipv4Addr::new(o[0], o[1], o[2], 200);
+    common::netns::write_hosts(
+        &net.laptop,
+        &[
+            (dead.into(), common::netns::SERVER_NAME),
+            (live.into(), common::netns::SERVER_NAME),
+        ],
+    );
+    let order = run_in(
+        &net.laptop,
+        "getent",
+        &["ahostsv4", common::netns::SERVER_NAME],
+    );
+    assert!(
+        order
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with(&dead.to_string())),
+        "the resolver should give the dead address first, or this test tests nothing:\n{order}"
+    );
+    let rule = ["FORWARD", "-d", &dead.to_string(), "-j", "DROP"];
+    run_in(&net.router, "iptables", &[&["-I"][..], &rule].concat());
+    let dropped = || -> u64 {
+        let listing = run_in(
+            &net.router,
+            "iptables",
+            &["-L", "FORWARD", "-v", "-x", "-n"],
+        );
+        listing
+            .lines()
+            .find(|l| l.contains("DROP") && l.contains(&dead.to_string()))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no DROP rule for {dead} in:\n{listing}"))
+    };
+
+    let remote = Remote::new();
+    let mut session = Session::start(&net, &sshd, &remote);
+    session.wait_lines(SETTLE_LINES);
+    let before = dropped();
+    assert!(
+        before >= 1,
+        "the first dials should have tried the dead address once"
+    );
+    let mut faults = Vec::new();
+    for i in 0..5 {
+        faults.push(Fault::cause(format!("reset {}", i + 1), || {
+            run_in(&net.laptop, "ss", &["-K", "dst", &live.to_string()]);
+        }));
+        session.wait_live(faults.last().expect("a fault"), 5);
+    }
+    let after = dropped();
+    remote.stop();
+    let done = session.finish();
+    let mut next: Vec<f64> = faults
+        .iter()
+        .filter_map(|f| f.recovery(&done.lines).0)
+        .map(|d| d.as_secs_f64())
+        .collect();
+    figure(&format!(
+        "8: dead first address: {} links, next line after a reset {}; SYNs to the dead address: \
+         {before} before the resets, {} during them",
+        done.links(),
+        spread(&mut next),
+        after - before
+    ));
+    done.check(&faults);
+    assert_eq!(
+        after, before,
+        "reconnections dialled the dead address again; rock's log:\n{}",
+        done.stderr
+    );
+}
+
+/// Runs `program args` in namespace `ns` and returns its stdout; panics
+/// with its stderr when it fails.
+fn run_in(ns: &str, program: &str, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    let out = common::netns::in_netns(ns, &cmd)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program} in {ns}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` in {ns} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -596,7 +596,9 @@ fn a_background_rock_asking_for_a_password_stops_until_fg() {
     let from = bash.seen.len();
     bash.send("fg\r");
     bash.expect_after(from, "assword", Duration::from_secs(30));
-    bash.send(&format!("{}\n", common::PASSWORD));
+    // Enter sends `\r`; the shell left the terminal without ICRNL when
+    // it stopped the job, and the prompt must still end on it.
+    bash.send(&format!("{}\r", common::PASSWORD));
     let logged_in = bash.expect_after(
         from,
         &format!("logged in as {}", common::PASSWORD_USER),

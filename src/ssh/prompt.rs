@@ -13,7 +13,8 @@
 //!   than reading from somewhere else; under `BatchMode` the caller never
 //!   prompts at all (see [`NoPrompter`]).
 //! * Echo is off before a secret's prompt is written (as in OpenSSH's
-//!   readpassphrase). rpassword writes the prompt first and hides input
+//!   readpassphrase), and every prompt reads whole lines that Enter ends,
+//!   whatever modes a shell left the terminal in. rpassword writes the prompt first and hides input
 //!   after, which echoed a reply typed or pasted in between; hence our own
 //!   few lines of termios.
 
@@ -148,14 +149,18 @@ fn read_line(tty: &std::fs::File, prompt: &str) -> Result<Zeroizing<String>, Pro
     Ok(line)
 }
 
-/// Terminal echo switched off (the newline still echoes) until dropped.
-struct NoEcho<'a> {
+/// The terminal set up for one prompt until dropped: whole lines (a
+/// shell's line editor may have left it character by character, and a job
+/// continued by `fg` gets the modes the shell saved when it stopped), Enter
+/// ending them as `\r` or `\n` alike (OpenSSH's readpassphrase accepts
+/// both), and for a secret, echo off but for the newline.
+struct PromptMode<'a> {
     tty: &'a std::fs::File,
     saved: libc::termios,
 }
 
-impl<'a> NoEcho<'a> {
-    fn new(tty: &'a std::fs::File) -> std::io::Result<Self> {
+impl<'a> PromptMode<'a> {
+    fn new(tty: &'a std::fs::File, secret: bool) -> std::io::Result<Self> {
         use std::os::fd::AsRawFd;
         // SAFETY: termios is plain data, filled in by tcgetattr before use.
         let mut term: libc::termios = unsafe { std::mem::zeroed() };
@@ -164,18 +169,23 @@ impl<'a> NoEcho<'a> {
             return Err(std::io::Error::last_os_error());
         }
         let saved = term;
-        term.c_lflag &= !libc::ECHO;
-        term.c_lflag |= libc::ECHONL;
+        term.c_lflag |= libc::ICANON;
+        term.c_iflag |= libc::ICRNL;
+        term.c_iflag &= !(libc::IGNCR | libc::INLCR);
+        if secret {
+            term.c_lflag &= !libc::ECHO;
+            term.c_lflag |= libc::ECHONL;
+        }
         // TCSANOW, not TCSAFLUSH: keep what was typed ahead.
         // SAFETY: as above.
         if unsafe { libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, &term) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(NoEcho { tty, saved })
+        Ok(PromptMode { tty, saved })
     }
 }
 
-impl Drop for NoEcho<'_> {
+impl Drop for PromptMode<'_> {
     fn drop(&mut self) {
         use std::os::fd::AsRawFd;
         // SAFETY: restores the settings read in `new` on the same terminal.
@@ -189,7 +199,7 @@ impl Prompter for TerminalPrompter {
         // Echo goes off before the prompt appears, as OpenSSH's
         // readpassphrase does: whatever is typed once the prompt shows is
         // never echoed, however fast it comes.
-        let _quiet = NoEcho::new(&tty).map_err(|e| map_read_error(prompt, e))?;
+        let _mode = PromptMode::new(&tty, true).map_err(|e| map_read_error(prompt, e))?;
         (&tty)
             .write_all(prompt.as_bytes())
             .and_then(|()| (&tty).flush())
@@ -198,9 +208,11 @@ impl Prompter for TerminalPrompter {
     }
 
     fn answer(&self, prompt: &str) -> Result<Zeroizing<String>, PromptError> {
-        let mut tty = open_tty(prompt)?;
-        tty.write_all(prompt.as_bytes())
-            .and_then(|()| tty.flush())
+        let tty = open_tty(prompt)?;
+        let _mode = PromptMode::new(&tty, false).map_err(|e| map_read_error(prompt, e))?;
+        (&tty)
+            .write_all(prompt.as_bytes())
+            .and_then(|()| (&tty).flush())
             .map_err(|e| map_read_error(prompt, e))?;
         read_line(&tty, prompt)
     }

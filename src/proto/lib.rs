@@ -8,6 +8,8 @@
 //!
 //! * [`session`] — the engine: links, stream, timers, events.
 //! * [`handshake`] — hello, proof and resume messages; version negotiation.
+//! * [`kex`] — agreeing a session key (X25519, HKDF) where no SSH channel
+//!   carries one.
 //! * [`wire`] — the frames of an established link, check-then-parse.
 //! * [`config`] — bounds and timeouts.
 //! * [`error`] — what can go wrong, by kind.
@@ -20,6 +22,7 @@
 pub mod config;
 pub mod error;
 pub mod handshake;
+pub mod kex;
 mod link;
 mod outbox;
 mod ring;

@@ -471,6 +471,15 @@ fn the_laptop_changes_address_mid_session() {
     fault.report(&format!("1 ({old} -> {new})"), &done.lines);
     figure(&format!("1: rock made {} links in all", done.links()));
     done.check(&[]);
+    // The old address left the laptop: its link was dead at once, with no
+    // probe to wait for (issue 14).
+    assert!(
+        done.stderr.contains(&format!(
+            "this host's address {old} is gone; its link is dead"
+        )),
+        "rock should have dropped the link on {old} as soon as the address went:\n{}",
+        done.stderr
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ mod status;
 
 use std::future::Future;
 use std::io::IoSlice;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use rock_proto::{CloseCode, CloseReason, Event, HandshakeError, LinkError, LinkId, Session};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
 pub use dial::{Backoff, DialFuture, Dialer, TcpDialer};
@@ -31,8 +32,20 @@ pub use netwatch::NetWatch;
 pub use status::{Status, StatusWatch, suspended_for};
 
 /// A byte stream a link can run over.
-pub trait LinkIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> LinkIo for T {}
+pub trait LinkIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// This host's address of the TCP connection that carries the link,
+    /// when it is one: a link whose address has left the host is dead,
+    /// and the relay redials at once instead of probing it.
+    fn local_ip(&self) -> Option<IpAddr> {
+        None
+    }
+}
+
+impl LinkIo for TcpStream {
+    fn local_ip(&self) -> Option<IpAddr> {
+        self.local_addr().ok().map(|a| a.ip())
+    }
+}
 
 /// A link's transport, whatever it is.
 pub type BoxLink = Box<dyn LinkIo>;
@@ -323,11 +336,31 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
     /// The host's addresses or routes changed: the link may be stranded on
     /// an address that is gone. Check it now, and redial now if suspended.
     fn on_network_change(&mut self, now: Instant) {
-        tracing::debug!("network changed; probing the link");
-        self.session.probe_link(now);
+        match self.link_on_a_gone_address() {
+            Some((id, ip)) => {
+                tracing::info!("this host's address {ip} is gone; its link is dead, redialling");
+                self.session.link_failed(now, id);
+            }
+            None => {
+                tracing::debug!("network changed; probing the link");
+                self.session.probe_link(now);
+            }
+        }
         if let Source::Dial(d) = &mut self.source {
             d.network_changed(now);
         }
+    }
+
+    /// The established link, if its TCP connection's local address is no
+    /// longer one of this host's.
+    fn link_on_a_gone_address(&self) -> Option<(LinkId, IpAddr)> {
+        let current = self.session.current_link()?;
+        let (_, io) = self.links.iter().find(|(id, _)| *id == current)?;
+        let ip = io.local_ip()?;
+        let host = netwatch::host_addresses()
+            .inspect_err(|e| tracing::debug!("cannot list this host's addresses: {e}"))
+            .ok()?;
+        (!ip.is_loopback() && !host.contains(&ip)).then_some((current, ip))
     }
 
     fn dial_attempts(&self) -> u32 {

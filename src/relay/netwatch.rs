@@ -3,10 +3,13 @@
 //! link at once, and redials at once when suspended, instead of waiting for
 //! the heartbeat timeout or the next backoff step.
 //!
-//! Only "something changed" is reported; the messages are not parsed. A
-//! change that does not affect the link costs one ping.
+//! Only "something changed" is reported; the messages are not parsed. The
+//! relay then compares its link's local address with the host's
+//! ([`host_addresses`]): a link whose address is gone is dead at once; any
+//! other change costs one ping.
 
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::task::{Context, Poll};
 
@@ -97,5 +100,54 @@ impl NetWatch {
         } else {
             Poll::Pending
         }
+    }
+}
+
+/// Every address this host has now, on any interface (getifaddrs).
+pub fn host_addresses() -> io::Result<Vec<IpAddr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a list freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut addresses = Vec::new();
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` is a node of the list getifaddrs returned.
+        let entry = unsafe { &*at };
+        at = entry.ifa_next;
+        let addr = entry.ifa_addr;
+        if addr.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null ifa_addr points to a sockaddr whose family
+        // says which sockaddr it is.
+        match i32::from(unsafe { (*addr).sa_family }) {
+            libc::AF_INET => {
+                // SAFETY: as above, an AF_INET sockaddr is a sockaddr_in.
+                let v4 = unsafe { &*addr.cast::<libc::sockaddr_in>() };
+                addresses.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))));
+            }
+            libc::AF_INET6 => {
+                // SAFETY: as above, an AF_INET6 sockaddr is a sockaddr_in6.
+                let v6 = unsafe { &*addr.cast::<libc::sockaddr_in6>() };
+                addresses.push(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)));
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: the list came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(addresses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_has_its_loopback_address() {
+        let all = host_addresses().expect("getifaddrs");
+        assert!(all.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{all:?}");
     }
 }

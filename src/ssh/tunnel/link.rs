@@ -61,6 +61,10 @@ pub(crate) struct SshLink {
     _cut: Cut,
 }
 
+/// Its SSH connection's own TCP connection is not at hand: a network
+/// change probes the link instead.
+impl crate::relay::LinkIo for SshLink {}
+
 impl SshLink {
     pub(super) fn new(stream: ChannelStream<Msg>, handle: Handle<BootHandler>, cut: Cut) -> Self {
         SshLink {

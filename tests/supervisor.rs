@@ -308,3 +308,167 @@ os.unlink(path)
         text(&out)
     );
 }
+
+/// A server program of the test's own, on a free loopback port, killed
+/// when dropped.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Server {
+    /// Starts `program args…`, where `{port}` in an argument is replaced by
+    /// a free port, and waits until it accepts connections.
+    fn start(program: &str, args: &[&str], dir: &Path) -> Server {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("address").port()
+        };
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{port}", &port.to_string()))
+            .collect();
+        let child = Command::new(program)
+            .args(&args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program} (run scripts/setup): {e}"));
+        let server = Server { child, port };
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < end,
+                "{program} did not listen on {port} within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `program args…` plainly and under `rock -v -v`, and checks that
+/// rock changed nothing the program shows (output, status), and that each
+/// of its connections to `port` was announced (and answered `direct`).
+fn same_with_and_without_rock(program: &str, args: &[&str], port: u16) -> Output {
+    library();
+    let limit = Duration::from_secs(60);
+    let plain = run_with_timeout(Command::new(program).args(args).stdin(Stdio::null()), limit);
+    let rocked = run_with_timeout(
+        Command::new(ROCK)
+            .args(["-v", "-v", program])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null()),
+        limit,
+    );
+    assert_eq!(
+        (rocked.status.code(), &rocked.stdout),
+        (plain.status.code(), &plain.stdout),
+        "{program} under rock differs from {program} plain:\n--- plain ---\n{}\n--- rock ---\n{}",
+        text(&plain),
+        text(&rocked)
+    );
+    assert!(
+        String::from_utf8_lossy(&rocked.stderr)
+            .contains(&format!("connect 127.0.0.1:{port}: direct")),
+        "the library did not announce {program}'s connection: {}",
+        text(&rocked)
+    );
+    rocked
+}
+
+#[test]
+fn redis_cli_against_an_ordinary_redis_server_is_unchanged() {
+    let dir = common::temp_dir();
+    let redis = Server::start(
+        "redis-server",
+        &[
+            "--port",
+            "{port}",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        dir.path(),
+    );
+    let port = redis.port.to_string();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["-h", "127.0.0.1", "-p", port.as_str()];
+        all.extend_from_slice(args);
+        same_with_and_without_rock("redis-cli", &all, redis.port)
+    };
+    cli(&["SET", "rock", "plain"]);
+    let out = cli(&["GET", "rock"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "plain\n",
+        "{}",
+        text(&out)
+    );
+    // An error reply comes through as it is.
+    let out = cli(&["INCR", "rock"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not an integer"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn curl_against_an_ordinary_http_server_is_unchanged() {
+    let dir = common::temp_dir();
+    let page: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(dir.path().join("page.txt"), &page).expect("write the page");
+    let http = Server::start(
+        "python3",
+        &["-m", "http.server", "--bind", "127.0.0.1", "{port}"],
+        dir.path(),
+    );
+    let url = format!("http://127.0.0.1:{}/page.txt", http.port);
+    // curl connects non-blocking and waits with poll.
+    let out = same_with_and_without_rock("curl", &["-sS", "--fail", &url], http.port);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), page);
+    let missing = format!("http://127.0.0.1:{}/missing", http.port);
+    let out = same_with_and_without_rock("curl", &["-sS", "--fail", &missing], http.port);
+    assert_exit(&out, 22, &text(&out));
+}
+
+#[test]
+fn socat_as_a_client_is_unchanged() {
+    let port = echo_server();
+    let pipeline = format!("printf 'through socat\\n' | socat - TCP:127.0.0.1:{port}");
+    let out = run_with_timeout(
+        Command::new(ROCK)
+            .args(["-v", "-v", "sh", "-c", &pipeline])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    // socat sends the line, half-closes at the end of its input, and
+    // prints what the echo server sent back before it closed.
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "through socat\n",
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("connect 127.0.0.1:{port}: direct")),
+        "{}",
+        text(&out)
+    );
+}

@@ -472,3 +472,69 @@ fn socat_as_a_client_is_unchanged() {
         text(&out)
     );
 }
+
+/// A supervisor that takes questions and never answers: the library waits
+/// for its bound once, connects plainly, and asks no more in that process.
+/// Run with the library preloaded by hand and `ROCK_SUPERVISOR` pointing at
+/// the test's own silent socket.
+#[test]
+fn a_supervisor_that_never_answers_costs_one_wait_then_nothing() {
+    use std::io::Read;
+    use std::os::unix::net::UnixListener;
+    use std::sync::{Arc, Mutex};
+
+    let dir = common::temp_dir();
+    let path = dir.path().join("silent.sock");
+    let listener = UnixListener::bind(&path).expect("bind the silent supervisor's socket");
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&heard);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 512];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            sink.lock()
+                .expect("heard")
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            // Never answered, never closed while the test runs.
+            held.push(stream);
+        }
+    });
+    let port = echo_server();
+    let script = r#"
+import socket, sys
+port = int(sys.argv[1])
+for i in range(5):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"echo %d\n" % i)
+    print(s.makefile().readline().strip())
+    s.close()
+"#;
+    let out = run_with_timeout(
+        Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .env("LD_PRELOAD", library())
+            .env("ROCK_SUPERVISOR", &path)
+            .stdin(Stdio::null()),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "echo 0\necho 1\necho 2\necho 3\necho 4\n",
+        "{}",
+        text(&out)
+    );
+    let heard = heard.lock().expect("heard").clone();
+    assert_eq!(
+        heard.len(),
+        1,
+        "one question, then none: {heard:?}; {}",
+        text(&out)
+    );
+    assert!(
+        heard[0].contains(&port.to_string()),
+        "the question named the destination: {heard:?}"
+    );
+}

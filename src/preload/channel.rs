@@ -14,12 +14,16 @@
 //!
 //! Every failure — no supervisor, a refused or broken line, a timeout, an
 //! answer that does not parse — is `None`, and the caller then does what it
-//! would do without rock.
+//! would do without rock. A supervisor that let a question time out is not
+//! asked again by this process (its children start afresh): a hung
+//! supervisor costs the program one wait of [`ANSWER_WITHIN_SECS`], not one
+//! per connection.
 
 use std::cell::RefCell;
 use std::ffi::{CString, c_int};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use rock_proto::supervise::{self, Answer, MAX_LINE, Request};
 
@@ -30,7 +34,17 @@ pub const SUPERVISOR_ENV: &str = "ROCK_SUPERVISOR";
 /// The library's descriptors sit at or above this number.
 pub const FD_FLOOR: c_int = 512;
 /// How long one question may take before the library gives up on it.
-const ANSWER_WITHIN_SECS: libc::time_t = 5;
+pub const ANSWER_WITHIN_SECS: libc::time_t = 5;
+
+/// The process (pid) in which a question timed out, if any: that process
+/// asks no more.
+static GAVE_UP_IN: AtomicI32 = AtomicI32::new(0);
+
+/// Whether this process gave up on its supervisor.
+fn gave_up() -> bool {
+    // SAFETY: getpid has no preconditions.
+    GAVE_UP_IN.load(Ordering::Relaxed) == unsafe { libc::getpid() }
+}
 
 /// The control socket's path, read once.
 fn supervisor_path() -> Option<&'static CString> {
@@ -133,6 +147,11 @@ impl Line {
             match n {
                 n if n > 0 => have += n as usize,
                 n if n < 0 && errno() == libc::EINTR => continue,
+                n if n < 0 && errno() == libc::EAGAIN => {
+                    // SAFETY: getpid has no preconditions.
+                    GAVE_UP_IN.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+                    return None;
+                }
                 _ => return None,
             }
         }
@@ -195,6 +214,9 @@ thread_local! {
 /// Keeps the caller's errno.
 pub fn ask(request: &Request) -> Option<Answer> {
     let path = supervisor_path()?;
+    if gave_up() {
+        return None;
+    }
     let saved = errno();
     let answer = LINE
         .try_with(|cell| {

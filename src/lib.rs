@@ -15,6 +15,8 @@
 //! * [`rockd`] — `rock -d` on the remote side: boot, detach, bridge to sshd.
 //! * [`supervisor`] — `rock COMMAND`: runs the command with `librocks.so`
 //!   preloaded and stays its parent.
+//! * [`checkpoint`] — `rock -k`, `rock checkpoint`, `rock restore`: a
+//!   session dumped with CRIU and restored later or elsewhere.
 //!
 //! Shared:
 //! * [`relay`] — the tokio shell that drives a session over real streams,
@@ -25,6 +27,7 @@
 //!   key, authenticate once, start rockd, and links through ssh.
 //! * [`boot`] — the boot exchange between rock and a new rockd.
 //! * [`chain`] — an error with its causes on one line, as `{:#}` prints it.
+//! * [`digest`] — SHA-256 of bytes and files.
 //! * [`settings`] — host profiles, the command line and the defaults,
 //!   resolved once into the settings a session runs with.
 //! * [`rundir`] — the private per-user and per-session directories.
@@ -36,9 +39,11 @@
 
 pub mod boot;
 pub mod chain;
+pub mod checkpoint;
 pub mod connect;
 
 pub mod control_socket;
+pub mod digest;
 pub mod redirect;
 pub mod relay;
 pub mod rockd;

@@ -43,7 +43,7 @@ fn uid() -> u32 {
 }
 
 /// Creates `path` (mode 0700) if missing and checks it is private.
-fn private_dir(path: &Path) -> Result<(), RunDirError> {
+pub fn private_dir(path: &Path) -> Result<(), RunDirError> {
     let io_err = |error| RunDirError::Io {
         path: path.to_owned(),
         error,

@@ -43,6 +43,8 @@ pub struct SessionInfo {
     pub destination: String,
     /// When the session started.
     pub started: SystemTime,
+    /// Started with `-k`: `rock checkpoint` may dump it.
+    pub checkpointable: bool,
 }
 
 impl SessionInfo {
@@ -58,6 +60,7 @@ impl SessionInfo {
             program: program.to_owned(),
             destination: destination.to_owned(),
             started: UNIX_EPOCH + Duration::from_secs(secs),
+            checkpointable: false,
         }
     }
 }
@@ -98,6 +101,9 @@ pub struct Report {
     pub replay_bytes: u64,
     /// Links made after the first.
     pub reconnects: u64,
+    /// The session's directory, where [`list`] found it (not part of the
+    /// answer).
+    pub dir: Option<PathBuf>,
 }
 
 impl Report {
@@ -110,6 +116,7 @@ impl Report {
                 rtt: None,
                 replay_bytes: 0,
                 reconnects: 0,
+                dir: None,
             };
         };
         let attempt = s.attempts.saturating_add(1);
@@ -128,6 +135,7 @@ impl Report {
             phase,
             replay_bytes: s.replay_buffered as u64,
             reconnects: s.reconnects,
+            dir: None,
         }
     }
 
@@ -145,6 +153,9 @@ impl Report {
         let _ = writeln!(out, "program {}", one_line(&self.info.program));
         let _ = writeln!(out, "destination {}", one_line(&self.info.destination));
         let _ = writeln!(out, "started {started}");
+        if self.info.checkpointable {
+            let _ = writeln!(out, "checkpoint yes");
+        }
         let (state, down, attempt) = match &self.phase {
             Phase::Starting => ("starting", None, None),
             Phase::Connecting { attempt } => ("connecting", None, Some(attempt)),
@@ -213,11 +224,13 @@ impl Report {
                 program: text_of("program")?,
                 destination: text_of("destination")?,
                 started: UNIX_EPOCH + Duration::from_secs(number("started")?),
+                checkpointable: fields.get("checkpoint") == Some(&"yes"),
             },
             phase,
             rtt: optional("rtt_us")?.map(Duration::from_micros),
             replay_bytes: number("replay_bytes")?,
             reconnects: number("reconnects")?,
+            dir: None,
         })
     }
 }
@@ -281,7 +294,10 @@ pub fn list(dir: &Path) -> Result<Listing, ListError> {
             continue;
         }
         match ask(&path) {
-            Asked::Report(report) => listing.sessions.push(report),
+            Asked::Report(report) => listing.sessions.push(Report {
+                dir: Some(path),
+                ..report
+            }),
             Asked::Silent => listing.unresponsive.push(path),
             Asked::Starting => {}
             Asked::Gone => {
@@ -468,11 +484,13 @@ mod tests {
                 program: "rsync".into(),
                 destination: "alice@files".into(),
                 started: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+                checkpointable: phase == Phase::Connected,
             },
             rtt: (phase == Phase::Connected).then(|| Duration::from_micros(1234)),
             phase,
             replay_bytes: 3 << 20,
             reconnects: 2,
+            dir: None,
         }
     }
 

@@ -16,14 +16,14 @@ use rock::redirect::job::Job;
 use rock::redirect::launch::{self, LaunchOptions};
 use rock::settings::{self, CommandLine, Profiles, ReconnectMode};
 use rock::supervisor::{self, SupervisorError, SupervisorOptions};
-use rock::{rundir, status};
+use rock::{checkpoint, rundir, status};
 
 /// Run a command over reliable, resumable connections.
 #[derive(Debug, Parser)]
 #[command(
     version,
     about,
-    override_usage = "rock [-l] [-v] [--reconnect MODE] [--install-rockd] [-d [USER]] COMMAND [ARG]...\n       rock status\n       rock config check [HOST]"
+    override_usage = "rock [-k] [-l] [-v] [--reconnect MODE] [--install-rockd] [-d [USER]] COMMAND [ARG]...\n       rock status\n       rock checkpoint [SESSION] [--dir DIR] [--leave-running]\n       rock restore [DIR]\n       rock config check [HOST]"
 )]
 struct Args {
     /// Carry the command's ssh transport through a rockd started on the
@@ -34,9 +34,13 @@ struct Args {
     /// Reconnect suspended links to 127.0.0.1 instead of the host's name.
     #[arg(short = 'l')]
     localhost: bool,
-    /// Load the checkpoint library (not supported).
-    #[arg(short = 'k', hide = true)]
+    /// Run the session so that `rock checkpoint` can dump it with CRIU and
+    /// `rock restore` resume it, later or on another machine (with -d).
+    #[arg(short = 'k')]
     checkpoint: bool,
+    /// Set by `rock -k` for the session it starts in its time namespace.
+    #[arg(long = "checkpoint-root", hide = true)]
+    checkpoint_root: bool,
     /// More log output on stderr (repeat for more).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -137,10 +141,12 @@ fn main() -> ExitCode {
     let (result, failure) = match argv.get(1).and_then(|a| a.to_str()) {
         Some("config") => (config_command(&words(2)), 1),
         Some("status") => (status_command(&words(2)), 1),
+        Some("checkpoint") => (checkpoint_command(&argv[1..]), 1),
+        Some("restore") => (restore_command(&argv[1..]), 1),
         _ => {
             let args = parse(&argv);
             init_logging(args.verbose);
-            (run(args), 255)
+            (run(args, &argv), 255)
         }
     };
     match result {
@@ -157,9 +163,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<u8> {
-    if args.checkpoint {
-        anyhow::bail!("-k (checkpointing) is not supported by this rock");
+fn run(args: Args, argv: &[OsString]) -> anyhow::Result<u8> {
+    if args.checkpoint && args.daemon.is_none() {
+        return Err(checkpoint::CheckpointError::OnlyWithD.into());
+    }
+    if args.checkpoint && !args.checkpoint_root {
+        return Ok(checkpoint::run_checkpointable(argv)?);
     }
     let Some(user) = args.daemon else {
         let options = SupervisorOptions {
@@ -182,6 +191,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
         exit_linger: Duration::from_secs(2),
         // Before the runtime: no thread may exist when rock splits in two.
         job: Job::split().context("starting rock's worker process")?,
+        checkpointable: args.checkpoint_root,
     };
     // Built after the split, in the worker only.
     let code = runtime()?.block_on(launch::run(options))?;
@@ -229,6 +239,47 @@ fn config_command(words: &[String]) -> anyhow::Result<u8> {
 }
 
 /// `rock status`: this user's sessions, one line each.
+/// `rock checkpoint [SESSION] [--dir DIR] [--leave-running]`.
+#[derive(Debug, Parser)]
+#[command(name = "rock checkpoint")]
+struct CheckpointArgs {
+    /// The session: its name in `rock status`'s directory (or a prefix),
+    /// or its rock's pid; by default the only one started with -k.
+    session: Option<String>,
+    /// Where to write the checkpoint (a new directory); by default
+    /// ~/.local/state/rock/checkpoints/SESSION.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
+    /// Keep the session running after the dump.
+    #[arg(long)]
+    leave_running: bool,
+}
+
+fn checkpoint_command(words: &[OsString]) -> anyhow::Result<u8> {
+    let args = CheckpointArgs::parse_from(words);
+    let done = checkpoint::checkpoint(&checkpoint::CheckpointOptions {
+        session: args.session,
+        dir: args.dir,
+        leave_running: args.leave_running,
+    })?;
+    eprintln!("rock: {done}");
+    Ok(0)
+}
+
+/// `rock restore [DIR]`.
+#[derive(Debug, Parser)]
+#[command(name = "rock restore")]
+struct RestoreArgs {
+    /// The checkpoint's directory; by default the only one not yet
+    /// restored in ~/.local/state/rock/checkpoints.
+    dir: Option<std::path::PathBuf>,
+}
+
+fn restore_command(words: &[OsString]) -> anyhow::Result<u8> {
+    let args = RestoreArgs::parse_from(words);
+    Ok(checkpoint::restore(args.dir.as_deref())?)
+}
+
 fn status_command(words: &[String]) -> anyhow::Result<u8> {
     if !words.is_empty() {
         eprintln!("usage: rock status");

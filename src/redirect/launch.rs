@@ -65,6 +65,8 @@ pub struct LaunchOptions {
     pub exit_linger: Duration,
     /// The front process the shell waits for (see [`job`]).
     pub job: Job,
+    /// Started by `rock -k`: the session may be checkpointed.
+    pub checkpointable: bool,
 }
 
 /// Why `rock -d` could not run the command. Each maps to ssh's 255.
@@ -303,7 +305,10 @@ pub async fn run(mut options: LaunchOptions) -> Result<i32, LaunchError> {
     // The session is listed by `rock status` ("starting") from now on,
     // while the bootstrap may wait at a password prompt.
     let dir = SessionDir::create(&request.id.to_string()[..16])?;
-    let info = SessionInfo::new(parsed.program().name(), &parsed.destination().to_string());
+    let info = SessionInfo {
+        checkpointable: options.checkpointable,
+        ..SessionInfo::new(parsed.program().name(), &parsed.destination().to_string())
+    };
     let mut control = Control::bind(dir.path(), Secrets::default(), info)
         .map_err(local("opening the control socket"))?;
     let boot = tokio::select! {

@@ -15,8 +15,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
 use crate::ssh::target::expand_tilde;
 
 /// Where rockd is installed on the remote host (relative to its `$HOME`).
@@ -173,13 +171,7 @@ impl LocalRockd {
     }
 }
 
-/// SHA-256 of `bytes`, lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::digest::sha256_hex;
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -214,28 +206,10 @@ fn read(path: &Path) -> Result<Vec<u8>, LocalRockdError> {
     Ok(bytes)
 }
 
-/// Size and SHA-256 of the file, read in pieces.
+/// Size and SHA-256 of the file, which must be a regular file.
 fn hash_file(path: &Path) -> Result<(u64, String), LocalRockdError> {
-    let mut hasher = Sha256::new();
-    let mut file = open(path)?;
-    let mut piece = vec![0; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut piece) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(unreadable(path)(e.to_string())),
-        };
-        hasher.update(&piece[..n]);
-        size += n as u64;
-    }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((size, hex))
+    open(path)?;
+    crate::digest::sha256_file(path).map_err(|e| unreadable(path)(e.to_string()))
 }
 
 /// Runs `path --version` and takes the version from `rocks X.Y.Z` (or

@@ -1,0 +1,446 @@
+//! `rock -k`, `rock checkpoint` and `rock restore` with the real CRIU the
+//! set-up provides, a real sshd and a real ssh: a session is dumped, all
+//! its local processes are gone while the remote command goes on printing
+//! into rockd's buffer, and the restored session delivers every line once,
+//! in order, with the remote command's exit status. Then the errors a user
+//! can meet, each with its message.
+//!
+//! Each test gives rock its own runtime and state directories
+//! (`XDG_RUNTIME_DIR`, `XDG_STATE_HOME`), so `rock checkpoint` sees only
+//! the test's session. Dump and restore times are printed
+//! (`checkpoint figures:`, shown with `--nocapture`), not asserted.
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ROCK, Sshd, TempDir, assert_exit, require_root, rock_command, run_with_timeout};
+
+/// The rockd binary under test.
+const ROCKD: &str = env!("CARGO_BIN_EXE_rockd");
+/// Generous bound for anything that takes seconds.
+const LIMIT: Duration = Duration::from_secs(120);
+/// How long the session's processes stay gone.
+const GONE_FOR: Duration = Duration::from_secs(10);
+/// Lines the remote command prints, one every 100 ms.
+const LINES: usize = 200;
+
+/// A test's own directories: rock's runtime and state directories, and
+/// room for output files and checkpoints.
+struct Place {
+    dir: TempDir,
+}
+
+impl Place {
+    fn new() -> Place {
+        let place = Place {
+            dir: common::temp_dir(),
+        };
+        for sub in ["run", "state"] {
+            std::fs::create_dir(place.path(sub)).expect("create a test directory");
+            set_private(&place.path(sub));
+        }
+        place
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `cmd` with this place's runtime and state directories.
+    fn apply<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("XDG_STATE_HOME", self.path("state"))
+    }
+
+    /// `rock ARGS` here.
+    fn rock(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ROCK);
+        cmd.args(args).stdin(Stdio::null());
+        self.apply(&mut cmd);
+        cmd
+    }
+
+    /// `rock [-k] -d ssh rocktest <counter>`, output into `out`.
+    fn session(&self, sshd: &Sshd, k: bool, out: &str) -> Child {
+        let mut cmd = rock_command(sshd, ROCKD, if k { &["-k"] } else { &[] }, "ssh");
+        cmd.args(["rocktest", &counter()]);
+        self.apply(&mut cmd)
+            .stdout(self.file(out))
+            .stderr(self.file(&format!("{out}.err")))
+            .spawn()
+            .expect("start rock")
+    }
+
+    fn file(&self, name: &str) -> File {
+        File::create(self.path(name)).expect("create an output file")
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// Waits until `name` holds at least `n` lines.
+    fn wait_lines(&self, name: &str, n: usize) {
+        let end = Instant::now() + LIMIT;
+        while self.read(name).lines().count() < n {
+            assert!(
+                Instant::now() < end,
+                "{name} has not {n} lines after {LIMIT:?}: {:?}\nstderr: {}",
+                self.read(name),
+                self.read(&format!("{name}.err"))
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn set_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .expect("chmod 700 a test directory");
+}
+
+/// Numbered lines every 100 ms, then `end`, exit 7.
+fn counter() -> String {
+    format!(
+        "i=0; while [ $i -lt {LINES} ]; do i=$((i+1)); echo \"line $i\"; sleep 0.1; done; \
+         echo end; exit 7"
+    )
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every line once and in order, then `end`.
+fn check_lines(all: &str, context: &str) {
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), LINES + 1, "line count; {context}");
+    for (i, line) in lines[..LINES].iter().enumerate() {
+        assert_eq!(
+            *line,
+            format!("line {}", i + 1),
+            "line {} lost, duplicated or out of order; {context}",
+            i + 1
+        );
+    }
+    assert_eq!(lines[LINES], "end", "{context}");
+}
+
+/// The pids a checkpoint recorded.
+fn checkpoint_pids(dir: &Path) -> Vec<u32> {
+    let meta = std::fs::read_to_string(dir.join("rock-checkpoint")).expect("read the description");
+    meta.lines()
+        .find_map(|l| l.strip_prefix("pids "))
+        .expect("a pids line")
+        .split_whitespace()
+        .map(|p| p.parse().expect("a pid"))
+        .collect()
+}
+
+/// Whether `pid` runs (a zombie does not count).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            != Some("Z")
+    })
+}
+
+fn wait_exit(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let end = Instant::now() + LIMIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < end, "{what} did not exit within {LIMIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_checkpointed_session_comes_back_with_every_line_once() {
+    require_root("CRIU dumps and restores other processes");
+    let sshd = Sshd::start();
+    let place = Place::new();
+    let mut rock = place.session(&sshd, true, "before");
+    place.wait_lines("before", 10);
+
+    // A directory that exists is refused, and the session goes on.
+    std::fs::create_dir(place.path("taken")).expect("mkdir");
+    let taken = place.path("taken");
+    let out = run_with_timeout(
+        &mut place.rock(&["checkpoint", "--dir", taken.to_str().expect("utf-8")]),
+        LIMIT,
+    );
+    assert_exit(&out, 1, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exists already"),
+        "{}",
+        text(&out)
+    );
+
+    let cp = place.path("cp");
+    let cp_arg = cp.to_str().expect("utf-8");
+    let out = run_with_timeout(&mut place.rock(&["checkpoint", "--dir", cp_arg]), LIMIT);
+    assert_exit(&out, 0, &text(&out));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        said.contains("checkpointed the ssh session to rocktest"),
+        "{said}"
+    );
+    // The rock the test started says where its session went, and ends.
+    let status = wait_exit(&mut rock, "rock -k after the checkpoint");
+    assert_eq!(status.code(), Some(0), "{}", place.read("before.err"));
+    assert!(
+        place
+            .read("before.err")
+            .contains(&format!("checkpointed into {cp_arg}")),
+        "{}",
+        place.read("before.err")
+    );
+    // As after a reboot: nothing of the session runs here.
+    let pids = checkpoint_pids(&cp);
+    assert!(pids.len() >= 3, "root, worker and ssh at least: {pids:?}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&cp).expect("stat").permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "the checkpoint holds the session's memory"
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&p| running(p)) {
+        assert!(
+            Instant::now() < end,
+            "session processes still run: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = place.read("before");
+    std::thread::sleep(GONE_FOR);
+    assert_eq!(
+        place.read("before"),
+        before,
+        "nothing local wrote while dumped"
+    );
+
+    let started = Instant::now();
+    let mut restore = place
+        .rock(&["restore", cp_arg])
+        .stdout(place.file("after"))
+        .stderr(place.file("after.err"))
+        .spawn()
+        .expect("start rock restore");
+    let end = Instant::now() + LIMIT;
+    while place.read("after").is_empty() {
+        assert!(
+            Instant::now() < end,
+            "no output after the restore: {}",
+            place.read("after.err")
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let first_byte = started.elapsed();
+    let status = wait_exit(&mut restore, "rock restore");
+    let all = format!("{before}{}", place.read("after"));
+    let context = format!(
+        "--- rock -k's stderr ---\n{}\n--- rock restore's stderr ---\n{}",
+        place.read("before.err"),
+        place.read("after.err")
+    );
+    check_lines(&all, &context);
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "the remote command's status; {context}"
+    );
+    let took = |text: &str, word: &str| {
+        text.split(word)
+            .nth(1)
+            .and_then(|t| t.split(" in ").nth(1))
+            .and_then(|t| t.split(' ').next())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    println!(
+        "checkpoint figures: dump {} s, restore {} s, restore to first byte {:.2} s; {} lines \
+         before the dump, {} after",
+        took(&said, "checkpointed"),
+        took(&place.read("after.err"), "restored"),
+        first_byte.as_secs_f64(),
+        before.lines().count(),
+        LINES + 1 - before.lines().count()
+    );
+
+    // Once only.
+    let out = run_with_timeout(&mut place.rock(&["restore", cp_arg]), LIMIT);
+    assert_exit(&out, 1, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was restored already"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_session_not_started_with_k_is_not_checkpointed() {
+    require_root("the sshd fixture");
+    let sshd = Sshd::start();
+    let place = Place::new();
+    let mut rock = place.session(&sshd, false, "out");
+    place.wait_lines("out", 5);
+    let out = run_with_timeout(&mut place.rock(&["checkpoint"]), LIMIT);
+    assert_exit(&out, 1, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no session started with -k"),
+        "{}",
+        text(&out)
+    );
+    let name = std::fs::read_dir(place.path("run").join("rock"))
+        .expect("the runtime directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.len() == 16)
+        .expect("the session's directory");
+    let out = run_with_timeout(&mut place.rock(&["checkpoint", &name]), LIMIT);
+    assert_exit(&out, 1, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was not started with -k"),
+        "{}",
+        text(&out)
+    );
+    // Untouched: every line, and the command's status.
+    let status = wait_exit(&mut rock, "rock");
+    assert_eq!(status.code(), Some(7), "{}", place.read("out.err"));
+    check_lines(&place.read("out"), &place.read("out.err"));
+}
+
+#[test]
+fn a_restore_over_a_running_session_is_refused() {
+    require_root("CRIU dumps and restores other processes");
+    let sshd = Sshd::start();
+    let place = Place::new();
+    let mut rock = place.session(&sshd, true, "out");
+    place.wait_lines("out", 5);
+    let cp = place.path("cp");
+    let cp_arg = cp.to_str().expect("utf-8");
+    let out = run_with_timeout(
+        &mut place.rock(&["checkpoint", "--leave-running", "--dir", cp_arg]),
+        LIMIT,
+    );
+    assert_exit(&out, 0, &text(&out));
+    // Its pids are taken by the session itself, still running.
+    let out = run_with_timeout(&mut place.rock(&["restore", cp_arg]), LIMIT);
+    assert_exit(&out, 1, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("that pid is taken here by rock"),
+        "{}",
+        text(&out)
+    );
+    // Refused before the claim: the checkpoint can still be restored.
+    assert!(!cp.join("restored").exists());
+    let status = wait_exit(&mut rock, "rock");
+    assert_eq!(status.code(), Some(7), "{}", place.read("out.err"));
+    check_lines(&place.read("out"), &place.read("out.err"));
+}
+
+#[test]
+fn a_restore_needs_the_same_rock_binary_and_a_checkpoint() {
+    require_root("CRIU");
+    let place = Place::new();
+    let cp = place.path("cp");
+    std::fs::create_dir(&cp).expect("mkdir");
+    set_private(&cp);
+    let cp_arg = cp.to_str().expect("utf-8");
+    let out = run_with_timeout(&mut place.rock(&["restore", cp_arg]), LIMIT);
+    assert_exit(&out, 1, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a rock checkpoint"),
+        "{}",
+        text(&out)
+    );
+    let meta = format!(
+        "rock-checkpoint 1\nversion 0.0.0\nexe {ROCK}\nexe_sha256 {}\nroot 1\npids 1\n\
+         session_dir {}\nprogram ssh\ndestination elsewhere\ninteractive no\ntaken 0\n",
+        "0".repeat(64),
+        place
+            .path("run")
+            .join("rock")
+            .join("0123456789abcdef")
+            .display()
+    );
+    std::fs::write(cp.join("rock-checkpoint"), meta).expect("write");
+    let out = run_with_timeout(&mut place.rock(&["restore", cp_arg]), LIMIT);
+    assert_exit(&out, 1, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("restore with the same rock binary"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_old_criu_is_named_and_refused() {
+    require_root("a root rock, so that only the version stands in the way");
+    let place = Place::new();
+    let bin = place.path("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    let fake = bin.join("criu");
+    std::fs::write(&fake, "#!/bin/sh\necho 'Version: 4.1.1'\n").expect("write");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run_with_timeout(place.rock(&["checkpoint"]).env("PATH", &path), LIMIT);
+    assert_exit(&out, 1, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is CRIU 4.1.1, too old"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn without_privileges_or_without_d_rock_says_why() {
+    require_root("running rock as the unprivileged test user");
+    assert!(
+        common::user_exists(common::PASSWORD_USER),
+        "run scripts/setup: the test user is missing"
+    );
+    let out = run_with_timeout(
+        Command::new("su")
+            .args([common::PASSWORD_USER, "-c"])
+            .arg(format!("{ROCK} checkpoint"))
+            .stdin(Stdio::null()),
+        LIMIT,
+    );
+    assert_exit(&out, 1, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs root or CAP_CHECKPOINT_RESTORE"),
+        "{}",
+        text(&out)
+    );
+    let place = Place::new();
+    let out = run_with_timeout(&mut place.rock(&["-k", "true"]), LIMIT);
+    assert_exit(&out, 255, &text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("-k works with -d for now"),
+        "{}",
+        text(&out)
+    );
+}

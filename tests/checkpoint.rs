@@ -444,3 +444,74 @@ fn without_privileges_or_without_d_rock_says_why() {
         text(&out)
     );
 }
+
+/// Every `tick N` line in `text` (a terminal's output), in order.
+fn ticks(text: &str) -> Vec<u32> {
+    text.split(['\r', '\n'])
+        .filter_map(|l| l.strip_prefix("tick ")?.trim().parse().ok())
+        .collect()
+}
+
+/// The issue's own scenario: an interactive `rock -k -d ssh` on a
+/// terminal, the remote shell's state set and a counter printing; the
+/// session is checkpointed and everything local is gone for 30 s while the
+/// remote goes on printing into rockd's buffer; `rock restore` on a new
+/// terminal brings back the same shell (same directory, same variable),
+/// and the counter's lines arrive once and in order.
+#[test]
+fn an_interactive_session_is_restored_onto_a_new_terminal() {
+    use common::pty::PtyChild;
+    require_root("CRIU dumps and restores other processes");
+    const TICKS: u32 = 400;
+    let sshd = Sshd::start();
+    let place = Place::new();
+    let mut cmd = rock_command(&sshd, ROCKD, &["-k"], "ssh");
+    cmd.args(["-tt", "rocktest"]);
+    place.apply(&mut cmd);
+    let mut first = PtyChild::spawn(&mut cmd);
+    first.send("cd /tmp; X=42; PS1='remote$ '\r");
+    first.expect("remote$ ", LIMIT);
+    first.send(&format!(
+        "for i in $(seq 1 {TICKS}); do echo tick $i; sleep 0.1; done; echo \"in $(pwd) X=$X\"\r"
+    ));
+    first.expect("tick 10\r\n", LIMIT);
+
+    let cp = place.path("cp");
+    let cp_arg = cp.to_str().expect("utf-8");
+    let out = run_with_timeout(&mut place.rock(&["checkpoint", "--dir", cp_arg]), LIMIT);
+    assert_exit(&out, 0, &text(&out));
+    let status = first.wait(LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", first.seen);
+    first.expect("checkpointed into", LIMIT);
+    let description = std::fs::read_to_string(cp.join("rock-checkpoint")).expect("description");
+    assert!(description.contains("interactive yes"), "{description}");
+    let pids = checkpoint_pids(&cp);
+    let end = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&p| running(p)) {
+        assert!(
+            Instant::now() < end,
+            "session processes still run: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(30));
+
+    let mut restore = Command::new(ROCK);
+    restore.args(["restore", cp_arg]);
+    place.apply(&mut restore);
+    let mut second = PtyChild::spawn(&mut restore);
+    second.expect("in /tmp X=42", LIMIT);
+    second.send("echo \"still $X in $(pwd)\"\r");
+    second.expect("still 42 in /tmp", LIMIT);
+    second.send("exit\r");
+    let status = second.wait(LIMIT);
+    let all = format!("{}{}", first.seen, second.seen);
+    let got = ticks(&all);
+    let want: Vec<u32> = (1..=TICKS).collect();
+    assert_eq!(
+        got, want,
+        "ticks lost, duplicated or out of order\n--- first terminal ---\n{}\n--- second ---\n{}",
+        first.seen, second.seen
+    );
+    assert_eq!(status.code(), Some(0), "{}", second.seen);
+}

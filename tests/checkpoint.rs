@@ -515,3 +515,71 @@ fn an_interactive_session_is_restored_onto_a_new_terminal() {
     );
     assert_eq!(status.code(), Some(0), "{}", second.seen);
 }
+
+/// `rock -k -d scp` of 256 MiB, checkpointed mid-copy (scp's rate is
+/// limited so that the copy is sure to be under way), gone 5 s, restored:
+/// the copy finishes with scp's status 0 and the same sha256.
+#[test]
+fn an_scp_checkpointed_mid_copy_finishes_intact() {
+    require_root("CRIU dumps and restores other processes");
+    const BIG: u64 = 256 << 20;
+    let sshd = Sshd::start();
+    let place = Place::new();
+    let original = place.path("original");
+    common::random_file(&original, BIG);
+    let sum = common::sha256_file(&original);
+    let copy = place.path("copy");
+    let mut cmd = rock_command(&sshd, ROCKD, &["-k"], "scp");
+    cmd.args(["-l", "400000"])
+        .arg(&original)
+        .arg(format!("rocktest:{}", copy.display()));
+    let mut rock = place
+        .apply(&mut cmd)
+        .stdout(place.file("scp.out"))
+        .stderr(place.file("scp.err"))
+        .spawn()
+        .expect("start rock -k -d scp");
+    let size = || std::fs::metadata(&copy).map_or(0, |m| m.len());
+    let end = Instant::now() + LIMIT;
+    while size() < BIG / 8 {
+        assert!(
+            Instant::now() < end,
+            "the copy did not start: {}",
+            place.read("scp.err")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cp = place.path("cp");
+    let cp_arg = cp.to_str().expect("utf-8");
+    let out = run_with_timeout(&mut place.rock(&["checkpoint", "--dir", cp_arg]), LIMIT);
+    assert_exit(&out, 0, &text(&out));
+    let at_dump = size();
+    assert!(at_dump < BIG, "the copy was over before the checkpoint");
+    let status = wait_exit(&mut rock, "rock -k -d scp after the checkpoint");
+    assert_eq!(status.code(), Some(0), "{}", place.read("scp.err"));
+    std::thread::sleep(Duration::from_secs(5));
+    let out = run_with_timeout(
+        &mut place.rock(&["restore", cp_arg]),
+        Duration::from_secs(300),
+    );
+    assert_exit(
+        &out,
+        0,
+        &format!(
+            "{}\n--- scp's stderr ---\n{}",
+            text(&out),
+            place.read("scp.err")
+        ),
+    );
+    assert_eq!(size(), BIG, "the copy's length");
+    assert_eq!(
+        common::sha256_file(&copy),
+        sum,
+        "the copy differs from the original"
+    );
+    println!(
+        "checkpoint figures: scp of 256 MiB checkpointed at {} MiB; {}",
+        at_dump >> 20,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}

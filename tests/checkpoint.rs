@@ -583,3 +583,99 @@ fn an_scp_checkpointed_mid_copy_finishes_intact() {
         String::from_utf8_lossy(&out.stderr).trim()
     );
 }
+
+/// `cmd` in network namespace `ns` only (`nsenter --net`), keeping the
+/// mount namespace: `ip netns exec` would give each command a mount
+/// namespace of its own, which CRIU would then have to dump and rebuild.
+/// (So no `/etc/netns` hosts file: the test names the server by address.)
+fn in_net_only(ns: &str, cmd: &Command) -> Command {
+    let mut wrapped = Command::new("nsenter");
+    wrapped
+        .arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
+}
+
+/// Migration: a `rock -k -d ssh` on one laptop (a network namespace) is
+/// checkpointed there and restored on a second laptop with another
+/// address; the session goes on from there — its link now comes from the
+/// second laptop's address — with every line once and the remote status.
+#[test]
+fn a_session_checkpointed_on_one_laptop_continues_on_another() {
+    use common::netns::{Net, SECOND_LAPTOP_ADDR};
+    require_root("network namespaces and CRIU");
+    let mut net = Net::new();
+    let sshd = Sshd::builder()
+        .in_netns(
+            &net.server,
+            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        )
+        .client_host(net.server_addr().to_string())
+        .start();
+    let laptop2 = net.add_second_laptop();
+    let place = Place::new();
+    let mut cmd = rock_command(&sshd, ROCKD, &["-k", "-v"], "ssh");
+    cmd.args(["rocktest", &counter()]);
+    place.apply(&mut cmd);
+    let mut rock = in_net_only(&net.laptop, &cmd)
+        .stdout(place.file("before"))
+        .stderr(place.file("before.err"))
+        .spawn()
+        .expect("start rock -k on the first laptop");
+    place.wait_lines("before", 10);
+
+    let cp = place.path("cp");
+    let cp_arg = cp.to_str().expect("utf-8");
+    // CRIU dumps from inside the session's network namespace, and restores
+    // into the one it runs in.
+    let out = run_with_timeout(
+        &mut in_net_only(&net.laptop, &place.rock(&["checkpoint", "--dir", cp_arg])),
+        LIMIT,
+    );
+    assert_exit(&out, 0, &text(&out));
+    let status = wait_exit(&mut rock, "rock -k after the checkpoint");
+    assert_eq!(status.code(), Some(0), "{}", place.read("before.err"));
+    std::thread::sleep(Duration::from_secs(5));
+
+    let mut restore = in_net_only(&laptop2, &place.rock(&["restore", cp_arg]))
+        .stdout(place.file("after"))
+        .stderr(place.file("after.err"))
+        .spawn()
+        .expect("start rock restore on the second laptop");
+    // The link to rockd now comes from the second laptop.
+    // (rockd listens on both families: ss shows [::ffff:10.3.0.2]:PORT.)
+    let from = SECOND_LAPTOP_ADDR.to_string();
+    let end = Instant::now() + LIMIT;
+    while !net.sockets(&net.server).contains(&from) {
+        assert!(
+            Instant::now() < end,
+            "no connection from {SECOND_LAPTOP_ADDR} reached the server: {}\n--- second \
+             laptop's sockets ---\n{}\n--- after ---\n{}\n--- after.err ---\n{}",
+            net.sockets(&net.server),
+            net.sockets(&laptop2),
+            place.read("after"),
+            place.read("after.err")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = wait_exit(&mut restore, "rock restore on the second laptop");
+    let context = format!(
+        "--- first laptop ---\n{}\n--- second laptop ---\n{}",
+        place.read("before.err"),
+        place.read("after.err")
+    );
+    check_lines(
+        &format!("{}{}", place.read("before"), place.read("after")),
+        &context,
+    );
+    assert_eq!(status.code(), Some(7), "{context}");
+}

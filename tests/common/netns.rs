@@ -7,6 +7,9 @@
 //!                            RS 10.2.{0..1}.1/24 ──veth── SRV 10.2.K.2/24
 //! ```
 //!
+//! [`Net::add_second_laptop`] adds another machine for the same user,
+//! `LAP2 10.3.0.2/24`, on its own cable to the router (`10.3.0.1`).
+//!
 //! The router has a gateway address on every subnet the laptop or the server
 //! can move to, so a move is what it is on a real network: the old address
 //! goes, a new one in another subnet comes, the default route is re-pointed.
@@ -41,6 +44,8 @@ use super::{Sshd, SshdBuilder, require_root};
 
 /// The name the laptop knows the server by.
 pub const SERVER_NAME: &str = "rock-server";
+/// The second laptop's address ([`Net::add_second_laptop`]).
+pub const SECOND_LAPTOP_ADDR: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 2);
 
 /// Subnets the laptop can be on: 10.1.K.0/24.
 const LAPTOP_SUBNETS: u8 = 4;
@@ -71,6 +76,9 @@ pub struct Net {
     laptop_subnet: u8,
     /// Which 10.2.K.0/24 the server is on.
     server_subnet: u8,
+    /// A second laptop, once [`Net::add_second_laptop`] made it: its
+    /// namespace and its interface there.
+    second_laptop: Option<(String, String)>,
 }
 
 impl Net {
@@ -98,6 +106,7 @@ impl Net {
             server_if: dev("s"),
             laptop_subnet: 0,
             server_subnet: 0,
+            second_laptop: None,
         };
         // From here on, Drop cleans up whatever exists.
         net.build();
@@ -318,6 +327,45 @@ impl Net {
         );
     }
 
+    /// A second laptop, another machine for the same user: namespace
+    /// `…-laptop2`, joined to the router by its own cable on subnet
+    /// 10.3.0.0/24 (address [`SECOND_LAPTOP_ADDR`]), knowing the server by
+    /// [`SERVER_NAME`] too. Returns the namespace's name.
+    pub fn add_second_laptop(&mut self) -> String {
+        let ns = self.laptop.replace("-laptop", "-laptop2");
+        let dev = format!("{}2", self.laptop_if);
+        let router_dev = format!("{}2", self.router_laptop_if);
+        assert!(
+            router_dev.len() <= 15,
+            "interface name {router_dev} is too long"
+        );
+        ip(&["netns", "add", &ns]);
+        // From here on, Drop removes it.
+        self.second_laptop = Some((ns.clone(), dev.clone()));
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "link",
+            "add",
+            &dev,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &router_dev,
+            "netns",
+            &self.router,
+        ]);
+        addr_add(&self.router, &router_dev, "10.3.0.1/24");
+        link_set(&self.router, &router_dev, true);
+        link_set(&ns, &dev, true);
+        addr_add(&ns, &dev, &cidr(SECOND_LAPTOP_ADDR));
+        default_route(&ns, Ipv4Addr::new(10, 3, 0, 1));
+        write_hosts(&ns, &[(IpAddr::V4(self.server_addr()), SERVER_NAME)]);
+        ns
+    }
+
     /// Every process in the laptop namespace.
     pub fn laptop_pids(&self) -> Vec<u32> {
         pids(&self.laptop)
@@ -335,6 +383,12 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        if let Some((ns, dev)) = self.second_laptop.take() {
+            kill_all(&ns);
+            let _ = ip_status(&["-n", &ns, "link", "del", &dev]);
+            let _ = ip_status(&["netns", "del", &ns]);
+            let _ = fs::remove_dir_all(etc_netns(&ns));
+        }
         for ns in [&self.laptop, &self.server, &self.router] {
             kill_all(ns);
         }

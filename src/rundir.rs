@@ -76,6 +76,11 @@ pub fn user_dir() -> Result<PathBuf, RunDirError> {
     Ok(dir)
 }
 
+/// The file in a session's directory that sends its direct links to
+/// 127.0.0.1 while it exists: `rock restore -l` writes it for a session
+/// restored onto the server's own machine.
+pub const LOCALHOST_FLAG: &str = "redial-localhost";
+
 /// A session's own directory; removed with everything in it on drop.
 #[derive(Debug)]
 pub struct SessionDir {

@@ -253,6 +253,17 @@ fn a_checkpointed_session_comes_back_with_every_line_once() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let first_byte = started.elapsed();
+    // `rock status` lists the restored session (its control socket came
+    // back with it).
+    let out = run_with_timeout(&mut place.rock(&["status"]), LIMIT);
+    assert_exit(&out, 0, &text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("ssh") && l.contains("rocktest")),
+        "rock status should list the restored session:\n{listing}"
+    );
     let status = wait_exit(&mut restore, "rock restore");
     let all = format!("{before}{}", place.read("after"));
     let context = format!(
@@ -670,6 +681,77 @@ fn a_session_checkpointed_on_one_laptop_continues_on_another() {
     let status = wait_exit(&mut restore, "rock restore on the second laptop");
     let context = format!(
         "--- first laptop ---\n{}\n--- second laptop ---\n{}",
+        place.read("before.err"),
+        place.read("after.err")
+    );
+    check_lines(
+        &format!("{}{}", place.read("before"), place.read("after")),
+        &context,
+    );
+    assert_eq!(status.code(), Some(7), "{context}");
+}
+
+/// `rock restore -l`: a session checkpointed on the laptop and restored on
+/// the server's own machine reaches rockd at 127.0.0.1 from then on (its
+/// rock's link to rockd is a loopback connection there), and finishes
+/// with every line once.
+#[test]
+fn a_session_restored_onto_the_server_with_l_redials_localhost() {
+    use common::netns::Net;
+    require_root("network namespaces and CRIU");
+    let net = Net::new();
+    let sshd = Sshd::builder()
+        .in_netns(
+            &net.server,
+            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        )
+        .client_host(net.server_addr().to_string())
+        .start();
+    let place = Place::new();
+    let mut cmd = rock_command(&sshd, ROCKD, &["-k", "-v"], "ssh");
+    cmd.args(["rocktest", &counter()]);
+    place.apply(&mut cmd);
+    let mut rock = in_net_only(&net.laptop, &cmd)
+        .stdout(place.file("before"))
+        .stderr(place.file("before.err"))
+        .spawn()
+        .expect("start rock -k on the laptop");
+    place.wait_lines("before", 10);
+    let cp = place.path("cp");
+    let cp_arg = cp.to_str().expect("utf-8");
+    let out = run_with_timeout(
+        &mut in_net_only(&net.laptop, &place.rock(&["checkpoint", "--dir", cp_arg])),
+        LIMIT,
+    );
+    assert_exit(&out, 0, &text(&out));
+    wait_exit(&mut rock, "rock -k after the checkpoint");
+
+    let mut restore = in_net_only(&net.server, &place.rock(&["restore", "-l", cp_arg]))
+        .stdout(place.file("after"))
+        .stderr(place.file("after.err"))
+        .spawn()
+        .expect("start rock restore -l on the server");
+    let end = Instant::now() + LIMIT;
+    loop {
+        let sockets = net.sockets(&net.server);
+        let rock_on_loopback = sockets.lines().any(|l| {
+            l.starts_with("ESTAB")
+                && l.contains("users:((\"rock\"")
+                && l.matches("127.0.0.1:").count() == 2
+        });
+        if rock_on_loopback {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the restored rock has no loopback link to rockd:\n{sockets}\n{}",
+            place.read("after.err")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = wait_exit(&mut restore, "rock restore -l");
+    let context = format!(
+        "--- laptop ---\n{}\n--- server ---\n{}",
         place.read("before.err"),
         place.read("after.err")
     );

@@ -23,7 +23,7 @@ use rock::{checkpoint, rundir, status};
 #[command(
     version,
     about,
-    override_usage = "rock [-k] [-l] [-v] [--reconnect MODE] [--install-rockd] [-d [USER]] COMMAND [ARG]...\n       rock status\n       rock checkpoint [SESSION] [--dir DIR] [--leave-running]\n       rock restore [DIR]\n       rock config check [HOST]"
+    override_usage = "rock [-k] [-l] [-v] [--reconnect MODE] [--install-rockd] [-d [USER]] COMMAND [ARG]...\n       rock status\n       rock checkpoint [SESSION] [--dir DIR] [--leave-running]\n       rock restore [-l] [DIR]\n       rock config check [HOST]"
 )]
 struct Args {
     /// Carry the command's ssh transport through a rockd started on the
@@ -270,6 +270,10 @@ fn checkpoint_command(words: &[OsString]) -> anyhow::Result<u8> {
 #[derive(Debug, Parser)]
 #[command(name = "rock restore")]
 struct RestoreArgs {
+    /// The session was restored onto the server's own machine: its links
+    /// go to rockd at 127.0.0.1 from now on.
+    #[arg(short = 'l')]
+    localhost: bool,
     /// The checkpoint's directory; by default the only one not yet
     /// restored in ~/.local/state/rock/checkpoints.
     dir: Option<std::path::PathBuf>,
@@ -277,7 +281,7 @@ struct RestoreArgs {
 
 fn restore_command(words: &[OsString]) -> anyhow::Result<u8> {
     let args = RestoreArgs::parse_from(words);
-    Ok(checkpoint::restore(args.dir.as_deref())?)
+    Ok(checkpoint::restore(args.dir.as_deref(), args.localhost)?)
 }
 
 fn status_command(words: &[String]) -> anyhow::Result<u8> {

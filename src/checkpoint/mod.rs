@@ -461,9 +461,11 @@ pub struct Restored {
     pub took: Duration,
 }
 
-/// `rock restore [DIR]`: restores the checkpoint and follows the session
-/// to its end; returns the status to exit with.
-pub fn restore(dir: Option<&Path>) -> Result<u8, CheckpointError> {
+/// `rock restore [-l] [DIR]`: restores the checkpoint and follows the
+/// session to its end; returns the status to exit with. With `localhost`
+/// the session's direct links go to 127.0.0.1 from now on (restored onto
+/// the server's own machine).
+pub fn restore(dir: Option<&Path>, localhost: bool) -> Result<u8, CheckpointError> {
     let dir = match dir {
         Some(d) => d.to_owned(),
         None => only_checkpoint()?,
@@ -478,7 +480,7 @@ pub fn restore(dir: Option<&Path>) -> Result<u8, CheckpointError> {
         }
     }
     let claim = Claim::take(&dir)?;
-    let restored = start_restore(&criu, &dir, &meta);
+    let restored = start_restore(&criu, &dir, &meta, localhost);
     let restored = match restored {
         Ok(r) => r,
         Err(e) => {
@@ -505,7 +507,12 @@ pub fn restore(dir: Option<&Path>) -> Result<u8, CheckpointError> {
     Ok(ended.code())
 }
 
-fn start_restore(criu: &Criu, dir: &Path, meta: &Meta) -> Result<Restored, CheckpointError> {
+fn start_restore(
+    criu: &Criu,
+    dir: &Path,
+    meta: &Meta,
+    localhost: bool,
+) -> Result<Restored, CheckpointError> {
     // The control socket is restored where it was; after a reboot or on
     // another machine its directory is not there.
     if let Some(parent) = meta.session_dir.parent() {
@@ -513,6 +520,13 @@ fn start_restore(criu: &Criu, dir: &Path, meta: &Meta) -> Result<Restored, Check
         rundir::private_dir(parent)?;
     }
     rundir::private_dir(&meta.session_dir)?;
+    let flag = meta.session_dir.join(rundir::LOCALHOST_FLAG);
+    if localhost {
+        std::fs::write(&flag, "").map_err(io(format!("writing {}", flag.display())))?;
+    } else {
+        // A flag an earlier restore left applies no more.
+        let _ = std::fs::remove_file(&flag);
+    }
     let mut cmd = criu.command();
     cmd.arg("restore")
         .arg("-D")

@@ -343,6 +343,7 @@ pub async fn run(mut options: LaunchOptions) -> Result<i32, LaunchError> {
         target,
         dial_host,
         rockd_listen,
+        localhost_flag: dir.path().join(crate::rundir::LOCALHOST_FLAG),
     };
     let session = Prepared {
         dir,

@@ -71,6 +71,9 @@ pub struct LinkPlan {
     pub dial_host: String,
     /// The address rockd was told to listen on, if any.
     pub rockd_listen: Option<IpAddr>,
+    /// Direct links go to 127.0.0.1 while this file exists
+    /// ([`crate::rundir::LOCALHOST_FLAG`] in the session's directory).
+    pub localhost_flag: std::path::PathBuf,
 }
 
 impl LinkPlan {
@@ -83,8 +86,9 @@ impl LinkPlan {
             true => self.target.address_family,
             false => AddressFamily::Any,
         };
-        let direct =
-            TcpDialer::new(self.dial_host.clone(), rockd_port, CONNECT_TIMEOUT).with_family(family);
+        let direct = TcpDialer::new(self.dial_host.clone(), rockd_port, CONNECT_TIMEOUT)
+            .with_family(family)
+            .localhost_while(self.localhost_flag.clone());
         // sshd reaches rockd on the host itself: at its listen address if
         // that is a specific one, else on loopback.
         let rockd_host = match self.rockd_listen {

@@ -51,6 +51,9 @@ pub struct TcpDialer {
     family: AddressFamily,
     /// The address of the last link made (shared with dials in flight).
     last_good: Arc<Mutex<Option<SocketAddr>>>,
+    /// While this file exists, dial 127.0.0.1 instead (see
+    /// [`TcpDialer::localhost_while`]).
+    localhost_flag: Option<std::path::PathBuf>,
 }
 
 impl TcpDialer {
@@ -62,7 +65,16 @@ impl TcpDialer {
             connect_timeout,
             family: AddressFamily::Any,
             last_good: Arc::default(),
+            localhost_flag: None,
         }
+    }
+
+    /// The same, dialling 127.0.0.1 instead of `host` whenever the file
+    /// `flag` exists: a session restored onto its peer's own machine is
+    /// told so by `rock restore -l` without being asked anything.
+    pub fn localhost_while(mut self, flag: std::path::PathBuf) -> Self {
+        self.localhost_flag = Some(flag);
+        self
     }
 
     /// The same, limited to the addresses of `family` (`-4`, `-6`).
@@ -74,12 +86,21 @@ impl TcpDialer {
 
 impl Dialer for TcpDialer {
     fn dial(&mut self) -> DialFuture {
-        let (host, port, limit, family) = (
-            self.host.clone(),
-            self.port,
-            self.connect_timeout,
-            self.family,
-        );
+        let local = self.localhost_flag.as_ref().is_some_and(|f| f.exists());
+        let (host, port, limit, family) = match local {
+            true => (
+                "127.0.0.1".to_owned(),
+                self.port,
+                self.connect_timeout,
+                AddressFamily::Any,
+            ),
+            false => (
+                self.host.clone(),
+                self.port,
+                self.connect_timeout,
+                self.family,
+            ),
+        };
         let last_good = Arc::clone(&self.last_good);
         Box::pin(async move {
             let preferred = *last_good.lock().unwrap_or_else(PoisonError::into_inner);

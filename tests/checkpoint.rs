@@ -510,8 +510,33 @@ fn an_interactive_session_is_restored_onto_a_new_terminal() {
     let mut restore = Command::new(ROCK);
     restore.args(["restore", cp_arg]);
     place.apply(&mut restore);
-    let mut second = PtyChild::spawn(&mut restore);
+    // Another terminal, of another size than the first (0 × 0).
+    let mut second = PtyChild::spawn_sized(&mut restore, Some((37, 100)));
     second.expect("in /tmp X=42", LIMIT);
+    // ssh was told of the new terminal's size and told the remote side.
+    second.send("stty size\r");
+    second.expect("37 100", LIMIT);
+    // Every terminal descriptor of the restored session is the new
+    // terminal: none follows the old one's name.
+    let tty = std::fs::read_link(format!("/proc/{}/fd/0", second.child.id())).expect("the tty");
+    for &pid in &pids {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && target.starts_with("/dev/pts")
+            {
+                assert_eq!(
+                    target,
+                    tty,
+                    "process {pid}'s descriptor {:?}",
+                    fd.file_name()
+                );
+            }
+        }
+    }
     second.send("echo \"still $X in $(pwd)\"\r");
     second.expect("still 42 in /tmp", LIMIT);
     second.send("exit\r");

@@ -480,6 +480,9 @@ pub fn restore(dir: Option<&Path>, localhost: bool) -> Result<u8, CheckpointErro
         }
     }
     let claim = Claim::take(&dir)?;
+    // CRIU gives the terminal the size it had at the dump; this one's is
+    // put back afterwards.
+    let size = meta.interactive.then(terminal_size).flatten();
     let restored = start_restore(&criu, &dir, &meta, localhost);
     let restored = match restored {
         Ok(r) => r,
@@ -495,13 +498,10 @@ pub fn restore(dir: Option<&Path>, localhost: bool) -> Result<u8, CheckpointErro
         dir.display(),
         restored.took.as_secs_f64()
     );
-    if meta.interactive {
-        // The terminal may have another size than the one dumped with:
-        // ssh tells the remote side when told of a change.
-        for &pid in &meta.pids {
-            // SAFETY: plain kill of the processes just restored.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGWINCH) };
-        }
+    if let Some(size) = size {
+        // Setting it back tells the foreground job (SIGWINCH), and ssh
+        // tells the remote side, as on any resize.
+        set_terminal_size(&size);
     }
     let ended = follow(meta.root as libc::pid_t).map_err(io("waiting for the restored session"))?;
     Ok(ended.code())
@@ -570,6 +570,21 @@ fn start_restore(
         meta: meta.clone(),
         took,
     })
+}
+
+/// The size of the terminal on standard input, if it is one.
+fn terminal_size() -> Option<libc::winsize> {
+    // SAFETY: winsize is plain data; TIOCGWINSZ fills it in.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor number and a valid winsize pointer.
+    let rc = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut size) };
+    (rc == 0).then_some(size)
+}
+
+/// Sets the size of the terminal on standard input.
+fn set_terminal_size(size: &libc::winsize) {
+    // SAFETY: as above; a failure leaves the size as it was.
+    unsafe { libc::ioctl(0, libc::TIOCSWINSZ, size) };
 }
 
 /// The restore must run the very binary the session ran.

@@ -459,7 +459,12 @@ async fn relay_command(
     tokio::spawn(control.serve(watch.clone(), further_tx));
     let (stop_further, stop_further_rx) = tokio::sync::watch::channel(false);
     let mut carried = tokio::task::JoinSet::new();
-    let notice = sign_of_life(settings, parsed, watch.clone());
+    // A checkpointable session holds no terminal of its own: a restore
+    // puts the session on another terminal, and a descriptor opened by the
+    // old one's name would follow that name, not the session.
+    let notice = (!options.checkpointable)
+        .then(|| sign_of_life(settings, parsed, watch.clone()))
+        .flatten();
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
     let mut relay = tokio::spawn(relay.run(async move { stopped.notified().await }));

@@ -27,15 +27,28 @@ pub struct PtyChild {
 impl PtyChild {
     /// Starts `cmd` with the pty's slave as its stdio and controlling tty.
     pub fn spawn(cmd: &mut Command) -> PtyChild {
+        Self::spawn_sized(cmd, None)
+    }
+
+    /// Like [`PtyChild::spawn`], on a terminal of `rows` × `cols` when
+    /// given (else the kernel's 0 × 0).
+    pub fn spawn_sized(cmd: &mut Command, size: Option<(u16, u16)>) -> PtyChild {
         let (mut master, mut slave) = (0, 0);
-        // SAFETY: openpty writes two descriptors; the other arguments may be null.
+        let winsize = size.map(|(rows, cols)| libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        // SAFETY: openpty writes two descriptors and reads the winsize if
+        // one is given; the name may be null.
         let rc = unsafe {
             libc::openpty(
                 &mut master,
                 &mut slave,
                 std::ptr::null_mut(),
                 std::ptr::null(),
-                std::ptr::null(),
+                winsize.as_ref().map_or(std::ptr::null(), |w| w as *const _),
             )
         };
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());

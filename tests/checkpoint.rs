@@ -641,99 +641,24 @@ fn in_net_only(ns: &str, cmd: &Command) -> Command {
     wrapped
 }
 
-/// Migration: a `rock -k -d ssh` on one laptop (a network namespace) is
-/// checkpointed there and restored on a second laptop with another
-/// address; the session goes on from there — its link now comes from the
-/// second laptop's address — with every line once and the remote status.
-#[test]
-fn a_session_checkpointed_on_one_laptop_continues_on_another() {
-    use common::netns::{Net, SECOND_LAPTOP_ADDR};
-    require_root("network namespaces and CRIU");
-    let mut net = Net::new();
-    let sshd = Sshd::builder()
+/// The sshd in `net`'s server namespace, named by address (no hosts
+/// file: see [`in_net_only`]).
+fn server_sshd(net: &common::netns::Net) -> Sshd {
+    Sshd::builder()
         .in_netns(
             &net.server,
             std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         )
         .client_host(net.server_addr().to_string())
-        .start();
-    let laptop2 = net.add_second_laptop();
-    let place = Place::new();
-    let mut cmd = rock_command(&sshd, ROCKD, &["-k", "-v"], "ssh");
-    cmd.args(["rocktest", &counter()]);
-    place.apply(&mut cmd);
-    let mut rock = in_net_only(&net.laptop, &cmd)
-        .stdout(place.file("before"))
-        .stderr(place.file("before.err"))
-        .spawn()
-        .expect("start rock -k on the first laptop");
-    place.wait_lines("before", 10);
-
-    let cp = place.path("cp");
-    let cp_arg = cp.to_str().expect("utf-8");
-    // CRIU dumps from inside the session's network namespace, and restores
-    // into the one it runs in.
-    let out = run_with_timeout(
-        &mut in_net_only(&net.laptop, &place.rock(&["checkpoint", "--dir", cp_arg])),
-        LIMIT,
-    );
-    assert_exit(&out, 0, &text(&out));
-    let status = wait_exit(&mut rock, "rock -k after the checkpoint");
-    assert_eq!(status.code(), Some(0), "{}", place.read("before.err"));
-    std::thread::sleep(Duration::from_secs(5));
-
-    let mut restore = in_net_only(&laptop2, &place.rock(&["restore", cp_arg]))
-        .stdout(place.file("after"))
-        .stderr(place.file("after.err"))
-        .spawn()
-        .expect("start rock restore on the second laptop");
-    // The link to rockd now comes from the second laptop.
-    // (rockd listens on both families: ss shows [::ffff:10.3.0.2]:PORT.)
-    let from = SECOND_LAPTOP_ADDR.to_string();
-    let end = Instant::now() + LIMIT;
-    while !net.sockets(&net.server).contains(&from) {
-        assert!(
-            Instant::now() < end,
-            "no connection from {SECOND_LAPTOP_ADDR} reached the server: {}\n--- second \
-             laptop's sockets ---\n{}\n--- after ---\n{}\n--- after.err ---\n{}",
-            net.sockets(&net.server),
-            net.sockets(&laptop2),
-            place.read("after"),
-            place.read("after.err")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = wait_exit(&mut restore, "rock restore on the second laptop");
-    let context = format!(
-        "--- first laptop ---\n{}\n--- second laptop ---\n{}",
-        place.read("before.err"),
-        place.read("after.err")
-    );
-    check_lines(
-        &format!("{}{}", place.read("before"), place.read("after")),
-        &context,
-    );
-    assert_eq!(status.code(), Some(7), "{context}");
+        .start()
 }
 
-/// `rock restore -l`: a session checkpointed on the laptop and restored on
-/// the server's own machine reaches rockd at 127.0.0.1 from then on (its
-/// rock's link to rockd is a loopback connection there), and finishes
-/// with every line once.
-#[test]
-fn a_session_restored_onto_the_server_with_l_redials_localhost() {
-    use common::netns::Net;
-    require_root("network namespaces and CRIU");
-    let net = Net::new();
-    let sshd = Sshd::builder()
-        .in_netns(
-            &net.server,
-            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        )
-        .client_host(net.server_addr().to_string())
-        .start();
-    let place = Place::new();
-    let mut cmd = rock_command(&sshd, ROCKD, &["-k", "-v"], "ssh");
+/// Starts `rock -k -d ssh` with the counter on `net`'s laptop, lets it
+/// print ten lines, checkpoints it there into `place`'s `cp` (CRIU dumps
+/// from inside the session's network namespace, and restores into the one
+/// it runs in) and waits for the `rock -k` to end; returns the checkpoint.
+fn checkpoint_on_laptop(net: &common::netns::Net, sshd: &Sshd, place: &Place) -> PathBuf {
+    let mut cmd = rock_command(sshd, ROCKD, &["-k", "-v"], "ssh");
     cmd.args(["rocktest", &counter()]);
     place.apply(&mut cmd);
     let mut rock = in_net_only(&net.laptop, &cmd)
@@ -749,34 +674,39 @@ fn a_session_restored_onto_the_server_with_l_redials_localhost() {
         LIMIT,
     );
     assert_exit(&out, 0, &text(&out));
-    wait_exit(&mut rock, "rock -k after the checkpoint");
+    let status = wait_exit(&mut rock, "rock -k after the checkpoint");
+    assert_eq!(status.code(), Some(0), "{}", place.read("before.err"));
+    cp
+}
 
-    let mut restore = in_net_only(&net.server, &place.rock(&["restore", "-l", cp_arg]))
-        .stdout(place.file("after"))
-        .stderr(place.file("after.err"))
-        .spawn()
-        .expect("start rock restore -l on the server");
+/// Follows a restored session (`restore`) to its end on `ns`, until the
+/// server shows a connection that `linked` accepts; then checks every line
+/// and the remote status.
+fn restored_session_ends_well(
+    net: &common::netns::Net,
+    place: &Place,
+    mut restore: Child,
+    what: &str,
+    linked: impl Fn(&str) -> bool,
+) {
     let end = Instant::now() + LIMIT;
     loop {
         let sockets = net.sockets(&net.server);
-        let rock_on_loopback = sockets.lines().any(|l| {
-            l.starts_with("ESTAB")
-                && l.contains("users:((\"rock\"")
-                && l.matches("127.0.0.1:").count() == 2
-        });
-        if rock_on_loopback {
+        if linked(&sockets) {
             break;
         }
         assert!(
             Instant::now() < end,
-            "the restored rock has no loopback link to rockd:\n{sockets}\n{}",
+            "the restored session's link is not {what}:\n{sockets}\n--- after ---\n{}\n\
+             --- after.err ---\n{}",
+            place.read("after"),
             place.read("after.err")
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = wait_exit(&mut restore, "rock restore -l");
+    let status = wait_exit(&mut restore, "rock restore");
     let context = format!(
-        "--- laptop ---\n{}\n--- server ---\n{}",
+        "--- before ---\n{}\n--- after ---\n{}",
         place.read("before.err"),
         place.read("after.err")
     );
@@ -785,4 +715,62 @@ fn a_session_restored_onto_the_server_with_l_redials_localhost() {
         &context,
     );
     assert_eq!(status.code(), Some(7), "{context}");
+}
+
+/// Migration: a `rock -k -d ssh` on one laptop (a network namespace) is
+/// checkpointed there and restored on a second laptop with another
+/// address; the session goes on from there — its link now comes from the
+/// second laptop's address — with every line once and the remote status.
+#[test]
+fn a_session_checkpointed_on_one_laptop_continues_on_another() {
+    use common::netns::{Net, SECOND_LAPTOP_ADDR};
+    require_root("network namespaces and CRIU");
+    let mut net = Net::new();
+    let sshd = server_sshd(&net);
+    let laptop2 = net.add_second_laptop();
+    let place = Place::new();
+    let cp = checkpoint_on_laptop(&net, &sshd, &place);
+    std::thread::sleep(Duration::from_secs(5));
+    let restore = in_net_only(
+        &laptop2,
+        &place.rock(&["restore", cp.to_str().expect("utf-8")]),
+    )
+    .stdout(place.file("after"))
+    .stderr(place.file("after.err"))
+    .spawn()
+    .expect("start rock restore on the second laptop");
+    // rockd listens on both families: ss shows [::ffff:10.3.0.2]:PORT.
+    let from = SECOND_LAPTOP_ADDR.to_string();
+    restored_session_ends_well(&net, &place, restore, "from the second laptop", |s| {
+        s.contains(&from)
+    });
+}
+
+/// `rock restore -l`: a session checkpointed on the laptop and restored on
+/// the server's own machine reaches rockd at 127.0.0.1 from then on (its
+/// rock's link to rockd is a loopback connection there), and finishes
+/// with every line once.
+#[test]
+fn a_session_restored_onto_the_server_with_l_redials_localhost() {
+    use common::netns::Net;
+    require_root("network namespaces and CRIU");
+    let net = Net::new();
+    let sshd = server_sshd(&net);
+    let place = Place::new();
+    let cp = checkpoint_on_laptop(&net, &sshd, &place);
+    let restore = in_net_only(
+        &net.server,
+        &place.rock(&["restore", "-l", cp.to_str().expect("utf-8")]),
+    )
+    .stdout(place.file("after"))
+    .stderr(place.file("after.err"))
+    .spawn()
+    .expect("start rock restore -l on the server");
+    restored_session_ends_well(&net, &place, restore, "rock's on loopback", |sockets| {
+        sockets.lines().any(|l| {
+            l.starts_with("ESTAB")
+                && l.contains("users:((\"rock\"")
+                && l.matches("127.0.0.1:").count() == 2
+        })
+    });
 }

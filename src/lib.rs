@@ -28,6 +28,7 @@
 //! * [`boot`] — the boot exchange between rock and a new rockd.
 //! * [`chain`] — an error with its causes on one line, as `{:#}` prints it.
 //! * [`digest`] — SHA-256 of bytes and files.
+//! * [`exit_status`] — the shell's status for a process that ended.
 //! * [`settings`] — host profiles, the command line and the defaults,
 //!   resolved once into the settings a session runs with.
 //! * [`rundir`] — the private per-user and per-session directories.
@@ -44,6 +45,7 @@ pub mod connect;
 
 pub mod control_socket;
 pub mod digest;
+pub mod exit_status;
 pub mod redirect;
 pub mod relay;
 pub mod rockd;

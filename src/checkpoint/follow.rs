@@ -3,29 +3,12 @@
 //! namespace, and `rock restore` once CRIU has made the restored session
 //! its child. It passes the signals that end a session on, stops when the
 //! child stops for job control (so the shell sees its job stopped) and
-//! continues it with itself, and reports how the child ended.
+//! continues it with itself, and reports how the child ended (see
+//! [`crate::exit_status`] for the status to exit with).
 
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-
-/// How the child ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    /// It exited with this status.
-    Exited(i32),
-    /// A signal killed it.
-    Killed(i32),
-}
-
-impl Ended {
-    /// The shell's status for it.
-    pub fn code(self) -> u8 {
-        let code = match self {
-            Ended::Exited(c) => c,
-            Ended::Killed(s) => 128 + s,
-        };
-        u8::try_from(code).unwrap_or(255)
-    }
-}
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
 /// The child is in another process group: the terminal's signals do not
@@ -46,7 +29,7 @@ const PASSED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, lib
 
 /// Waits for `child` as described in the module documentation; the
 /// signals' own actions are back when it returns.
-pub fn follow(child: libc::pid_t) -> std::io::Result<Ended> {
+pub fn follow(child: libc::pid_t) -> std::io::Result<ExitStatus> {
     let ended = wait_for(child);
     CHILD.store(0, Ordering::Relaxed);
     for sig in PASSED {
@@ -56,7 +39,7 @@ pub fn follow(child: libc::pid_t) -> std::io::Result<Ended> {
     ended
 }
 
-fn wait_for(child: libc::pid_t) -> std::io::Result<Ended> {
+fn wait_for(child: libc::pid_t) -> std::io::Result<ExitStatus> {
     CHILD.store(child, Ordering::Relaxed);
     // SAFETY: plain queries of process groups.
     APART.store(
@@ -85,11 +68,8 @@ fn wait_for(child: libc::pid_t) -> std::io::Result<Ended> {
             }
             return Err(e);
         }
-        if libc::WIFEXITED(status) {
-            return Ok(Ended::Exited(libc::WEXITSTATUS(status)));
-        }
-        if libc::WIFSIGNALED(status) {
-            return Ok(Ended::Killed(libc::WTERMSIG(status)));
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            return Ok(ExitStatus::from_raw(status));
         }
         if libc::WIFSTOPPED(status) {
             let sig = libc::WSTOPSIG(status);
@@ -119,15 +99,13 @@ mod tests {
             .spawn()
             .unwrap();
         let ended = follow(child.id() as libc::pid_t).unwrap();
-        assert_eq!(ended, Ended::Exited(7));
-        assert_eq!(ended.code(), 7);
+        assert_eq!(ended.code(), Some(7));
         let child = std::process::Command::new("sh")
             .args(["-c", "kill -TERM $$"])
             .process_group(0)
             .spawn()
             .unwrap();
         let ended = follow(child.id() as libc::pid_t).unwrap();
-        assert_eq!(ended, Ended::Killed(libc::SIGTERM));
-        assert_eq!(ended.code(), 143);
+        assert_eq!(ended.signal(), Some(libc::SIGTERM));
     }
 }

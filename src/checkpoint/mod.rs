@@ -43,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::rundir::{self, RunDirError};
 use crate::status::{self, Report};
 use criu::{Criu, CriuError};
-use follow::{Ended, follow};
+use follow::follow;
 use image::{Claim, ImageError, Meta};
 
 /// The hidden option `rock -k` starts the session's root with.
@@ -169,7 +169,7 @@ pub fn run_checkpointable(argv: &[OsString]) -> Result<u8, CheckpointError> {
     let pid = child.id();
     let ended = follow(pid as libc::pid_t).map_err(io("waiting for the session"))?;
     let marker = marker_path(pid)?;
-    if ended == Ended::Killed(libc::SIGKILL)
+    if std::os::unix::process::ExitStatusExt::signal(&ended) == Some(libc::SIGKILL)
         && let Ok(dir) = std::fs::read_to_string(&marker)
     {
         let _ = std::fs::remove_file(&marker);
@@ -177,7 +177,7 @@ pub fn run_checkpointable(argv: &[OsString]) -> Result<u8, CheckpointError> {
         return Ok(0);
     }
     let _ = std::fs::remove_file(&marker);
-    Ok(ended.code())
+    Ok(crate::exit_status::shell_byte(ended))
 }
 
 /// Where `rock checkpoint` tells the `rock -k` that waits for `root` that
@@ -504,7 +504,7 @@ pub fn restore(dir: Option<&Path>, localhost: bool) -> Result<u8, CheckpointErro
         set_terminal_size(&size);
     }
     let ended = follow(meta.root as libc::pid_t).map_err(io("waiting for the restored session"))?;
-    Ok(ended.code())
+    Ok(crate::exit_status::shell_byte(ended))
 }
 
 fn start_restore(

@@ -19,7 +19,6 @@
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::os::fd::AsFd;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,14 +240,6 @@ fn proxy_command(path: &Path) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The exit status a shell would report for `status`.
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(255)
-}
-
 /// Runs `rock -d <command>` and returns the command's exit status (given
 /// to the front already, if the terminal was given back early).
 pub async fn run(mut options: LaunchOptions) -> Result<i32, LaunchError> {
@@ -435,7 +426,7 @@ async fn relay_command(
             }
             status = child.wait() => {
                 // The command never connected (e.g. `ssh -V`, or a usage error).
-                return Ok(exit_code(status.map_err(local("waiting for the command"))?));
+                return Ok(crate::exit_status::shell_code(status.map_err(local("waiting for the command"))?));
             }
             sig = signals.recv() => user.on_signal(sig, &options.job),
             () = user.overdue() => { let _ = child.start_kill(); }
@@ -500,7 +491,7 @@ async fn relay_command(
             () = user.overdue() => { let _ = child.start_kill(); }
         }
     };
-    let code = exit_code(status);
+    let code = crate::exit_status::shell_code(status);
     // `ssh -f`: the command forked after logging in and its parent, which
     // we started, exited 0, while the child went on in the background with
     // the connection. rock goes with it.
@@ -573,7 +564,7 @@ async fn relay_command(
         },
         _ => {}
     }
-    Ok(exit_code(status))
+    Ok(crate::exit_status::shell_code(status))
 }
 
 /// How a relay task ended.

@@ -24,7 +24,6 @@ pub mod requests;
 
 use std::ffi::{OsStr, OsString};
 use std::future::poll_fn;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::task::Poll;
 
@@ -117,15 +116,6 @@ fn preload_value(library: &OsStr, existing: Option<&OsStr>) -> OsString {
     value
 }
 
-/// The exit status a shell would report for `status`.
-fn exit_code(status: std::process::ExitStatus) -> u8 {
-    let code = status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(255);
-    u8::try_from(code).unwrap_or(255)
-}
-
 /// Runs the command under the supervisor; returns its exit status.
 pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
     let (program, args) = options
@@ -182,7 +172,7 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
         tokio::select! {
             status = child.wait() => {
                 serving.abort();
-                return Ok(exit_code(status.map_err(local("waiting for the command"))?));
+                return Ok(crate::exit_status::shell_byte(status.map_err(local("waiting for the command"))?));
             }
             kind = next => {
                 if let Some(pid) = pid {

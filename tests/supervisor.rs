@@ -538,3 +538,40 @@ for i in range(5):
         "the question named the destination: {heard:?}"
     );
 }
+
+/// TCP Fast Open: `sendto` and `sendmsg` with `MSG_FASTOPEN` connect as
+/// they send, so the library announces them as it announces `connect`;
+/// the data arrives as without rock.
+#[test]
+fn fast_open_sends_are_announced_as_connects() {
+    let port = echo_server();
+    let script = r#"
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket()
+s.sendto(b"sendto\n", socket.MSG_FASTOPEN, ("127.0.0.1", port))
+print(s.makefile().readline().strip())
+s.close()
+s = socket.socket()
+s.sendmsg([b"send", b"msg\n"], [], socket.MSG_FASTOPEN, ("127.0.0.1", port))
+print(s.makefile().readline().strip())
+s.close()
+"#;
+    let out = python_under_rock(script, port);
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "sendto\nsendmsg\n",
+        "{}",
+        text(&out)
+    );
+    let announced = String::from_utf8_lossy(&out.stderr)
+        .matches(&format!("connect 127.0.0.1:{port}: direct"))
+        .count();
+    assert_eq!(
+        announced,
+        2,
+        "one announcement per fast-open send: {}",
+        text(&out)
+    );
+}

@@ -40,6 +40,8 @@ impl Next {
 }
 
 static CONNECT: Next = Next::new(c"connect");
+static SENDTO: Next = Next::new(c"sendto");
+static SENDMSG: Next = Next::new(c"sendmsg");
 
 fn enosys() -> c_int {
     // SAFETY: errno is thread-local; writing it is always allowed.
@@ -60,6 +62,60 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int
             let f: Connect = unsafe { std::mem::transmute::<usize, Connect>(f) };
             // SAFETY: the caller's guarantee.
             unsafe { f(fd, addr, len) }
+        }
+    }
+}
+
+fn enosys_len() -> isize {
+    // SAFETY: as in `enosys`.
+    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    -1
+}
+
+/// libc's `sendto`.
+///
+/// # Safety
+/// As `sendto(2)`.
+pub unsafe fn sendto(
+    fd: c_int,
+    buf: *const libc::c_void,
+    len: usize,
+    flags: c_int,
+    addr: *const sockaddr,
+    addr_len: socklen_t,
+) -> isize {
+    type SendTo = unsafe extern "C" fn(
+        c_int,
+        *const libc::c_void,
+        usize,
+        c_int,
+        *const sockaddr,
+        socklen_t,
+    ) -> isize;
+    match SENDTO.get() {
+        0 => enosys_len(),
+        f => {
+            // SAFETY: the address is libc's `sendto`, of this signature.
+            let f: SendTo = unsafe { std::mem::transmute::<usize, SendTo>(f) };
+            // SAFETY: the caller's guarantee.
+            unsafe { f(fd, buf, len, flags, addr, addr_len) }
+        }
+    }
+}
+
+/// libc's `sendmsg`.
+///
+/// # Safety
+/// As `sendmsg(2)`.
+pub unsafe fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
+    type SendMsg = unsafe extern "C" fn(c_int, *const libc::msghdr, c_int) -> isize;
+    match SENDMSG.get() {
+        0 => enosys_len(),
+        f => {
+            // SAFETY: the address is libc's `sendmsg`, of this signature.
+            let f: SendMsg = unsafe { std::mem::transmute::<usize, SendMsg>(f) };
+            // SAFETY: the caller's guarantee.
+            unsafe { f(fd, msg, flags) }
         }
     }
 }

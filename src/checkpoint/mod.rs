@@ -168,15 +168,20 @@ pub fn run_checkpointable(argv: &[OsString]) -> Result<u8, CheckpointError> {
     let child = root.spawn().map_err(io("starting the session's root"))?;
     let pid = child.id();
     let ended = follow(pid as libc::pid_t).map_err(io("waiting for the session"))?;
-    let marker = marker_path(pid)?;
-    if std::os::unix::process::ExitStatusExt::signal(&ended) == Some(libc::SIGKILL)
-        && let Ok(dir) = std::fs::read_to_string(&marker)
-    {
+    // The session is over either way: its status stands even if the
+    // runtime directory cannot be looked at.
+    if let Ok(marker) = marker_path(pid) {
+        let dumped = std::fs::read_to_string(&marker);
         let _ = std::fs::remove_file(&marker);
-        eprintln!("rock: the session was checkpointed into {dir}; `rock restore {dir}` resumes it");
-        return Ok(0);
+        if let Ok(dir) = dumped
+            && std::os::unix::process::ExitStatusExt::signal(&ended) == Some(libc::SIGKILL)
+        {
+            eprintln!(
+                "rock: the session was checkpointed into {dir}; `rock restore {dir}` resumes it"
+            );
+            return Ok(0);
+        }
     }
-    let _ = std::fs::remove_file(&marker);
     Ok(crate::exit_status::shell_byte(ended))
 }
 

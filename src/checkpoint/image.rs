@@ -103,21 +103,23 @@ impl Meta {
             .unwrap_or_default()
             .as_secs();
         let pids: Vec<String> = self.pids.iter().map(u32::to_string).collect();
+        // One value per line, whatever a path or a name holds.
+        let one_line = |s: &str| s.replace(['\n', '\r'], " ");
         format!(
             "{MAGIC}\nversion {}\nexe {}\nexe_sha256 {}\nroot {}\npids {}\nsession_dir {}\n\
              program {}\ndestination {}\ninteractive {}\ntaken {secs}\n{}",
-            self.version,
-            self.exe.display(),
+            one_line(&self.version),
+            one_line(&self.exe.display().to_string()),
             self.exe_sha256,
             self.root,
             pids.join(" "),
-            self.session_dir.display(),
-            self.program,
-            self.destination,
+            one_line(&self.session_dir.display().to_string()),
+            one_line(&self.program),
+            one_line(&self.destination),
             if self.interactive { "yes" } else { "no" },
             self.stdio
                 .iter()
-                .map(|(fd, res)| format!("stdio {fd} {res}\n"))
+                .map(|(fd, res)| format!("stdio {fd} {}\n", one_line(res)))
                 .collect::<String>(),
         )
     }

@@ -78,10 +78,7 @@ fn is_executable(path: &Path) -> bool {
 /// Inspects the program at `path`, following one `#!` line to its
 /// interpreter (a script runs in its interpreter's process).
 pub fn inspect(path: &Path) -> Kind {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Kind::Unknown;
-    };
-    if meta.permissions().mode() & 0o6000 != 0 {
+    if set_id(path) {
         return Kind::Setuid;
     }
     let Ok(file) = std::fs::File::open(path) else {
@@ -103,13 +100,18 @@ pub fn inspect(path: &Path) -> Kind {
 
 /// [`inspect`] without following another `#!` (the kernel follows one).
 fn inspect_elf_only(path: &Path) -> Kind {
-    if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o6000 != 0) {
+    if set_id(path) {
         return Kind::Setuid;
     }
     match std::fs::File::open(path) {
         Ok(file) => classify_file(&file),
         Err(_) => Kind::Unknown,
     }
+}
+
+/// Setuid or setgid: the loader ignores `LD_PRELOAD` for it.
+fn set_id(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o6000 != 0)
 }
 
 /// The interpreter a `#!` line names, if `head` starts with one.

@@ -157,6 +157,28 @@ fn running(pid: u32) -> bool {
     })
 }
 
+/// `out` ended with `code`, and its stderr says `words`.
+fn says(out: &Output, code: i32, words: &str) {
+    assert_exit(out, code, &text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(words),
+        "{}",
+        text(out)
+    );
+}
+
+/// Waits until none of `pids` runs, as after a reboot.
+fn wait_gone(pids: &[u32]) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&p| running(p)) {
+        assert!(
+            Instant::now() < end,
+            "session processes still run: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn wait_exit(child: &mut Child, what: &str) -> std::process::ExitStatus {
     let end = Instant::now() + LIMIT;
     loop {
@@ -183,12 +205,7 @@ fn a_checkpointed_session_comes_back_with_every_line_once() {
         &mut place.rock(&["checkpoint", "--dir", taken.to_str().expect("utf-8")]),
         LIMIT,
     );
-    assert_exit(&out, 1, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("exists already"),
-        "{}",
-        text(&out)
-    );
+    says(&out, 1, "exists already");
 
     let cp = place.path("cp");
     let cp_arg = cp.to_str().expect("utf-8");
@@ -220,14 +237,7 @@ fn a_checkpointed_session_comes_back_with_every_line_once() {
         0o700,
         "the checkpoint holds the session's memory"
     );
-    let end = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|&p| running(p)) {
-        assert!(
-            Instant::now() < end,
-            "session processes still run: {pids:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(&pids);
     let before = place.read("before");
     std::thread::sleep(GONE_FOR);
     assert_eq!(
@@ -297,12 +307,7 @@ fn a_checkpointed_session_comes_back_with_every_line_once() {
 
     // Once only.
     let out = run_with_timeout(&mut place.rock(&["restore", cp_arg]), LIMIT);
-    assert_exit(&out, 1, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("was restored already"),
-        "{}",
-        text(&out)
-    );
+    says(&out, 1, "was restored already");
 }
 
 #[test]
@@ -313,12 +318,7 @@ fn a_session_not_started_with_k_is_not_checkpointed() {
     let mut rock = place.session(&sshd, false, "out");
     place.wait_lines("out", 5);
     let out = run_with_timeout(&mut place.rock(&["checkpoint"]), LIMIT);
-    assert_exit(&out, 1, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no session started with -k"),
-        "{}",
-        text(&out)
-    );
+    says(&out, 1, "no session started with -k");
     let name = std::fs::read_dir(place.path("run").join("rock"))
         .expect("the runtime directory")
         .flatten()
@@ -326,12 +326,7 @@ fn a_session_not_started_with_k_is_not_checkpointed() {
         .find(|n| n.len() == 16)
         .expect("the session's directory");
     let out = run_with_timeout(&mut place.rock(&["checkpoint", &name]), LIMIT);
-    assert_exit(&out, 1, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("was not started with -k"),
-        "{}",
-        text(&out)
-    );
+    says(&out, 1, "was not started with -k");
     // Untouched: every line, and the command's status.
     let status = wait_exit(&mut rock, "rock");
     assert_eq!(status.code(), Some(7), "{}", place.read("out.err"));
@@ -354,12 +349,7 @@ fn a_restore_over_a_running_session_is_refused() {
     assert_exit(&out, 0, &text(&out));
     // Its pids are taken by the session itself, still running.
     let out = run_with_timeout(&mut place.rock(&["restore", cp_arg]), LIMIT);
-    assert_exit(&out, 1, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("that pid is taken here by rock"),
-        "{}",
-        text(&out)
-    );
+    says(&out, 1, "that pid is taken here by rock");
     // Refused before the claim: the checkpoint can still be restored.
     assert!(!cp.join("restored").exists());
     let status = wait_exit(&mut rock, "rock");
@@ -376,12 +366,7 @@ fn a_restore_needs_the_same_rock_binary_and_a_checkpoint() {
     set_private(&cp);
     let cp_arg = cp.to_str().expect("utf-8");
     let out = run_with_timeout(&mut place.rock(&["restore", cp_arg]), LIMIT);
-    assert_exit(&out, 1, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is not a rock checkpoint"),
-        "{}",
-        text(&out)
-    );
+    says(&out, 1, "is not a rock checkpoint");
     let meta = format!(
         "rock-checkpoint 1\nversion 0.0.0\nexe {ROCK}\nexe_sha256 {}\nroot 1\npids 1\n\
          session_dir {}\nprogram ssh\ndestination elsewhere\ninteractive no\ntaken 0\n",
@@ -394,12 +379,7 @@ fn a_restore_needs_the_same_rock_binary_and_a_checkpoint() {
     );
     std::fs::write(cp.join("rock-checkpoint"), meta).expect("write");
     let out = run_with_timeout(&mut place.rock(&["restore", cp_arg]), LIMIT);
-    assert_exit(&out, 1, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("restore with the same rock binary"),
-        "{}",
-        text(&out)
-    );
+    says(&out, 1, "restore with the same rock binary");
 }
 
 #[test]
@@ -418,12 +398,7 @@ fn an_old_criu_is_named_and_refused() {
         std::env::var("PATH").unwrap_or_default()
     );
     let out = run_with_timeout(place.rock(&["checkpoint"]).env("PATH", &path), LIMIT);
-    assert_exit(&out, 1, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is CRIU 4.1.1, too old"),
-        "{}",
-        text(&out)
-    );
+    says(&out, 1, "is CRIU 4.1.1, too old");
 }
 
 #[test]
@@ -440,20 +415,10 @@ fn without_privileges_or_without_d_rock_says_why() {
             .stdin(Stdio::null()),
         LIMIT,
     );
-    assert_exit(&out, 1, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("needs root or CAP_CHECKPOINT_RESTORE"),
-        "{}",
-        text(&out)
-    );
+    says(&out, 1, "needs root or CAP_CHECKPOINT_RESTORE");
     let place = Place::new();
     let out = run_with_timeout(&mut place.rock(&["-k", "true"]), LIMIT);
-    assert_exit(&out, 255, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("-k works with -d for now"),
-        "{}",
-        text(&out)
-    );
+    says(&out, 255, "-k works with -d for now");
 }
 
 /// Every `tick N` line in `text` (a terminal's output), in order.
@@ -497,14 +462,7 @@ fn an_interactive_session_is_restored_onto_a_new_terminal() {
     let description = std::fs::read_to_string(cp.join("rock-checkpoint")).expect("description");
     assert!(description.contains("interactive yes"), "{description}");
     let pids = checkpoint_pids(&cp);
-    let end = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|&p| running(p)) {
-        assert!(
-            Instant::now() < end,
-            "session processes still run: {pids:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(&pids);
     std::thread::sleep(Duration::from_secs(30));
 
     let mut restore = Command::new(ROCK);

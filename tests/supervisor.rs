@@ -308,3 +308,198 @@ os.unlink(path)
         text(&out)
     );
 }
+
+// --- Ordinary programs against ordinary peers: rock is invisible --------
+
+/// A port nothing listens on now (bound, then released).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// Waits until something accepts on `port`, or panics naming `what`.
+fn wait_listening(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not listen on port {port} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server process of the test, killed when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `program args` as a server of the test on `port`.
+fn start_server(program: &str, args: &[&str], port: u16, dir: Option<&Path>) -> Server {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let server = Server(
+        command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program} (scripts/setup installs it): {e}")),
+    );
+    wait_listening(port, program);
+    server
+}
+
+/// The same command run plainly and under `rock -v -v`, stdin from
+/// `input`.
+fn plain_and_under_rock(args: &[&str], input: &[u8]) -> (Output, Output) {
+    library();
+    let dir = common::temp_dir();
+    let stdin = dir.path().join("stdin");
+    std::fs::write(&stdin, input).expect("write the input");
+    let run = |command: &mut Command| {
+        let file = std::fs::File::open(&stdin).expect("open the input");
+        run_with_timeout(
+            command.env_remove("RUST_LOG").stdin(file),
+            Duration::from_secs(30),
+        )
+    };
+    let plain = run(Command::new(args[0]).args(&args[1..]));
+    let rocked = run(Command::new(ROCK).args(["-v", "-v"]).args(args));
+    (plain, rocked)
+}
+
+/// Stderr without rock's own lines (its notice and its -v log).
+fn programs_stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("rock: ") && !l.contains(" rock::"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The program said and returned exactly what it does without rock, and
+/// rock did see its connections to `port` (so the library was there).
+#[track_caller]
+fn assert_transparent(args: &[&str], input: &[u8], port: u16) -> Output {
+    let (plain, rocked) = plain_and_under_rock(args, input);
+    let context = format!(
+        "{args:?}\n--- plainly ---\n{}\n--- under rock ---\n{}",
+        text(&plain),
+        text(&rocked)
+    );
+    assert_eq!(plain.status.code(), rocked.status.code(), "{context}");
+    assert_eq!(plain.stdout, rocked.stdout, "{context}");
+    assert_eq!(
+        programs_stderr(&plain),
+        programs_stderr(&rocked),
+        "{context}"
+    );
+    assert!(
+        String::from_utf8_lossy(&rocked.stderr).contains(&format!(":{port}: direct")),
+        "the supervisor never heard of the connection: {context}"
+    );
+    rocked
+}
+
+#[test]
+fn redis_cli_under_rock_is_redis_cli() {
+    let port = free_port();
+    let p = port.to_string();
+    let _redis = start_server(
+        "redis-server",
+        &[
+            "--port",
+            &p,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        port,
+        None,
+    );
+    let cli = |rest: &[&'static str]| -> Vec<&str> {
+        let mut args = vec!["redis-cli", "-h", "127.0.0.1", "-p", &p];
+        args.extend_from_slice(rest);
+        args
+    };
+    let out = assert_transparent(&cli(&["SET", "rock-key", "a value"]), b"", port);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n");
+    let out = assert_transparent(&cli(&["GET", "rock-key"]), b"", port);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a value\n");
+    assert_transparent(&cli(&["PING"]), b"", port);
+    assert_transparent(&cli(&["DBSIZE"]), b"", port);
+    // Commands read from stdin, one connection for all of them.
+    let out = assert_transparent(&cli(&[]), b"SET n 1\nGET n\nEXISTS nothing\n", port);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n1\n0\n");
+    // An error reply and a refused connection end the same way too.
+    assert_transparent(&cli(&["NOSUCHCOMMAND"]), b"", port);
+    let closed = free_port();
+    let c = closed.to_string();
+    let out = assert_transparent(
+        &["redis-cli", "-h", "127.0.0.1", "-p", &c, "PING"],
+        b"",
+        closed,
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn curl_under_rock_is_curl() {
+    let dir = common::temp_dir();
+    std::fs::write(dir.path().join("page.txt"), "a page served to curl\n").expect("write");
+    let port = free_port();
+    let p = port.to_string();
+    let _http = start_server(
+        "python3",
+        &["-m", "http.server", "--bind", "127.0.0.1", &p],
+        port,
+        Some(dir.path()),
+    );
+    let url = |path: &str| format!("http://127.0.0.1:{port}/{path}");
+    let page = url("page.txt");
+    let out = assert_transparent(&["curl", "-sS", &page], b"", port);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "a page served to curl\n"
+    );
+    let missing = url("missing");
+    let out = assert_transparent(
+        &[
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\n",
+            &missing,
+        ],
+        b"",
+        port,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404\n");
+    // --fail turns the 404 into curl's exit status 22, rocked or not.
+    let out = assert_transparent(&["curl", "-s", "--fail", &missing], b"", port);
+    assert_eq!(out.status.code(), Some(22), "{}", text(&out));
+}
+
+#[test]
+fn socat_as_a_client_under_rock_is_socat() {
+    let port = echo_server();
+    let to = format!("TCP:127.0.0.1:{port}");
+    let out = assert_transparent(&["socat", "-", &to], b"through socat\n", port);
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through socat\n");
+}

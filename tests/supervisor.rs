@@ -503,3 +503,148 @@ fn socat_as_a_client_under_rock_is_socat() {
     assert_exit(&out, 0, &text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through socat\n");
 }
+
+// --- TCP Fast Open: sendto/sendmsg that connect ---------------------------
+
+const TCP_FASTOPEN: &str = "/proc/sys/net/ipv4/tcp_fastopen";
+
+/// Turns the client side of TCP Fast Open on (bit 1 of
+/// net.ipv4.tcp_fastopen) while it lives, if it was off; puts the old
+/// value back when dropped.
+struct FastOpenClients(Option<String>);
+
+impl FastOpenClients {
+    fn enable() -> FastOpenClients {
+        let old = std::fs::read_to_string(TCP_FASTOPEN).expect("read net.ipv4.tcp_fastopen");
+        let value: u32 = old
+            .trim()
+            .parse()
+            .expect("a number in net.ipv4.tcp_fastopen");
+        if value & 1 != 0 {
+            return FastOpenClients(None);
+        }
+        common::require_root("TCP Fast Open is off for clients and only root can turn it on");
+        std::fs::write(TCP_FASTOPEN, format!("{}\n", value | 1)).expect("set tcp_fastopen");
+        FastOpenClients(Some(old))
+    }
+}
+
+impl Drop for FastOpenClients {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = std::fs::write(TCP_FASTOPEN, old);
+        }
+    }
+}
+
+#[test]
+fn sendto_and_sendmsg_with_msg_fastopen_are_announced_like_connect() {
+    let _fastopen = FastOpenClients::enable();
+    let port = echo_server();
+    // No connect at all: each socket is connected by its first send.
+    let script = r#"
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket()
+s.sendto(b"sendto\n", socket.MSG_FASTOPEN, ("127.0.0.1", port))
+print(s.makefile().readline().strip())
+s.sendto(b"again\n", 0, ("127.0.0.1", port))
+print(s.makefile().readline().strip())
+m = socket.socket()
+m.sendmsg([b"send", b"msg\n"], [], socket.MSG_FASTOPEN, ("127.0.0.1", port))
+print(m.makefile().readline().strip())
+"#;
+    let out = python_under_rock(script, port);
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "sendto\nagain\nsendmsg\n",
+        "{}",
+        text(&out)
+    );
+    // Two connections made; the second sendto (no flag, on a connected
+    // socket) is an ordinary send, not a connect.
+    let announced = String::from_utf8_lossy(&out.stderr)
+        .matches(&format!("connect 127.0.0.1:{port}: direct"))
+        .count();
+    assert_eq!(announced, 2, "{}", text(&out));
+}
+
+// --- A supervisor that never answers ---------------------------------------
+
+/// A stand-in for the supervisor's control socket that accepts every line
+/// and reads its questions but never answers one. Returns the socket's
+/// path (inside `dir`) and the questions as they arrive.
+fn silent_supervisor(dir: &Path) -> (PathBuf, std::sync::mpsc::Receiver<String>) {
+    let path = dir.join("ctl.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind the socket");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut question = String::new();
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            if reader.read_line(&mut question).is_ok() {
+                let _ = tx.send(question);
+            }
+            // Kept open and silent.
+            held.push((stream, reader));
+        }
+    });
+    (path, rx)
+}
+
+#[test]
+fn a_supervisor_that_never_answers_costs_one_bounded_wait_then_connects_go_direct() {
+    let port = echo_server();
+    let dir = common::temp_dir();
+    let (socket, questions) = silent_supervisor(dir.path());
+    let script = r#"
+import socket, sys, time
+port = int(sys.argv[1])
+for word in ("first", "second"):
+    t = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", port))
+    waited = time.monotonic() - t
+    s.sendall(word.encode() + b"\n")
+    print(s.makefile().readline().strip(), round(waited, 2))
+"#;
+    // The library alone, as rock would preload it, with the silent socket
+    // where the supervisor's would be.
+    let out = run_with_timeout(
+        Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .env("LD_PRELOAD", library())
+            .env("ROCK_SUPERVISOR", &socket)
+            .stdin(Stdio::null()),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0, &text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let waits: Vec<(String, f64)> = stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(w, t)| (w.to_owned(), t.parse().unwrap_or(f64::NAN)))
+        .collect();
+    assert_eq!(waits.len(), 2, "{}", text(&out));
+    assert_eq!(waits[0].0, "first", "{}", text(&out));
+    assert_eq!(waits[1].0, "second", "{}", text(&out));
+    // The library's bound is 5 s (ANSWER_WITHIN_SECS in channel.rs).
+    assert!(
+        (4.5..7.0).contains(&waits[0].1),
+        "the first connect waits for the 5 s bound, then goes direct: {}",
+        text(&out)
+    );
+    assert!(
+        waits[1].1 < 1.0,
+        "a supervisor that timed out is not asked again at once: {}",
+        text(&out)
+    );
+    let asked: Vec<String> = questions.try_iter().collect();
+    assert_eq!(
+        asked,
+        [format!("connect 127.0.0.1:{port}\n")],
+        "the question was asked once"
+    );
+}

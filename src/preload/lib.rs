@@ -13,7 +13,9 @@
 //! * [`channel`] — the per-thread line to the supervisor.
 //! * [`sockets`] — what a descriptor and an address are (TCP? which peer?).
 //!
-//! Exported: `connect`.
+//! Exported: `connect`, and `sendto`/`sendmsg` (which connect when they
+//! carry `MSG_FASTOPEN`; every other call goes straight to libc after one
+//! test of the flags).
 
 // The exported functions are the C library's: unmangled, C ABI, and
 // unsafe by nature (they take raw pointers from the program).
@@ -23,21 +25,63 @@ mod channel;
 mod real;
 mod sockets;
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 
-use libc::{sockaddr, socklen_t};
+use libc::{msghdr, size_t, sockaddr, socklen_t, ssize_t};
 use rock_proto::supervise::Request;
+
+/// Tells the supervisor that `fd` is about to connect to `addr`, if it is
+/// a TCP socket that has not connected yet.
+///
+/// # Safety
+/// `addr` points to `len` readable bytes, or is null.
+unsafe fn announce(fd: c_int, addr: *const sockaddr, len: socklen_t) {
+    // SAFETY: the caller's guarantee.
+    if let Some(dest) = unsafe { sockets::tcp_destination(fd, addr, len) } {
+        // The only answer a supervisor gives yet is Direct; any other, or
+        // none, connects directly too.
+        let _ = std::panic::catch_unwind(|| channel::ask(&Request::Connect(dest)));
+    }
+}
 
 /// `connect(2)`: a TCP connection is announced to the supervisor, which
 /// answers where it should go; today every answer is "directly".
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: the program's pointer and length, as connect(2) takes them.
-    if let Some(dest) = unsafe { sockets::tcp_destination(fd, addr, len) } {
-        // The only answer a supervisor gives yet is Direct; any other, or
-        // none, connects directly too.
-        let _ = std::panic::catch_unwind(|| channel::ask(&Request::Connect(dest)));
-    }
+    unsafe { announce(fd, addr, len) };
     // SAFETY: the program's own arguments, passed on unchanged.
     unsafe { real::connect(fd, addr, len) }
+}
+
+/// `sendto(2)`: with `MSG_FASTOPEN` on a TCP socket not yet connected it
+/// is a `connect` followed by a send (TCP Fast Open), announced as one.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    addr_len: socklen_t,
+) -> ssize_t {
+    if flags & libc::MSG_FASTOPEN != 0 {
+        // SAFETY: the program's pointer and length, as sendto(2) takes them.
+        unsafe { announce(fd, addr, addr_len) };
+    }
+    // SAFETY: the program's own arguments, passed on unchanged.
+    unsafe { real::sendto(fd, buf, len, flags, addr, addr_len) }
+}
+
+/// `sendmsg(2)`: as [`sendto`], the destination in `msg_name`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    if flags & libc::MSG_FASTOPEN != 0 && !msg.is_null() {
+        // SAFETY: the program's msghdr, as sendmsg(2) takes it.
+        let (name, name_len) = unsafe { ((*msg).msg_name, (*msg).msg_namelen) };
+        // SAFETY: msg_name points to msg_namelen bytes, or is null.
+        unsafe { announce(fd, name.cast(), name_len) };
+    }
+    // SAFETY: the program's own arguments, passed on unchanged.
+    unsafe { real::sendmsg(fd, msg, flags) }
 }

@@ -6,10 +6,10 @@
 //! with `dlsym(RTLD_NEXT, …)` and kept; a lookup that fails leaves the call
 //! failing with ENOSYS rather than recursing.
 
-use std::ffi::{CStr, c_int};
+use std::ffi::{CStr, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use libc::{sockaddr, socklen_t};
+use libc::{msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
 /// A symbol looked up once.
 struct Next {
@@ -40,11 +40,13 @@ impl Next {
 }
 
 static CONNECT: Next = Next::new(c"connect");
+static SENDTO: Next = Next::new(c"sendto");
+static SENDMSG: Next = Next::new(c"sendmsg");
 
-fn enosys() -> c_int {
+fn enosys<T: From<i8>>() -> T {
     // SAFETY: errno is thread-local; writing it is always allowed.
     unsafe { *libc::__errno_location() = libc::ENOSYS };
-    -1
+    T::from(-1)
 }
 
 /// libc's `connect`.
@@ -60,6 +62,55 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int
             let f: Connect = unsafe { std::mem::transmute::<usize, Connect>(f) };
             // SAFETY: the caller's guarantee.
             unsafe { f(fd, addr, len) }
+        }
+    }
+}
+
+/// libc's `sendto`.
+///
+/// # Safety
+/// As `sendto(2)`: `buf` points to `len` readable bytes, `addr` to
+/// `addr_len` (or is null).
+pub unsafe fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    addr_len: socklen_t,
+) -> ssize_t {
+    type SendTo = unsafe extern "C" fn(
+        c_int,
+        *const c_void,
+        size_t,
+        c_int,
+        *const sockaddr,
+        socklen_t,
+    ) -> ssize_t;
+    match SENDTO.get() {
+        0 => enosys(),
+        f => {
+            // SAFETY: the address is libc's `sendto`, of this signature.
+            let f: SendTo = unsafe { std::mem::transmute::<usize, SendTo>(f) };
+            // SAFETY: the caller's guarantee.
+            unsafe { f(fd, buf, len, flags, addr, addr_len) }
+        }
+    }
+}
+
+/// libc's `sendmsg`.
+///
+/// # Safety
+/// As `sendmsg(2)`: `msg` points to a valid `msghdr`.
+pub unsafe fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    type SendMsg = unsafe extern "C" fn(c_int, *const msghdr, c_int) -> ssize_t;
+    match SENDMSG.get() {
+        0 => enosys(),
+        f => {
+            // SAFETY: the address is libc's `sendmsg`, of this signature.
+            let f: SendMsg = unsafe { std::mem::transmute::<usize, SendMsg>(f) };
+            // SAFETY: the caller's guarantee.
+            unsafe { f(fd, msg, flags) }
         }
     }
 }

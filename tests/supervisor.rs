@@ -329,11 +329,22 @@ fn wait_listening(port: u16, what: &str) {
     }
 }
 
-/// A server process of the test, killed when dropped.
+/// A server process of the test, ended when dropped: SIGTERM (which a
+/// rock passes on to its command), then SIGKILL if it is still there.
 struct Server(std::process::Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill has no memory effects; the pid is our child's.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -647,4 +658,251 @@ for word in ("first", "second"):
         [format!("connect 127.0.0.1:{port}\n")],
         "the question was asked once"
     );
+}
+
+// --- Slice 3: listeners, the rendezvous port, the client's probe -----------
+
+/// A configuration directory (for XDG_CONFIG_HOME) whose rock/config.toml
+/// sets `rock_port`.
+fn config_with_rock_port(port: u16) -> common::TempDir {
+    let dir = common::temp_dir();
+    std::fs::create_dir_all(dir.path().join("rock")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("rock").join("config.toml"),
+        format!("[defaults]\nrock_port = {port}\n"),
+    )
+    .expect("write the config");
+    dir
+}
+
+/// Asks the rendezvous port on loopback about `port` (the bytes of
+/// docs/PROTOCOL.md §13, written out here): `Some(is a rock listener)`, or
+/// `None` when nothing listens there.
+fn ask_rendezvous(rendezvous: u16, port: u16) -> Option<bool> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", rendezvous)).ok()?;
+    let [hi, lo] = port.to_be_bytes();
+    s.write_all(&[b'R', b'K', b'R', b'V', 1, 0x01, hi, lo])
+        .expect("write the question");
+    let mut reply = [0u8; 8];
+    s.read_exact(&mut reply).expect("read the reply");
+    assert_eq!(&reply[..6], b"RKRV\x01\x81", "{reply:?}");
+    assert_eq!(reply[7], 0, "{reply:?}");
+    match reply[6] {
+        0 => Some(false),
+        1 => Some(true),
+        other => panic!("answer byte {other}"),
+    }
+}
+
+/// A python echo server under `rock -v -v`, listening on loopback; its
+/// port, and the rock process (killed when dropped) with its stderr.
+fn rocked_echo_server(config: &Path) -> (u16, Server, std::sync::Arc<std::sync::Mutex<String>>) {
+    library();
+    let script = r#"
+import socket, threading
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(16)
+print(l.getsockname()[1], flush=True)
+def echo(c):
+    while (b := c.recv(4096)):
+        c.sendall(b)
+    c.close()
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=echo, args=(c,), daemon=True).start()
+"#;
+    let mut child = Command::new(ROCK)
+        .args(["-v", "-v", "python3", "-c", script])
+        .env("XDG_CONFIG_HOME", config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let stderr = common::live::stderr_text(&mut child);
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let port = lines
+        .next()
+        .and_then(Result::ok)
+        .and_then(|l| l.trim().parse().ok());
+    let server = Server(child);
+    let Some(port) = port else {
+        panic!(
+            "the server printed no port: {}",
+            stderr.lock().expect("stderr")
+        );
+    };
+    (port, server, stderr)
+}
+
+#[test]
+fn a_listener_under_rock_is_announced_at_the_rendezvous_port_and_rock_clients_find_it() {
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    let (port, _server, server_log) = rocked_echo_server(config.path());
+    // The rendezvous port opens once the listener registers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        if let Some(answer) = ask_rendezvous(rendezvous, port) {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rendezvous port: {}",
+            server_log.lock().expect("log")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(answer, "the listener is a rock listener");
+    let ordinary = echo_server();
+    assert_eq!(ask_rendezvous(rendezvous, ordinary), Some(false));
+    assert!(
+        server_log
+            .lock()
+            .expect("log")
+            .contains(&format!("listen 127.0.0.1:{port}: registered")),
+        "{}",
+        server_log.lock().expect("log")
+    );
+
+    // A client under rock probes each destination once, then knows.
+    let script = r#"
+import socket, sys
+for port in sys.argv[1:]:
+    for word in ("one", "two"):
+        s = socket.create_connection(("127.0.0.1", int(port)))
+        s.sendall(word.encode() + b"\n")
+        print(s.makefile().readline().strip())
+        s.close()
+"#;
+    let out = run_with_timeout(
+        Command::new(ROCK)
+            .args(["-v", "-v", "python3", "-c", script])
+            .args([port.to_string(), ordinary.to_string()])
+            .env("XDG_CONFIG_HOME", config.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "one\ntwo\none\ntwo\n",
+        "{}",
+        text(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = |what: &str| err.matches(what).count();
+    let rock = format!("connect 127.0.0.1:{port}: direct");
+    let plain = format!("connect 127.0.0.1:{ordinary}: direct");
+    assert_eq!(
+        said(&format!("{rock} (a rock listener; probed in ")),
+        1,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        said(&format!("{rock} (a rock listener, known)")),
+        1,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        said(&format!(
+            "{plain} (not a rock listener, says its rendezvous port; probed in "
+        )),
+        1,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        said(&format!("{plain} (ordinary, known)")),
+        1,
+        "{}",
+        text(&out)
+    );
+}
+
+/// Runs a python client under rock (rendezvous port `rendezvous`) that
+/// connects twice to an ordinary echo server and prints how long each
+/// connect took, in seconds; returns the two times and rock's stderr.
+fn timed_connects(rendezvous: u16) -> ([f64; 2], String) {
+    let port = echo_server();
+    let config = config_with_rock_port(rendezvous);
+    let script = r#"
+import socket, sys, time
+for word in ("one", "two"):
+    t = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    took = time.monotonic() - t
+    s.sendall(word.encode() + b"\n")
+    assert s.makefile().readline().strip() == word
+    print(f"{took:.4f}")
+"#;
+    let out = run_with_timeout(
+        Command::new(ROCK)
+            .args(["-v", "-v", "python3", "-c", script, &port.to_string()])
+            .env("XDG_CONFIG_HOME", config.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    assert_exit(&out, 0, &text(&out));
+    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    assert_eq!(times.len(), 2, "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        err.matches(&format!(
+            "connect 127.0.0.1:{port}: direct (ordinary, known)"
+        ))
+        .count(),
+        1,
+        "the second connect is not probed again: {}",
+        text(&out)
+    );
+    eprintln!("connect times with rendezvous port {rendezvous}: {times:?}");
+    ([times[0], times[1]], err)
+}
+
+#[test]
+fn an_ordinary_host_costs_one_refused_probe_then_nothing() {
+    let closed = free_port();
+    let ([first, second], err) = timed_connects(closed);
+    assert!(
+        err.contains("(ordinary: its rendezvous port refused; probed in "),
+        "{err}"
+    );
+    assert!(first < 0.2, "a refused probe is one round trip: {first} s");
+    assert!(
+        second < 0.05,
+        "a known destination waits for nothing: {second} s"
+    );
+}
+
+#[test]
+fn a_silent_or_blackholed_rendezvous_port_costs_the_250_ms_bound_once() {
+    // A rendezvous port that accepts (the kernel completes the handshake)
+    // but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let at = silent.local_addr().expect("address").port();
+    let ([first, second], err) = timed_connects(at);
+    assert!(err.contains("did not answer in time; probed in "), "{err}");
+    assert!((0.25..0.6).contains(&first), "{first} s");
+    assert!(second < 0.05, "{second} s");
+    drop(silent);
+
+    // A rendezvous port whose packets a firewall drops (SYN unanswered).
+    common::require_root("the blackhole is an iptables rule");
+    let dropped = free_port();
+    let _blackhole = common::faults::Blackhole::new(dropped);
+    let ([first, second], err) = timed_connects(dropped);
+    assert!(err.contains("did not answer in time; probed in "), "{err}");
+    assert!((0.25..0.6).contains(&first), "{first} s");
+    assert!(second < 0.05, "{second} s");
 }

@@ -15,7 +15,8 @@
 //!
 //! Exported: `connect`, and `sendto`/`sendmsg` (which connect when they
 //! carry `MSG_FASTOPEN`; every other call goes straight to libc after one
-//! test of the flags).
+//! test of the flags); `listen`, which registers a TCP listener with the
+//! supervisor once the kernel has made it one.
 
 // The exported functions are the C library's: unmangled, C ABI, and
 // unsafe by nature (they take raw pointers from the program).
@@ -84,4 +85,18 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
     }
     // SAFETY: the program's own arguments, passed on unchanged.
     unsafe { real::sendmsg(fd, msg, flags) }
+}
+
+/// `listen(2)`: once the kernel has made `fd` a listener, a TCP listener's
+/// address is registered with the supervisor (which then tells rock
+/// clients that ask that this port is a rock listener).
+#[unsafe(no_mangle)]
+pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    let rc = real::listen(fd, backlog);
+    if rc == 0
+        && let Some(addr) = sockets::tcp_listening(fd)
+    {
+        let _ = std::panic::catch_unwind(|| channel::ask(&Request::Listen(addr)));
+    }
+    rc
 }

@@ -42,6 +42,7 @@ impl Next {
 static CONNECT: Next = Next::new(c"connect");
 static SENDTO: Next = Next::new(c"sendto");
 static SENDMSG: Next = Next::new(c"sendmsg");
+static LISTEN: Next = Next::new(c"listen");
 
 fn enosys<T: From<i8>>() -> T {
     // SAFETY: errno is thread-local; writing it is always allowed.
@@ -111,6 +112,20 @@ pub unsafe fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
             let f: SendMsg = unsafe { std::mem::transmute::<usize, SendMsg>(f) };
             // SAFETY: the caller's guarantee.
             unsafe { f(fd, msg, flags) }
+        }
+    }
+}
+
+/// libc's `listen`.
+pub fn listen(fd: c_int, backlog: c_int) -> c_int {
+    type Listen = unsafe extern "C" fn(c_int, c_int) -> c_int;
+    match LISTEN.get() {
+        0 => enosys(),
+        f => {
+            // SAFETY: the address is libc's `listen`, of this signature.
+            let f: Listen = unsafe { std::mem::transmute::<usize, Listen>(f) };
+            // SAFETY: listen takes no pointers.
+            unsafe { f(fd, backlog) }
         }
     }
 }

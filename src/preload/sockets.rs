@@ -1,6 +1,7 @@
 //! What the library needs to know about the program's sockets, read from
 //! the kernel, never from memory of its own: whether a descriptor is a TCP
-//! socket about to connect, and the address it connects to.
+//! socket about to connect, and the address it connects to; whether it is
+//! a TCP listener, and where.
 
 use std::ffi::c_int;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -9,6 +10,8 @@ use libc::{sockaddr, socklen_t};
 
 /// `TCP_CLOSE` in `tcp_info.tcpi_state`: not connected, not connecting.
 const TCP_CLOSE: u8 = 7;
+/// `TCP_LISTEN` in `tcp_info.tcpi_state`.
+const TCP_LISTEN: u8 = 10;
 
 /// The destination of a `connect(fd, addr, len)` the supervisor should
 /// hear of: an IPv4 or IPv6 address, on a TCP socket that is neither
@@ -25,6 +28,23 @@ pub unsafe fn tcp_destination(
     // SAFETY: the caller's guarantee about addr and len.
     let dest = unsafe { socket_addr(addr, len) }?;
     (is_stream(fd) && tcp_state(fd) == Some(TCP_CLOSE)).then_some(dest)
+}
+
+/// The address a listening TCP socket listens at (its own address), if
+/// `fd` is one.
+pub fn tcp_listening(fd: c_int) -> Option<SocketAddr> {
+    if !is_stream(fd) || tcp_state(fd) != Some(TCP_LISTEN) {
+        return None;
+    }
+    // SAFETY: getsockname into a sockaddr_storage of the size it says.
+    unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
+        if libc::getsockname(fd, (&raw mut storage).cast(), &mut len) != 0 {
+            return None;
+        }
+        socket_addr((&raw const storage).cast(), len)
+    }
 }
 
 /// The address `addr` holds, if it is IPv4 or IPv6 and long enough.

@@ -12,6 +12,7 @@
 //! * [`config`] — bounds and timeouts.
 //! * [`error`] — what can go wrong, by kind.
 //! * [`supervise`] — the lines `librocks.so` and its supervisor exchange.
+//! * [`rendezvous`] — the messages of a host's rendezvous port.
 //!
 //! The byte-level format is described in `docs/PROTOCOL.md`.
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod handshake;
 mod link;
 mod outbox;
+pub mod rendezvous;
 mod ring;
 pub mod session;
 mod stream;

@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! request  = "connect " socket-address "\n"    ; 192.0.2.7:80, [2001:db8::1]:443
+//!          / "listen " socket-address "\n"     ; the program listens there
 //! answer   = "direct\n"                         ; connect to it yourself
 //!          / "via " port "\n"                   ; connect to 127.0.0.1:port
+//!          / "ok\n"                             ; heard (to listen)
 //! ```
 //!
 //! Anything else — a longer line, a line without its newline, bytes that
@@ -24,9 +26,13 @@ pub const MAX_LINE: usize = 96;
 pub enum Request {
     /// The program connects a TCP socket to this address.
     Connect(SocketAddr),
+    /// The program listens for TCP connections at this address (its
+    /// socket's own address: a wildcard address, port never 0).
+    Listen(SocketAddr),
 }
 
-/// What the supervisor answers to [`Request::Connect`].
+/// What the supervisor answers: [`Answer::Direct`] or [`Answer::Via`] to
+/// [`Request::Connect`], [`Answer::Ok`] to [`Request::Listen`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     /// Connect to the address itself: the peer is ordinary.
@@ -34,6 +40,8 @@ pub enum Answer {
     /// Connect to this port on 127.0.0.1 instead: the supervisor carries
     /// the connection.
     Via(u16),
+    /// Heard.
+    Ok,
 }
 
 /// A line that is not a request or an answer.
@@ -79,6 +87,10 @@ impl Request {
                 .parse()
                 .map(Request::Connect)
                 .map_err(|_| unknown(text)),
+            Some(("listen", addr)) => match addr.parse::<SocketAddr>() {
+                Ok(addr) if addr.port() != 0 => Ok(Request::Listen(addr)),
+                _ => Err(unknown(text)),
+            },
             _ => Err(unknown(text)),
         }
     }
@@ -87,6 +99,7 @@ impl Request {
     pub fn encode(&self) -> String {
         match self {
             Request::Connect(addr) => format!("connect {addr}\n"),
+            Request::Listen(addr) => format!("listen {addr}\n"),
         }
     }
 }
@@ -97,6 +110,7 @@ impl Answer {
         let text = text(line)?;
         match text.split_once(' ') {
             None if text == "direct" => Ok(Answer::Direct),
+            None if text == "ok" => Ok(Answer::Ok),
             Some(("via", port)) => match port.parse::<u16>() {
                 Ok(port) if port != 0 => Ok(Answer::Via(port)),
                 _ => Err(unknown(text)),
@@ -110,6 +124,7 @@ impl Answer {
         match self {
             Answer::Direct => "direct\n".to_owned(),
             Answer::Via(port) => format!("via {port}\n"),
+            Answer::Ok => "ok\n".to_owned(),
         }
     }
 }
@@ -126,8 +141,19 @@ mod tests {
             assert!(line.len() <= MAX_LINE);
             assert_eq!(check(line.as_bytes()), Ok(Some(line.len())));
             assert_eq!(Request::parse(line.as_bytes()), Ok(r));
+            let r = Request::Listen(addr.parse().expect("an address"));
+            assert_eq!(Request::parse(r.encode().as_bytes()), Ok(r));
         }
-        for a in [Answer::Direct, Answer::Via(1), Answer::Via(65535)] {
+        assert_eq!(
+            Request::parse(b"listen 0.0.0.0:8080\n"),
+            Ok(Request::Listen("0.0.0.0:8080".parse().expect("an address")))
+        );
+        for a in [
+            Answer::Direct,
+            Answer::Via(1),
+            Answer::Via(65535),
+            Answer::Ok,
+        ] {
             assert_eq!(Answer::parse(a.encode().as_bytes()), Ok(a));
         }
         // The longest address, with a scope id, fits.
@@ -156,6 +182,8 @@ mod tests {
             b"connect 1.2.3.4:99999\n",
             b"CONNECT 1.2.3.4:5\n",
             b"\n",
+            b"listen 0.0.0.0:0\n",
+            b"listen [::]\n",
         ] {
             assert!(Request::parse(bad).is_err(), "{bad:?}");
         }
@@ -164,7 +192,8 @@ mod tests {
             b"via -1\n",
             b"via\n",
             b"direct \n",
-            b"ok\n",
+            b"ok \n",
+            b"OK\n",
         ] {
             assert!(Answer::parse(bad).is_err(), "{bad:?}");
         }

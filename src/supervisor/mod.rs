@@ -17,9 +17,13 @@
 //! * [`program`] — what kind of program the command is.
 //! * [`library`] — where `librocks.so` is.
 //! * [`requests`] — the library's questions, answered.
+//! * [`peers`] — which destinations are rock servers (probe and cache).
+//! * [`rendezvous`] — the command's listeners and the rendezvous port.
 
 pub mod library;
+pub mod peers;
 pub mod program;
+pub mod rendezvous;
 pub mod requests;
 
 use std::ffi::{OsStr, OsString};
@@ -32,6 +36,7 @@ use tokio::process::Command;
 
 use crate::control_socket;
 use crate::rundir::SessionDir;
+use crate::settings::Profiles;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Said at every start until the library makes rocks: the supervisor and
@@ -52,6 +57,8 @@ pub struct SupervisorOptions {
     pub command: Vec<OsString>,
     /// The rock binary, beside which the library lies.
     pub exe: PathBuf,
+    /// The configuration files (`rock_port`).
+    pub profiles: Profiles,
 }
 
 /// Why the supervisor could not run the command.
@@ -159,7 +166,16 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
         SUPERVISOR_ENV,
         dir.path().join(control_socket::CONTROL_SOCKET),
     );
-    let serving = tokio::spawn(requests::serve(listener));
+    let own_port = options
+        .profiles
+        .defaults()
+        .rock_port
+        .map_or(peers::DEFAULT_ROCK_PORT, |p| p.value);
+    let context = requests::Context {
+        peers: peers::Peers::new(options.profiles),
+        rendezvous: rendezvous::Rendezvous::new(own_port),
+    };
+    let serving = tokio::spawn(requests::serve(listener, std::sync::Arc::new(context)));
     let mut forwarded = Vec::new();
     for kind in [
         SignalKind::terminate(),

@@ -8,22 +8,57 @@
 //! line, and the command, go on.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rock_proto::supervise::{self, Answer, MAX_LINE, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
+use super::peers::{Known, Peers};
+use super::rendezvous::Rendezvous;
 use crate::control_socket;
 
-/// Where a connection to `dest` goes. Today always directly: the rock
-/// peers and the rendezvous port come with the next slices.
-fn route(dest: SocketAddr) -> Answer {
-    tracing::debug!("connect {dest}: direct");
+/// What the answers depend on: what is known of peers (the client side)
+/// and the command's listeners (the server side).
+pub struct Context {
+    /// Destinations, probed and cached.
+    pub peers: Peers,
+    /// The command's listeners and the rendezvous port.
+    pub rendezvous: Rendezvous,
+}
+
+/// Where a connection to `dest` goes. Today always directly, rock server
+/// or not: the rock itself comes with a later slice; the probe already
+/// finds rock servers, and the log says what it found.
+async fn route(context: &Context, dest: SocketAddr) -> Answer {
+    match context.peers.find(dest).await {
+        Known::Probed(finding, took) => tracing::debug!(
+            "connect {dest}: direct ({}; probed in {} ms)",
+            finding.describe(),
+            took.as_millis()
+        ),
+        Known::Cached(true) => {
+            tracing::debug!("connect {dest}: direct (a rock listener, known)")
+        }
+        Known::Cached(false) => tracing::debug!("connect {dest}: direct (ordinary, known)"),
+        Known::Off => tracing::debug!("connect {dest}: direct (rock_port = 0: no probe)"),
+    }
     Answer::Direct
 }
 
+/// Answers one request.
+async fn reply(context: &Context, request: Request) -> Answer {
+    match request {
+        Request::Connect(dest) => route(context, dest).await,
+        Request::Listen(addr) => {
+            context.rendezvous.register(addr);
+            Answer::Ok
+        }
+    }
+}
+
 /// Answers every line that `listener` accepts, until the task is dropped.
-pub async fn serve(listener: UnixListener) {
+pub async fn serve(listener: UnixListener, context: Arc<Context>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -31,7 +66,7 @@ pub async fn serve(listener: UnixListener) {
                     tracing::warn!("refused a control connection from another user");
                     continue;
                 }
-                tokio::spawn(answer(stream));
+                tokio::spawn(answer(stream, context.clone()));
             }
             Err(e) => {
                 tracing::debug!("the supervisor's control socket stopped: {e}");
@@ -42,14 +77,14 @@ pub async fn serve(listener: UnixListener) {
 }
 
 /// Answers one line's questions until it closes or says something wrong.
-async fn answer(mut stream: UnixStream) {
+async fn answer(mut stream: UnixStream, context: Arc<Context>) {
     let mut buf = Vec::with_capacity(MAX_LINE);
     let mut piece = [0u8; MAX_LINE];
     loop {
         match supervise::check(&buf) {
             Ok(Some(end)) => {
                 let reply = match Request::parse(&buf[..end]) {
-                    Ok(Request::Connect(dest)) => route(dest),
+                    Ok(request) => reply(&context, request).await,
                     Err(e) => {
                         tracing::debug!("a library line said something wrong: {e}");
                         return;
@@ -92,11 +127,24 @@ mod tests {
         out
     }
 
+    /// A context with the rendezvous off, so that nothing is probed.
+    fn quiet() -> Arc<Context> {
+        let file = crate::settings::ConfigFile::parse(
+            std::path::Path::new("test.toml"),
+            "[defaults]\nrock_port = 0\n",
+        )
+        .expect("a config");
+        Arc::new(Context {
+            peers: Peers::new(crate::settings::Profiles::from_files(vec![file])),
+            rendezvous: Rendezvous::new(0),
+        })
+    }
+
     #[tokio::test]
     async fn questions_are_answered_and_nonsense_ends_only_its_line() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let listener = control_socket::bind(dir.path()).expect("bind");
-        tokio::spawn(serve(listener));
+        tokio::spawn(serve(listener, quiet()));
         let path = dir.path().join(control_socket::CONTROL_SOCKET);
         let mut good = UnixStream::connect(&path).await.expect("connect");
         assert_eq!(ask(&mut good, b"connect 192.0.2.1:80\n").await, b"direct\n");
@@ -107,6 +155,7 @@ mod tests {
         let mut both = vec![0; 14];
         good.read_exact(&mut both).await.expect("two answers");
         assert_eq!(both, b"direct\ndirect\n");
+        assert_eq!(ask(&mut good, b"listen 0.0.0.0:8080\n").await, b"ok\n");
 
         let mut bad = UnixStream::connect(&path).await.expect("connect");
         assert_eq!(ask(&mut bad, b"connect nowhere\n").await, b"");

@@ -695,9 +695,18 @@ fn ask_rendezvous(rendezvous: u16, port: u16) -> Option<bool> {
     }
 }
 
-/// A python echo server under `rock -v -v`, listening on loopback; its
-/// port, and the rock process (killed when dropped) with its stderr.
-fn rocked_echo_server(config: &Path) -> (u16, Server, std::sync::Arc<std::sync::Mutex<String>>) {
+/// A python echo server under `rock -v -v`, listening on loopback, that
+/// prints `accepted HOST PORT peer HOST PORT` (what accept and getpeername
+/// say) for each connection; its port, the rock process (ended when
+/// dropped), rock's stderr, and the server's further lines.
+fn rocked_echo_server(
+    config: &Path,
+) -> (
+    u16,
+    Server,
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::sync::mpsc::Receiver<String>,
+) {
     library();
     let script = r#"
 import socket, threading
@@ -710,7 +719,9 @@ def echo(c):
         c.sendall(b)
     c.close()
 while True:
-    c, _ = l.accept()
+    c, a = l.accept()
+    p = c.getpeername()
+    print("accepted", a[0], a[1], "peer", p[0], p[1], flush=True)
     threading.Thread(target=echo, args=(c,), daemon=True).start()
 "#;
     let mut child = Command::new(ROCK)
@@ -723,10 +734,10 @@ while True:
         .spawn()
         .expect("start rock");
     let stderr = common::live::stderr_text(&mut child);
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let lines = common::live::stdout_lines(&mut child);
     let port = lines
-        .next()
-        .and_then(Result::ok)
+        .recv_timeout(Duration::from_secs(20))
+        .ok()
         .and_then(|l| l.trim().parse().ok());
     let server = Server(child);
     let Some(port) = port else {
@@ -735,14 +746,26 @@ while True:
             stderr.lock().expect("stderr")
         );
     };
-    (port, server, stderr)
+    (port, server, stderr, lines)
+}
+
+/// The `HOST:PORT` of accept and of getpeername in an `accepted … peer …`
+/// line.
+fn accepted(line: &str) -> (String, String) {
+    let words: Vec<&str> = line.split(' ').collect();
+    assert_eq!(words.len(), 6, "{line}");
+    (
+        format!("{}:{}", words[1], words[2]),
+        format!("{}:{}", words[4], words[5]),
+    )
 }
 
 #[test]
-fn a_listener_under_rock_is_announced_at_the_rendezvous_port_and_rock_clients_find_it() {
+fn a_rock_client_reaches_a_rock_listener_through_the_rendezvous_and_both_see_real_addresses() {
     let rendezvous = free_port();
     let config = config_with_rock_port(rendezvous);
-    let (port, _server, server_log) = rocked_echo_server(config.path());
+    let (port, _server, server_log, server_lines) = rocked_echo_server(config.path());
+    let log = || server_log.lock().expect("log").clone();
     // The rendezvous port opens once the listener registers.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let answer = loop {
@@ -752,7 +775,7 @@ fn a_listener_under_rock_is_announced_at_the_rendezvous_port_and_rock_clients_fi
         assert!(
             std::time::Instant::now() < deadline,
             "no rendezvous port: {}",
-            server_log.lock().expect("log")
+            log()
         );
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -760,22 +783,22 @@ fn a_listener_under_rock_is_announced_at_the_rendezvous_port_and_rock_clients_fi
     let ordinary = echo_server();
     assert_eq!(ask_rendezvous(rendezvous, ordinary), Some(false));
     assert!(
-        server_log
-            .lock()
-            .expect("log")
-            .contains(&format!("listen 127.0.0.1:{port}: registered")),
+        log().contains(&format!("listen 127.0.0.1:{port}: registered")),
         "{}",
-        server_log.lock().expect("log")
+        log()
     );
 
-    // A client under rock probes each destination once, then knows.
+    // A client under rock probes each destination once, then knows; its
+    // connections to the rock listener go through the rendezvous port,
+    // and getpeername still names the port it connected to.
     let script = r#"
 import socket, sys
 for port in sys.argv[1:]:
     for word in ("one", "two"):
         s = socket.create_connection(("127.0.0.1", int(port)))
         s.sendall(word.encode() + b"\n")
-        print(s.makefile().readline().strip())
+        p = s.getpeername()
+        print(s.makefile().readline().strip(), p[0], p[1])
         s.close()
 "#;
     let out = run_with_timeout(
@@ -790,26 +813,24 @@ for port in sys.argv[1:]:
     assert_exit(&out, 0, &text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "one\ntwo\none\ntwo\n",
+        format!(
+            "one 127.0.0.1 {port}\ntwo 127.0.0.1 {port}\n\
+             one 127.0.0.1 {ordinary}\ntwo 127.0.0.1 {ordinary}\n"
+        ),
         "{}",
         text(&out)
     );
     let err = String::from_utf8_lossy(&out.stderr);
     let said = |what: &str| err.matches(what).count();
-    let rock = format!("connect 127.0.0.1:{port}: direct");
     let plain = format!("connect 127.0.0.1:{ordinary}: direct");
     assert_eq!(
-        said(&format!("{rock} (a rock listener; probed in ")),
-        1,
+        said(&format!("connect 127.0.0.1:{port}: via ")),
+        2,
         "{}",
         text(&out)
     );
-    assert_eq!(
-        said(&format!("{rock} (a rock listener, known)")),
-        1,
-        "{}",
-        text(&out)
-    );
+    assert_eq!(said(" (a rock listener; probed in "), 1, "{}", text(&out));
+    assert_eq!(said(" (a rock listener, known)"), 1, "{}", text(&out));
     assert_eq!(
         said(&format!(
             "{plain} (not a rock listener, says its rendezvous port; probed in "
@@ -824,6 +845,28 @@ for port in sys.argv[1:]:
         "{}",
         text(&out)
     );
+
+    // The server's accept and getpeername name the rock client's link (its
+    // source address at the rendezvous port), not the loopback connection
+    // its supervisor made to the listener.
+    for _ in 0..2 {
+        let line = server_lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no accepted line: {}", log()));
+        let (from_accept, from_getpeername) = accepted(&line);
+        assert_eq!(from_accept, from_getpeername, "{line}");
+        let opened = format!("open {port} from {from_accept}: relaying through 127.0.0.1:");
+        assert!(log().contains(&opened), "{line}\n{}", log());
+    }
+
+    // An ordinary client (not under rock) is accepted as it is.
+    let mut plain_client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let me = plain_client.local_addr().expect("address");
+    std::io::Write::write_all(&mut plain_client, b"plain\n").expect("write");
+    let line = server_lines
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("no accepted line: {}", log()));
+    assert_eq!(accepted(&line), (me.to_string(), me.to_string()), "{line}");
 }
 
 /// Runs a python client under rock (rendezvous port `rendezvous`) that

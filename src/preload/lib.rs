@@ -15,8 +15,12 @@
 //!
 //! Exported: `connect`, and `sendto`/`sendmsg` (which connect when they
 //! carry `MSG_FASTOPEN`; every other call goes straight to libc after one
-//! test of the flags); `listen`, which registers a TCP listener with the
-//! supervisor once the kernel has made it one.
+//! test of the flags), sent to the supervisor's loopback end instead when
+//! it answers `via`; `listen`, which registers a TCP listener with the
+//! supervisor once the kernel has made it one; `accept`, `accept4` and
+//! `getpeername`, which report the real peer of a connection the
+//! supervisor carries (asked only when the kernel's answer is a loopback
+//! address: an ordinary connection costs nothing).
 
 // The exported functions are the C library's: unmangled, C ABI, and
 // unsafe by nature (they take raw pointers from the program).
@@ -27,36 +31,53 @@ mod real;
 mod sockets;
 
 use std::ffi::{c_int, c_void};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use libc::{msghdr, size_t, sockaddr, socklen_t, ssize_t};
-use rock_proto::supervise::Request;
+use rock_proto::supervise::{Answer, Request};
 
-/// Tells the supervisor that `fd` is about to connect to `addr`, if it is
-/// a TCP socket that has not connected yet.
+/// Where `fd`'s connection to `addr` must really go: `None` for `addr`
+/// itself (an ordinary peer, no supervisor, no answer, or not a TCP socket
+/// about to connect), else the supervisor's loopback end, as a socket
+/// address of `fd`'s family.
 ///
 /// # Safety
 /// `addr` points to `len` readable bytes, or is null.
-unsafe fn announce(fd: c_int, addr: *const sockaddr, len: socklen_t) {
+unsafe fn redirect(
+    fd: c_int,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Option<(libc::sockaddr_storage, socklen_t)> {
     // SAFETY: the caller's guarantee.
-    if let Some(dest) = unsafe { sockets::tcp_destination(fd, addr, len) } {
-        // The only answer a supervisor gives yet is Direct; any other, or
-        // none, connects directly too.
-        let _ = std::panic::catch_unwind(|| channel::ask(&Request::Connect(dest)));
+    let dest = unsafe { sockets::tcp_destination(fd, addr, len) }?;
+    let answer = std::panic::catch_unwind(|| channel::ask(&Request::Connect(dest))).ok()??;
+    let Answer::Via(port) = answer else {
+        return None;
+    };
+    let family = sockets::family(fd)?;
+    if family == libc::AF_INET6 && sockets::v6_only(fd) {
+        // It cannot reach 127.0.0.1; the supervisor's end goes unused.
+        return None;
     }
+    sockets::to_raw(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port), family)
 }
 
 /// `connect(2)`: a TCP connection is announced to the supervisor, which
-/// answers where it should go; today every answer is "directly".
+/// answers where it should go: to `addr` itself, or to its own loopback
+/// end of a connection it carries to a rock peer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: the program's pointer and length, as connect(2) takes them.
-    unsafe { announce(fd, addr, len) };
-    // SAFETY: the program's own arguments, passed on unchanged.
-    unsafe { real::connect(fd, addr, len) }
+    match unsafe { redirect(fd, addr, len) } {
+        // SAFETY: a socket address built within its storage.
+        Some((via, via_len)) => unsafe { real::connect(fd, (&raw const via).cast(), via_len) },
+        // SAFETY: the program's own arguments, passed on unchanged.
+        None => unsafe { real::connect(fd, addr, len) },
+    }
 }
 
 /// `sendto(2)`: with `MSG_FASTOPEN` on a TCP socket not yet connected it
-/// is a `connect` followed by a send (TCP Fast Open), announced as one.
+/// is a `connect` followed by a send (TCP Fast Open), asked as one.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendto(
     fd: c_int,
@@ -68,7 +89,10 @@ pub unsafe extern "C" fn sendto(
 ) -> ssize_t {
     if flags & libc::MSG_FASTOPEN != 0 {
         // SAFETY: the program's pointer and length, as sendto(2) takes them.
-        unsafe { announce(fd, addr, addr_len) };
+        if let Some((via, via_len)) = unsafe { redirect(fd, addr, addr_len) } {
+            // SAFETY: the program's buffer; an address built within its storage.
+            return unsafe { real::sendto(fd, buf, len, flags, (&raw const via).cast(), via_len) };
+        }
     }
     // SAFETY: the program's own arguments, passed on unchanged.
     unsafe { real::sendto(fd, buf, len, flags, addr, addr_len) }
@@ -79,9 +103,15 @@ pub unsafe extern "C" fn sendto(
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     if flags & libc::MSG_FASTOPEN != 0 && !msg.is_null() {
         // SAFETY: the program's msghdr, as sendmsg(2) takes it.
-        let (name, name_len) = unsafe { ((*msg).msg_name, (*msg).msg_namelen) };
+        let mut copy: msghdr = unsafe { std::ptr::read(msg) };
         // SAFETY: msg_name points to msg_namelen bytes, or is null.
-        unsafe { announce(fd, name.cast(), name_len) };
+        let via = unsafe { redirect(fd, copy.msg_name.cast(), copy.msg_namelen) };
+        if let Some((mut via, via_len)) = via {
+            copy.msg_name = (&raw mut via).cast();
+            copy.msg_namelen = via_len;
+            // SAFETY: the program's buffers, an address within its storage.
+            return unsafe { real::sendmsg(fd, &copy, flags) };
+        }
     }
     // SAFETY: the program's own arguments, passed on unchanged.
     unsafe { real::sendmsg(fd, msg, flags) }
@@ -97,6 +127,79 @@ pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
         && let Some(addr) = sockets::tcp_listening(fd)
     {
         let _ = std::panic::catch_unwind(|| channel::ask(&Request::Listen(addr)));
+    }
+    rc
+}
+
+/// The real peer of `fd`'s connection if the supervisor carries it: asked
+/// only when the kernel reports a loopback peer.
+fn carried_peer(fd: c_int) -> Option<SocketAddr> {
+    let remote = sockets::peer_addr(fd)?;
+    if !sockets::is_loopback(remote) {
+        return None;
+    }
+    let local = sockets::local_addr(fd)?;
+    let answer = std::panic::catch_unwind(|| channel::ask(&Request::Peer { local, remote }));
+    match answer.ok()?? {
+        Answer::Real(peer) => Some(peer),
+        _ => None,
+    }
+}
+
+/// Puts the real peer of `fd` into the program's `addr`/`len`, if the
+/// supervisor carries `fd`'s connection.
+///
+/// # Safety
+/// `addr` and `len` are null, or valid as `getpeername(2)` takes them.
+unsafe fn report_real_peer(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) {
+    if addr.is_null() || len.is_null() {
+        return;
+    }
+    if let (Some(peer), Some(family)) = (carried_peer(fd), sockets::family(fd)) {
+        // SAFETY: the caller's guarantee.
+        unsafe { sockets::write_addr(peer, family, addr, len) };
+    }
+}
+
+/// `accept(2)`: a connection the supervisor carries for a rock client
+/// reports that client's address.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: the program's own arguments, passed on unchanged.
+    let new = unsafe { real::accept(fd, addr, len) };
+    if new >= 0 {
+        // SAFETY: the program's pointers, as accept(2) takes them.
+        unsafe { report_real_peer(new, addr, len) };
+    }
+    new
+}
+
+/// `accept4(2)`: as [`accept`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: the program's own arguments, passed on unchanged.
+    let new = unsafe { real::accept4(fd, addr, len, flags) };
+    if new >= 0 {
+        // SAFETY: the program's pointers, as accept4(2) takes them.
+        unsafe { report_real_peer(new, addr, len) };
+    }
+    new
+}
+
+/// `getpeername(2)`: a connection the supervisor carries reports its real
+/// peer (the rock server the program connected to, or the rock client).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: the program's own arguments, passed on unchanged.
+    let rc = unsafe { real::getpeername(fd, addr, len) };
+    if rc == 0 {
+        // SAFETY: the program's pointers, as getpeername(2) takes them.
+        unsafe { report_real_peer(fd, addr, len) };
     }
     rc
 }

@@ -43,6 +43,9 @@ static CONNECT: Next = Next::new(c"connect");
 static SENDTO: Next = Next::new(c"sendto");
 static SENDMSG: Next = Next::new(c"sendmsg");
 static LISTEN: Next = Next::new(c"listen");
+static ACCEPT: Next = Next::new(c"accept");
+static ACCEPT4: Next = Next::new(c"accept4");
+static GETPEERNAME: Next = Next::new(c"getpeername");
 
 fn enosys<T: From<i8>>() -> T {
     // SAFETY: errno is thread-local; writing it is always allowed.
@@ -126,6 +129,57 @@ pub fn listen(fd: c_int, backlog: c_int) -> c_int {
             let f: Listen = unsafe { std::mem::transmute::<usize, Listen>(f) };
             // SAFETY: listen takes no pointers.
             unsafe { f(fd, backlog) }
+        }
+    }
+}
+
+/// libc's `accept`.
+///
+/// # Safety
+/// As `accept(2)`: `addr` and `len` are null or valid.
+pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    type Accept = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
+    match ACCEPT.get() {
+        0 => enosys(),
+        f => {
+            // SAFETY: the address is libc's `accept`, of this signature.
+            let f: Accept = unsafe { std::mem::transmute::<usize, Accept>(f) };
+            // SAFETY: the caller's guarantee.
+            unsafe { f(fd, addr, len) }
+        }
+    }
+}
+
+/// libc's `accept4`.
+///
+/// # Safety
+/// As `accept4(2)`: `addr` and `len` are null or valid.
+pub unsafe fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    type Accept4 = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int;
+    match ACCEPT4.get() {
+        0 => enosys(),
+        f => {
+            // SAFETY: the address is libc's `accept4`, of this signature.
+            let f: Accept4 = unsafe { std::mem::transmute::<usize, Accept4>(f) };
+            // SAFETY: the caller's guarantee.
+            unsafe { f(fd, addr, len, flags) }
+        }
+    }
+}
+
+/// libc's `getpeername`.
+///
+/// # Safety
+/// As `getpeername(2)`: `addr` points to `*len` writable bytes.
+pub unsafe fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    type GetPeerName = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
+    match GETPEERNAME.get() {
+        0 => enosys(),
+        f => {
+            // SAFETY: the address is libc's `getpeername`, of this signature.
+            let f: GetPeerName = unsafe { std::mem::transmute::<usize, GetPeerName>(f) };
+            // SAFETY: the caller's guarantee.
+            unsafe { f(fd, addr, len) }
         }
     }
 }

@@ -111,3 +111,138 @@ fn tcp_state(fd: c_int) -> Option<u8> {
         (rc == 0).then_some(info.tcpi_state)
     }
 }
+
+/// The address family of socket `fd` (`SO_DOMAIN`).
+pub fn family(fd: c_int) -> Option<c_int> {
+    let mut domain: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+    // SAFETY: getsockopt into a properly sized int.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&raw mut domain).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(domain)
+}
+
+/// Whether IPv6 socket `fd` refuses IPv4 (`IPV6_V6ONLY`).
+pub fn v6_only(fd: c_int) -> bool {
+    let mut on: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+    // SAFETY: getsockopt into a properly sized int.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&raw mut on).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && on != 0
+}
+
+/// The local address of socket `fd`.
+pub fn local_addr(fd: c_int) -> Option<SocketAddr> {
+    // SAFETY: getsockname into a sockaddr_storage of the size it says.
+    unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
+        if libc::getsockname(fd, (&raw mut storage).cast(), &mut len) != 0 {
+            return None;
+        }
+        socket_addr((&raw const storage).cast(), len)
+    }
+}
+
+/// Whether `addr` is a loopback address (IPv4-mapped ones included): the
+/// only peers the supervisor may be standing in for.
+pub fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
+}
+
+/// `addr` as a socket address of `family`, ready to pass to the kernel:
+/// IPv4 in an IPv6 socket becomes IPv4-mapped; IPv6 cannot go into an
+/// IPv4 socket (`None`).
+pub fn to_raw(addr: SocketAddr, family: c_int) -> Option<(libc::sockaddr_storage, socklen_t)> {
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match (family, addr) {
+        (libc::AF_INET, SocketAddr::V4(a)) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        (libc::AF_INET6, addr) => {
+            let (ip, scope) = match addr {
+                SocketAddr::V4(a) => (a.ip().to_ipv6_mapped(), 0),
+                SocketAddr::V6(a) => (*a.ip(), a.scope_id()),
+            };
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: addr.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: ip.octets(),
+                },
+                sin6_scope_id: scope,
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+        _ => return None,
+    };
+    Some((storage, len as socklen_t))
+}
+
+/// Writes `addr` (as a socket address of `family`) to the program's
+/// `out`/`out_len`, as the kernel does: at most `*out_len` bytes, and the
+/// full length into `*out_len`. Nothing is written when `addr` does not
+/// fit the family.
+///
+/// # Safety
+/// `out` points to `*out_len` writable bytes; both are non-null.
+pub unsafe fn write_addr(
+    addr: SocketAddr,
+    family: c_int,
+    out: *mut sockaddr,
+    out_len: *mut socklen_t,
+) {
+    let Some((storage, len)) = to_raw(addr, family) else {
+        return;
+    };
+    // SAFETY: the caller's guarantee about out and out_len.
+    unsafe {
+        let room = usize::try_from(*out_len).unwrap_or(0);
+        let n = room.min(len as usize);
+        std::ptr::copy_nonoverlapping((&raw const storage).cast::<u8>(), out.cast::<u8>(), n);
+        *out_len = len;
+    }
+}
+
+/// The peer address of socket `fd`, as the kernel reports it (through
+/// libc's own `getpeername`, never the exported one).
+pub fn peer_addr(fd: c_int) -> Option<SocketAddr> {
+    // SAFETY: getpeername into a sockaddr_storage of the size it says.
+    unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
+        if crate::real::getpeername(fd, (&raw mut storage).cast(), &mut len) != 0 {
+            return None;
+        }
+        socket_addr((&raw const storage).cast(), len)
+    }
+}

@@ -7,6 +7,10 @@
 //! Every message is [`LEN`] bytes: the magic `RKRV`, the version, a kind,
 //! and two bytes that depend on the kind. Anything else is an error, never
 //! a panic: the rendezvous port is open to the network.
+//!
+//! After an [`Reply::Open`] that says `opened`, the connection carries the
+//! two programs' bytes as they are, both ways (slice 3 of docs/PRELOAD.md:
+//! a plain relay; the rock's key exchange and engine replace it later).
 
 /// The first four bytes of every message.
 pub const MAGIC: [u8; 4] = *b"RKRV";
@@ -19,12 +23,18 @@ pub const LEN: usize = 8;
 const KIND_PROBE: u8 = 0x01;
 /// The kind byte of a [`Reply::Probe`].
 const KIND_PROBE_REPLY: u8 = 0x81;
+/// The kind byte of a [`Question::Open`].
+const KIND_OPEN: u8 = 0x02;
+/// The kind byte of a [`Reply::Open`].
+const KIND_OPEN_REPLY: u8 = 0x82;
 
 /// What a client asks the rendezvous port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Question {
     /// Is this TCP port (never 0) of the host a rock-enabled listener?
     Probe(u16),
+    /// Connect me to the rock-enabled listener at this TCP port (never 0).
+    Open(u16),
 }
 
 /// What the rendezvous port answers.
@@ -34,6 +44,12 @@ pub enum Reply {
     Probe {
         /// Whether the port is a rock-enabled listener.
         rock: bool,
+    },
+    /// The answer to [`Question::Open`].
+    Open {
+        /// Whether the connection now reaches the listener (else it
+        /// refused, or is not a rock listener, and the connection closes).
+        opened: bool,
     },
 }
 
@@ -87,12 +103,17 @@ fn message(kind: u8, args: [u8; 2]) -> [u8; LEN] {
 impl Question {
     /// Parses the first [`LEN`] bytes of `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Question, RendezvousError> {
-        match fields(bytes)? {
-            (KIND_PROBE, port) => match u16::from_be_bytes(port) {
-                0 => Err(RendezvousError::Malformed(KIND_PROBE)),
-                port => Ok(Question::Probe(port)),
-            },
-            (kind, _) => Err(RendezvousError::Kind(kind)),
+        let (kind, port) = fields(bytes)?;
+        let port = match u16::from_be_bytes(port) {
+            0 if kind == KIND_PROBE || kind == KIND_OPEN => {
+                return Err(RendezvousError::Malformed(kind));
+            }
+            port => port,
+        };
+        match kind {
+            KIND_PROBE => Ok(Question::Probe(port)),
+            KIND_OPEN => Ok(Question::Open(port)),
+            kind => Err(RendezvousError::Kind(kind)),
         }
     }
 
@@ -100,6 +121,7 @@ impl Question {
     pub fn encode(&self) -> [u8; LEN] {
         match self {
             Question::Probe(port) => message(KIND_PROBE, port.to_be_bytes()),
+            Question::Open(port) => message(KIND_OPEN, port.to_be_bytes()),
         }
     }
 }
@@ -111,7 +133,12 @@ impl Reply {
             (KIND_PROBE_REPLY, [answer, 0]) if answer <= 1 => {
                 Ok(Reply::Probe { rock: answer == 1 })
             }
-            (KIND_PROBE_REPLY, _) => Err(RendezvousError::Malformed(KIND_PROBE_REPLY)),
+            (KIND_OPEN_REPLY, [answer, 0]) if answer <= 1 => Ok(Reply::Open {
+                opened: answer == 1,
+            }),
+            (kind @ (KIND_PROBE_REPLY | KIND_OPEN_REPLY), _) => {
+                Err(RendezvousError::Malformed(kind))
+            }
             (kind, _) => Err(RendezvousError::Kind(kind)),
         }
     }
@@ -120,6 +147,7 @@ impl Reply {
     pub fn encode(&self) -> [u8; LEN] {
         match self {
             Reply::Probe { rock } => message(KIND_PROBE_REPLY, [u8::from(*rock), 0]),
+            Reply::Open { opened } => message(KIND_OPEN_REPLY, [u8::from(*opened), 0]),
         }
     }
 }
@@ -142,6 +170,14 @@ mod tests {
         assert_eq!(
             Reply::Probe { rock: false }.encode(),
             [b'R', b'K', b'R', b'V', 1, 0x81, 0, 0]
+        );
+        assert_eq!(
+            Question::Open(443).encode(),
+            [b'R', b'K', b'R', b'V', 1, 0x02, 0x01, 0xbb]
+        );
+        assert_eq!(
+            Reply::Open { opened: true }.encode(),
+            [b'R', b'K', b'R', b'V', 1, 0x82, 1, 0]
         );
     }
 
@@ -175,6 +211,18 @@ mod tests {
             Err(RendezvousError::Kind(0x01))
         );
         assert_eq!(Reply::parse(b"RKRV"), Err(RendezvousError::Magic));
+        assert_eq!(
+            Question::parse(b"RKRV\x01\x02\x00\x00"),
+            Err(RendezvousError::Malformed(0x02))
+        );
+        assert_eq!(
+            Reply::parse(b"RKRV\x01\x82\x01\x07"),
+            Err(RendezvousError::Malformed(0x82))
+        );
+        assert_eq!(
+            Question::parse(b"RKRV\x01\x03\x00\x01"),
+            Err(RendezvousError::Kind(0x03))
+        );
     }
 
     proptest! {
@@ -194,9 +242,27 @@ mod tests {
         }
 
         #[test]
-        fn probes_read_back(port in 1u16.., rock: bool) {
-            prop_assert_eq!(Question::parse(&Question::Probe(port).encode()), Ok(Question::Probe(port)));
-            prop_assert_eq!(Reply::parse(&Reply::Probe { rock }.encode()), Ok(Reply::Probe { rock }));
+        fn messages_read_back(port in 1u16.., yes: bool) {
+            for q in [Question::Probe(port), Question::Open(port)] {
+                prop_assert_eq!(Question::parse(&q.encode()), Ok(q));
+            }
+            for r in [Reply::Probe { rock: yes }, Reply::Open { opened: yes }] {
+                prop_assert_eq!(Reply::parse(&r.encode()), Ok(r));
+            }
+        }
+
+        #[test]
+        fn any_message_of_this_version_parses_or_is_refused(tail in proptest::collection::vec(any::<u8>(), 0..6)) {
+            let mut bytes = b"RKRV\x01".to_vec();
+            bytes.extend_from_slice(&tail);
+            let whole = bytes.len() >= LEN;
+            prop_assert_eq!(check(&bytes), Ok(whole.then_some(LEN)));
+            if let Ok(q) = Question::parse(&bytes) {
+                prop_assert_eq!(&q.encode()[..], &bytes[..LEN]);
+            }
+            if let Ok(r) = Reply::parse(&bytes) {
+                prop_assert_eq!(&r.encode()[..], &bytes[..LEN]);
+            }
         }
     }
 }

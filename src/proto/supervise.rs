@@ -5,9 +5,13 @@
 //! ```text
 //! request  = "connect " socket-address "\n"    ; 192.0.2.7:80, [2001:db8::1]:443
 //!          / "listen " socket-address "\n"     ; the program listens there
+//!          / "peer " socket-address " " socket-address "\n"
+//!                                   ; who is the peer of this (local, remote)?
 //! answer   = "direct\n"                         ; connect to it yourself
 //!          / "via " port "\n"                   ; connect to 127.0.0.1:port
 //!          / "ok\n"                             ; heard (to listen)
+//!          / "real " socket-address "\n"       ; the peer is really there
+//!          / "none\n"                           ; the peer is who it seems
 //! ```
 //!
 //! Anything else — a longer line, a line without its newline, bytes that
@@ -19,7 +23,7 @@
 use std::net::SocketAddr;
 
 /// The longest line either side sends or accepts, newline included.
-pub const MAX_LINE: usize = 96;
+pub const MAX_LINE: usize = 128;
 
 /// What the library asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +33,20 @@ pub enum Request {
     /// The program listens for TCP connections at this address (its
     /// socket's own address: a wildcard address, port never 0).
     Listen(SocketAddr),
+    /// Who really is at the other end of the program's connection from
+    /// `local` to `remote` (a loopback connection that the supervisor may
+    /// carry for a rock peer)?
+    Peer {
+        /// The program's end.
+        local: SocketAddr,
+        /// The other end, as the kernel reports it.
+        remote: SocketAddr,
+    },
 }
 
 /// What the supervisor answers: [`Answer::Direct`] or [`Answer::Via`] to
-/// [`Request::Connect`], [`Answer::Ok`] to [`Request::Listen`].
+/// [`Request::Connect`], [`Answer::Ok`] to [`Request::Listen`],
+/// [`Answer::Real`] or [`Answer::NotCarried`] to [`Request::Peer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     /// Connect to the address itself: the peer is ordinary.
@@ -42,6 +56,10 @@ pub enum Answer {
     Via(u16),
     /// Heard.
     Ok,
+    /// The connection is carried for a peer at this address.
+    Real(SocketAddr),
+    /// The connection is not one the supervisor carries.
+    NotCarried,
 }
 
 /// A line that is not a request or an answer.
@@ -91,6 +109,13 @@ impl Request {
                 Ok(addr) if addr.port() != 0 => Ok(Request::Listen(addr)),
                 _ => Err(unknown(text)),
             },
+            Some(("peer", pair)) => match pair.split_once(' ') {
+                Some((local, remote)) => match (local.parse(), remote.parse()) {
+                    (Ok(local), Ok(remote)) => Ok(Request::Peer { local, remote }),
+                    _ => Err(unknown(text)),
+                },
+                None => Err(unknown(text)),
+            },
             _ => Err(unknown(text)),
         }
     }
@@ -100,6 +125,7 @@ impl Request {
         match self {
             Request::Connect(addr) => format!("connect {addr}\n"),
             Request::Listen(addr) => format!("listen {addr}\n"),
+            Request::Peer { local, remote } => format!("peer {local} {remote}\n"),
         }
     }
 }
@@ -111,6 +137,8 @@ impl Answer {
         match text.split_once(' ') {
             None if text == "direct" => Ok(Answer::Direct),
             None if text == "ok" => Ok(Answer::Ok),
+            None if text == "none" => Ok(Answer::NotCarried),
+            Some(("real", addr)) => addr.parse().map(Answer::Real).map_err(|_| unknown(text)),
             Some(("via", port)) => match port.parse::<u16>() {
                 Ok(port) if port != 0 => Ok(Answer::Via(port)),
                 _ => Err(unknown(text)),
@@ -125,6 +153,8 @@ impl Answer {
             Answer::Direct => "direct\n".to_owned(),
             Answer::Via(port) => format!("via {port}\n"),
             Answer::Ok => "ok\n".to_owned(),
+            Answer::Real(addr) => format!("real {addr}\n"),
+            Answer::NotCarried => "none\n".to_owned(),
         }
     }
 }
@@ -169,6 +199,15 @@ mod tests {
             Request::parse(line.as_bytes()),
             Ok(Request::Connect(longest.into()))
         );
+        let peer = Request::Peer {
+            local: longest.into(),
+            remote: longest.into(),
+        };
+        let line = peer.encode();
+        assert!(line.len() <= MAX_LINE, "{line}");
+        assert_eq!(Request::parse(line.as_bytes()), Ok(peer));
+        let line = Answer::Real(longest.into()).encode();
+        assert!(line.len() <= MAX_LINE, "{line}");
     }
 
     #[test]
@@ -184,6 +223,9 @@ mod tests {
             b"\n",
             b"listen 0.0.0.0:0\n",
             b"listen [::]\n",
+            b"peer 127.0.0.1:1\n",
+            b"peer 127.0.0.1:1  127.0.0.1:2\n",
+            b"peer 127.0.0.1:1 127.0.0.1:2 \n",
         ] {
             assert!(Request::parse(bad).is_err(), "{bad:?}");
         }
@@ -194,6 +236,9 @@ mod tests {
             b"direct \n",
             b"ok \n",
             b"OK\n",
+            b"real\n",
+            b"real 1.2.3.4\n",
+            b"none \n",
         ] {
             assert!(Answer::parse(bad).is_err(), "{bad:?}");
         }

@@ -19,7 +19,9 @@
 //! * [`requests`] — the library's questions, answered.
 //! * [`peers`] — which destinations are rock servers (probe and cache).
 //! * [`rendezvous`] — the command's listeners and the rendezvous port.
+//! * [`carried`] — the connections the supervisor carries, and for whom.
 
+pub mod carried;
 pub mod library;
 pub mod peers;
 pub mod program;
@@ -171,9 +173,11 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
         .defaults()
         .rock_port
         .map_or(peers::DEFAULT_ROCK_PORT, |p| p.value);
+    let carried = std::sync::Arc::new(carried::Carried::default());
     let context = requests::Context {
         peers: peers::Peers::new(options.profiles),
-        rendezvous: rendezvous::Rendezvous::new(own_port),
+        rendezvous: rendezvous::Rendezvous::new(own_port, carried.clone()),
+        carried,
     };
     let serving = tokio::spawn(requests::serve(listener, std::sync::Arc::new(context)));
     let mut forwarded = Vec::new();

@@ -20,6 +20,8 @@ use tokio::net::TcpStream;
 
 use crate::settings::Profiles;
 
+/// The longest an OPEN may take, connection included.
+pub const OPEN_WITHIN: Duration = Duration::from_secs(2);
 /// The rendezvous port when no profile sets `rock_port`.
 pub const DEFAULT_ROCK_PORT: u16 = 4747;
 /// The longest a probe may take, connection included.
@@ -136,7 +138,38 @@ async fn ask(rendezvous: SocketAddr, port: u16) -> Finding {
     match Reply::parse(&buf) {
         Ok(Reply::Probe { rock: true }) => Finding::Rock,
         Ok(Reply::Probe { rock: false }) => Finding::NotRock,
-        Err(_) => Finding::Other,
+        Ok(Reply::Open { .. }) | Err(_) => Finding::Other,
+    }
+}
+
+/// Opens a connection to the rock listener at `port` through the
+/// rendezvous port at `rendezvous`, within [`OPEN_WITHIN`]: the connection
+/// then carries the programs' bytes. `None` when it refused or failed.
+pub async fn open(rendezvous: SocketAddr, port: u16) -> Option<TcpStream> {
+    tokio::time::timeout(OPEN_WITHIN, open_now(rendezvous, port))
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn open_now(rendezvous: SocketAddr, port: u16) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect(rendezvous).await.ok()?;
+    stream
+        .write_all(&Question::Open(port).encode())
+        .await
+        .ok()?;
+    let mut buf = [0u8; LEN];
+    let mut have = 0;
+    while have < LEN {
+        match stream.read(&mut buf[have..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => have += n,
+        }
+        rendezvous::check(&buf[..have]).ok()?;
+    }
+    match Reply::parse(&buf) {
+        Ok(Reply::Open { opened: true }) => Some(stream),
+        _ => None,
     }
 }
 
@@ -167,8 +200,8 @@ impl Peers {
         }
     }
 
-    /// The rendezvous port of `dest`'s host.
-    fn rock_port(&self, dest: SocketAddr) -> u16 {
+    /// The rendezvous port of `dest`'s host (0: none).
+    pub fn rock_port(&self, dest: SocketAddr) -> u16 {
         self.profiles
             .for_host(&dest.ip().to_string())
             .rock_port

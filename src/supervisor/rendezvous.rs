@@ -8,12 +8,18 @@
 //! listener registers; while another process holds it (another rock
 //! supervisor on this host), it is tried again every [`RETRY_BIND`], and
 //! this command's listeners stay unannounced meanwhile — its clients then
-//! connect as ordinary ones. Each question gets one answer, then the
-//! connection closes; a caller has [`QUESTION_WITHIN`] to ask, and at most
-//! [`MAX_PENDING`] questions are open at once.
+//! connect as ordinary ones. A PROBE gets one answer, then the connection
+//! closes; an OPEN that succeeds turns the connection into a plain relay
+//! to the program's listener (`super::carried`), which the supervisor
+//! connects to over loopback. A caller has [`QUESTION_WITHIN`] to ask and
+//! be answered, and at most [`MAX_PENDING`] questions are open at once.
+//!
+//! A listener is only ever offered at the address it listens on: one bound
+//! to 127.0.0.1 is no rock listener for a question that came in on another
+//! address, so the rendezvous port never exposes a loopback-only server.
 
-use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::carried::{self, Carried, Entry};
+
 /// How often a rendezvous port held by another process is tried again.
 pub const RETRY_BIND: Duration = Duration::from_secs(2);
 /// How long a caller has to ask its question.
@@ -29,27 +37,53 @@ pub const QUESTION_WITHIN: Duration = Duration::from_secs(2);
 /// The most questions answered at once.
 pub const MAX_PENDING: usize = 64;
 
-/// The command's TCP listeners, by port.
+/// The command's TCP listeners: the addresses each port listens on.
 #[derive(Debug, Default)]
 pub struct Listeners {
-    ports: Mutex<BTreeSet<u16>>,
+    ports: Mutex<BTreeMap<u16, Vec<IpAddr>>>,
 }
 
 impl Listeners {
-    /// Registers a listener at `addr`; whether its port is new.
+    /// Registers a listener at `addr`; whether it is new.
     pub fn register(&self, addr: SocketAddr) -> bool {
-        self.ports
-            .lock()
-            .map(|mut ports| ports.insert(addr.port()))
-            .unwrap_or(false)
+        let Ok(mut ports) = self.ports.lock() else {
+            return false;
+        };
+        let ips = ports.entry(addr.port()).or_default();
+        let ip = addr.ip().to_canonical();
+        if ips.contains(&ip) {
+            return false;
+        }
+        ips.push(ip);
+        true
     }
 
-    /// Whether the command listens on `port`.
-    pub fn has(&self, port: u16) -> bool {
-        self.ports
-            .lock()
-            .map(|p| p.contains(&port))
-            .unwrap_or(false)
+    /// Where the supervisor connects to reach the command's listener on
+    /// `port` for a question that arrived at address `arrived`: `None` if
+    /// no listener of the command takes connections there.
+    pub fn reachable(&self, port: u16, arrived: IpAddr) -> Option<SocketAddr> {
+        let arrived = arrived.to_canonical();
+        let ports = self.ports.lock().ok()?;
+        let ips = ports.get(&port)?;
+        let to = |ip: IpAddr| Some(SocketAddr::new(ip, port));
+        for &ip in ips {
+            match ip {
+                // 0.0.0.0 takes IPv4; [::] takes both (unless V6ONLY,
+                // which the kernel then refuses, and the OPEN says so).
+                IpAddr::V4(v4) if v4.is_unspecified() && arrived.is_ipv4() => {
+                    return to(Ipv4Addr::LOCALHOST.into());
+                }
+                IpAddr::V6(v6) if v6.is_unspecified() => {
+                    return match arrived {
+                        IpAddr::V4(_) => to(Ipv4Addr::LOCALHOST.into()),
+                        IpAddr::V6(_) => to(Ipv6Addr::LOCALHOST.into()),
+                    };
+                }
+                ip if ip == arrived => return to(ip),
+                _ => {}
+            }
+        }
+        None
     }
 }
 
@@ -57,15 +91,18 @@ impl Listeners {
 /// the port it answers on (0: none).
 pub struct Rendezvous {
     listeners: Arc<Listeners>,
+    carried: Arc<Carried>,
     port: u16,
     started: std::sync::Once,
 }
 
 impl Rendezvous {
-    /// A rendezvous on `port` (0: the rendezvous is off), not bound yet.
-    pub fn new(port: u16) -> Rendezvous {
+    /// A rendezvous on `port` (0: the rendezvous is off), not bound yet;
+    /// the connections it opens go into `carried`.
+    pub fn new(port: u16, carried: Arc<Carried>) -> Rendezvous {
         Rendezvous {
             listeners: Arc::new(Listeners::default()),
+            carried,
             port,
             started: std::sync::Once::new(),
         }
@@ -78,17 +115,30 @@ impl Rendezvous {
             tracing::debug!("listen {addr}: registered");
         }
         if self.port != 0 {
-            let (listeners, port) = (self.listeners.clone(), self.port);
+            let state = State {
+                port: self.port,
+                listeners: self.listeners.clone(),
+                carried: self.carried.clone(),
+            };
             self.started.call_once(|| {
-                tokio::spawn(run(port, listeners));
+                tokio::spawn(run(state));
             });
         }
     }
 }
 
+/// What the rendezvous port's task works with.
+#[derive(Clone)]
+struct State {
+    port: u16,
+    listeners: Arc<Listeners>,
+    carried: Arc<Carried>,
+}
+
 /// Binds the rendezvous port (retrying while it is taken) and answers on
 /// it until the task is dropped.
-async fn run(port: u16, listeners: Arc<Listeners>) {
+async fn run(state: State) {
+    let port = state.port;
     let mut said = false;
     let listener = loop {
         match bind(port) {
@@ -114,14 +164,15 @@ async fn run(port: u16, listeners: Arc<Listeners>) {
         };
         match listener.accept().await {
             Ok((stream, from)) => {
-                let listeners = listeners.clone();
+                let state = state.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
-                    let _ = tokio::time::timeout(
-                        QUESTION_WITHIN,
-                        answer(stream, from, port, &listeners),
-                    )
-                    .await;
+                    let answered =
+                        tokio::time::timeout(QUESTION_WITHIN, answer(stream, from, &state)).await;
+                    // A relay does not hold a place among the questions.
+                    drop(permit);
+                    if let Ok(Some((link, program, _entry))) = answered {
+                        carried::relay(link, program).await;
+                    }
                 });
             }
             Err(e) => {
@@ -151,28 +202,90 @@ fn bind(port: u16) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Reads one question from `stream` and answers it.
-async fn answer(mut stream: TcpStream, from: SocketAddr, port: u16, listeners: &Listeners) {
+/// Reads one question from `stream` and answers it; an OPEN that
+/// succeeds returns the connection, the program's end, and their entry in
+/// the table of carried connections.
+async fn answer(
+    mut stream: TcpStream,
+    from: SocketAddr,
+    state: &State,
+) -> Option<(TcpStream, TcpStream, Entry)> {
+    let port = state.port;
     let mut buf = [0u8; LEN];
     let mut have = 0;
     while have < LEN {
         match stream.read(&mut buf[have..]).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(n) => have += n,
         }
         if let Err(e) = rendezvous::check(&buf[..have]) {
             tracing::debug!("rendezvous port {port}: {from} sent something else: {e}");
-            return;
+            return None;
         }
     }
+    let arrived = stream.local_addr().ok()?.ip();
+    let from = SocketAddr::new(from.ip().to_canonical(), from.port());
     match Question::parse(&buf) {
         Ok(Question::Probe(asked)) => {
-            let rock = listeners.has(asked);
+            let rock = state.listeners.reachable(asked, arrived).is_some();
             tracing::debug!("rendezvous port {port}: {from} asks about port {asked}: {rock}");
             let _ = stream.write_all(&Reply::Probe { rock }.encode()).await;
+            None
         }
-        Err(e) => tracing::debug!("rendezvous port {port}: {from} sent something else: {e}"),
+        Ok(Question::Open(asked)) => {
+            let opened = match state.listeners.reachable(asked, arrived) {
+                Some(target) => open(target, from, &state.carried).await,
+                None => None,
+            };
+            tracing::debug!(
+                "rendezvous port {port}: open {asked} from {from}: {}",
+                match &opened {
+                    Some((program, _)) => format!(
+                        "relaying through {}",
+                        program
+                            .local_addr()
+                            .map_or("?".to_owned(), |a| a.to_string())
+                    ),
+                    None => "refused".to_owned(),
+                }
+            );
+            let reply = Reply::Open {
+                opened: opened.is_some(),
+            };
+            stream.write_all(&reply.encode()).await.ok()?;
+            let (program, entry) = opened?;
+            Some((stream, program, entry))
+        }
+        Err(e) => {
+            tracing::debug!("rendezvous port {port}: {from} sent something else: {e}");
+            None
+        }
     }
+}
+
+/// Connects to the program's listener at `target` for the rock client at
+/// `client`, recording the connection as carried for it before the program
+/// can accept it.
+async fn open(
+    target: SocketAddr,
+    client: SocketAddr,
+    carried: &Arc<Carried>,
+) -> Option<(TcpStream, Entry)> {
+    let socket = match target {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .ok()?;
+    // From loopback, so that the program's accept sees a loopback peer
+    // and its library asks who it really is.
+    let from = match target {
+        SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+        SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 0),
+    };
+    socket.bind(from).ok()?;
+    let entry = carried.insert(socket.local_addr().ok()?, client);
+    let stream = socket.connect(target).await.ok()?;
+    Some((stream, entry))
 }
 
 #[cfg(test)]
@@ -188,7 +301,7 @@ mod tests {
     #[tokio::test]
     async fn the_first_listener_opens_the_rendezvous_which_answers_for_its_ports() {
         let port = free_port();
-        let rendezvous = Rendezvous::new(port);
+        let rendezvous = Rendezvous::new(port, Arc::default());
         let at: SocketAddr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
         assert_eq!(
             probe(at, 8080).await,
@@ -211,7 +324,12 @@ mod tests {
         // Over IPv6 too, where the host has it.
         let v6 = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port);
         if std::net::TcpListener::bind("[::1]:0").is_ok() {
-            assert_eq!(probe(v6, 8080).await, Finding::Rock);
+            assert_eq!(probe(v6, 8081).await, Finding::Rock);
+            assert_eq!(
+                probe(v6, 8080).await,
+                Finding::NotRock,
+                "0.0.0.0 is IPv4 only"
+            );
         }
         // Nonsense ends its own connection only.
         let mut s = TcpStream::connect(at).await.expect("connect");
@@ -225,8 +343,47 @@ mod tests {
     #[test]
     fn no_rendezvous_when_the_port_is_zero() {
         // Registering needs no runtime when nothing is to be started.
-        let rendezvous = Rendezvous::new(0);
+        let rendezvous = Rendezvous::new(0, Arc::default());
         rendezvous.register("0.0.0.0:8080".parse().expect("an address"));
-        assert!(rendezvous.listeners.has(8080));
+        let here = IpAddr::from(Ipv4Addr::LOCALHOST);
+        assert!(rendezvous.listeners.reachable(8080, here).is_some());
+    }
+
+    #[test]
+    fn a_listener_is_offered_only_where_it_listens() {
+        let l = Listeners::default();
+        let (lo, out): (IpAddr, IpAddr) = (
+            "127.0.0.1".parse().expect("an address"),
+            "192.0.2.9".parse().expect("an address"),
+        );
+        let v6: IpAddr = "2001:db8::9".parse().expect("an address");
+        l.register("127.0.0.1:6379".parse().expect("an address"));
+        assert_eq!(
+            l.reachable(6379, lo),
+            Some("127.0.0.1:6379".parse().expect("an address"))
+        );
+        assert_eq!(l.reachable(6379, out), None, "loopback-only stays so");
+        assert_eq!(l.reachable(6380, lo), None);
+        l.register("0.0.0.0:80".parse().expect("an address"));
+        assert_eq!(
+            l.reachable(80, out),
+            Some("127.0.0.1:80".parse().expect("an address"))
+        );
+        assert_eq!(l.reachable(80, v6), None);
+        l.register("[::]:443".parse().expect("an address"));
+        assert_eq!(
+            l.reachable(443, v6),
+            Some("[::1]:443".parse().expect("an address"))
+        );
+        let mapped: IpAddr = "::ffff:192.0.2.9".parse().expect("an address");
+        assert_eq!(
+            l.reachable(443, mapped),
+            Some("127.0.0.1:443".parse().expect("an address"))
+        );
+        l.register("192.0.2.9:22".parse().expect("an address"));
+        assert_eq!(
+            l.reachable(22, mapped),
+            Some("192.0.2.9:22".parse().expect("an address"))
+        );
     }
 }

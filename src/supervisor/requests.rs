@@ -14,7 +14,8 @@ use rock_proto::supervise::{self, Answer, MAX_LINE, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::peers::{Known, Peers};
+use super::carried::{self, Carried};
+use super::peers::{self, Known, Peers};
 use super::rendezvous::Rendezvous;
 use crate::control_socket;
 
@@ -25,25 +26,60 @@ pub struct Context {
     pub peers: Peers,
     /// The command's listeners and the rendezvous port.
     pub rendezvous: Rendezvous,
+    /// The connections the supervisor carries, and for whom.
+    pub carried: Arc<Carried>,
 }
 
-/// Where a connection to `dest` goes. Today always directly, rock server
-/// or not: the rock itself comes with a later slice; the probe already
-/// finds rock servers, and the log says what it found.
+/// How long a `via` listener waits for the program to connect.
+const VIA_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where a connection to `dest` goes: directly to an ordinary peer; to a
+/// rock listener, through a connection the supervisor opens at its host's
+/// rendezvous port and carries (a plain relay until rocks are made), the
+/// program connecting to the supervisor's loopback end.
 async fn route(context: &Context, dest: SocketAddr) -> Answer {
-    match context.peers.find(dest).await {
-        Known::Probed(finding, took) => tracing::debug!(
-            "connect {dest}: direct ({}; probed in {} ms)",
-            finding.describe(),
-            took.as_millis()
+    let (rock, how) = match context.peers.find(dest).await {
+        Known::Probed(finding, took) => (
+            finding.is_rock(),
+            format!("{}; probed in {} ms", finding.describe(), took.as_millis()),
         ),
-        Known::Cached(true) => {
-            tracing::debug!("connect {dest}: direct (a rock listener, known)")
+        Known::Cached(true) => (true, "a rock listener, known".to_owned()),
+        Known::Cached(false) => (false, "ordinary, known".to_owned()),
+        Known::Off => (false, "rock_port = 0: no probe".to_owned()),
+    };
+    if rock {
+        let rendezvous = SocketAddr::new(dest.ip(), context.peers.rock_port(dest));
+        if let Some(answer) = via(context, dest, rendezvous).await {
+            tracing::debug!("connect {dest}: {} ({how})", answer.encode().trim_end());
+            return answer;
         }
-        Known::Cached(false) => tracing::debug!("connect {dest}: direct (ordinary, known)"),
-        Known::Off => tracing::debug!("connect {dest}: direct (rock_port = 0: no probe)"),
+        tracing::debug!("connect {dest}: direct ({how}; its OPEN failed)");
+        return Answer::Direct;
     }
+    tracing::debug!("connect {dest}: direct ({how})");
     Answer::Direct
+}
+
+/// Opens the connection to the rock listener `dest` at `rendezvous`, and a
+/// one-shot loopback listener for the program's end of it.
+async fn via(context: &Context, dest: SocketAddr, rendezvous: SocketAddr) -> Option<Answer> {
+    let link = peers::open(rendezvous, dest.port()).await?;
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .ok()?;
+    let end = listener.local_addr().ok()?;
+    let entry = context.carried.insert(end, dest);
+    tokio::spawn(async move {
+        let _entry = entry;
+        match tokio::time::timeout(VIA_WITHIN, listener.accept()).await {
+            Ok(Ok((program, _))) => {
+                drop(listener);
+                carried::relay(program, link).await;
+            }
+            _ => tracing::debug!("connect {dest}: the program never came to {end}"),
+        }
+    });
+    Some(Answer::Via(end.port()))
 }
 
 /// Answers one request.
@@ -54,6 +90,13 @@ async fn reply(context: &Context, request: Request) -> Answer {
             context.rendezvous.register(addr);
             Answer::Ok
         }
+        Request::Peer { local, remote } => match context.carried.peer(remote) {
+            Some(peer) => {
+                tracing::debug!("peer of {local} to {remote}: {peer}");
+                Answer::Real(peer)
+            }
+            None => Answer::NotCarried,
+        },
     }
 }
 
@@ -136,7 +179,8 @@ mod tests {
         .expect("a config");
         Arc::new(Context {
             peers: Peers::new(crate::settings::Profiles::from_files(vec![file])),
-            rendezvous: Rendezvous::new(0),
+            rendezvous: Rendezvous::new(0, Arc::default()),
+            carried: Arc::default(),
         })
     }
 
@@ -156,6 +200,10 @@ mod tests {
         good.read_exact(&mut both).await.expect("two answers");
         assert_eq!(both, b"direct\ndirect\n");
         assert_eq!(ask(&mut good, b"listen 0.0.0.0:8080\n").await, b"ok\n");
+        assert_eq!(
+            ask(&mut good, b"peer 127.0.0.1:5000 127.0.0.1:6000\n").await,
+            b"none\n"
+        );
 
         let mut bad = UnixStream::connect(&path).await.expect("connect");
         assert_eq!(ask(&mut bad, b"connect nowhere\n").await, b"");

@@ -1,0 +1,93 @@
+//! The connections the supervisor carries for the command, by the address
+//! of the supervisor's own end of the loopback connection the program
+//! holds: the `via` listener a client program connected to, or the socket
+//! the supervisor connected to a server program's listener from. Each
+//! maps to the real peer the program should see (`getpeername`,
+//! `accept`). An entry is made before the program can see the connection
+//! and lasts as long as the relay.
+//!
+//! Addresses are kept in their canonical form (IPv4-mapped IPv6 as IPv4),
+//! as a program with IPv6 sockets sees IPv4 loopback mapped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// The table.
+#[derive(Debug, Default)]
+pub struct Carried {
+    peers: Mutex<HashMap<SocketAddr, SocketAddr>>,
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// An entry of the table, removed when dropped.
+pub struct Entry {
+    table: Arc<Carried>,
+    end: SocketAddr,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Ok(mut peers) = self.table.peers.lock() {
+            peers.remove(&self.end);
+        }
+    }
+}
+
+impl Carried {
+    /// Records that the connection whose supervisor end is `end` is
+    /// carried for `peer`, until the returned entry is dropped.
+    pub fn insert(self: &Arc<Self>, end: SocketAddr, peer: SocketAddr) -> Entry {
+        let end = canonical(end);
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.insert(end, peer);
+        }
+        Entry {
+            table: self.clone(),
+            end,
+        }
+    }
+
+    /// The real peer of the program's connection to `remote`, if the
+    /// supervisor carries it.
+    pub fn peer(&self, remote: SocketAddr) -> Option<SocketAddr> {
+        let peers = self.peers.lock().ok()?;
+        peers.get(&canonical(remote)).copied()
+    }
+}
+
+/// Moves bytes both ways between `a` and `b` until both directions end,
+/// passing each half-close on.
+pub async fn relay(mut a: TcpStream, mut b: TcpStream) {
+    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+    let _ = a.shutdown().await;
+    let _ = b.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_last_as_long_as_their_guard_and_mapped_addresses_match() {
+        let table = Arc::new(Carried::default());
+        let end: SocketAddr = "127.0.0.1:40000".parse().expect("an address");
+        let peer: SocketAddr = "192.0.2.7:6379".parse().expect("an address");
+        let entry = table.insert(end, peer);
+        assert_eq!(table.peer(end), Some(peer));
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().expect("an address");
+        assert_eq!(table.peer(mapped), Some(peer));
+        assert_eq!(
+            table.peer("127.0.0.1:40001".parse().expect("an address")),
+            None
+        );
+        drop(entry);
+        assert_eq!(table.peer(end), None);
+    }
+}

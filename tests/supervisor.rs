@@ -949,3 +949,143 @@ fn a_silent_or_blackholed_rendezvous_port_costs_the_250_ms_bound_once() {
     assert!((0.25..0.6).contains(&first), "{first} s");
     assert!(second < 0.05, "{second} s");
 }
+
+#[test]
+fn asyncio_reaches_a_rock_listener_with_its_non_blocking_connect() {
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    let (port, _server, server_log, _lines) = rocked_echo_server(config.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ask_rendezvous(rendezvous, port).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rendezvous port: {}",
+            server_log.lock().expect("log")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // asyncio connects non-blocking (EINPROGRESS, then epoll and SO_ERROR)
+    // on a socket registered before connect.
+    let script = r#"
+import asyncio, sys
+async def main(port):
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    for word in ("first", "second"):
+        w.write(word.encode() + b"\n")
+        await w.drain()
+        print((await r.readline()).decode().strip(), flush=True)
+    print(w.get_extra_info("peername")[1] == port)
+    w.close()
+    await w.wait_closed()
+asyncio.run(main(int(sys.argv[1])))
+"#;
+    let out = run_with_timeout(
+        Command::new(ROCK)
+            .args(["-v", "-v", "python3", "-c", script, &port.to_string()])
+            .env("XDG_CONFIG_HOME", config.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first\nsecond\nTrue\n",
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("connect 127.0.0.1:{port}: via ")),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_rock_listener_that_closed_refuses_as_the_kernel_does() {
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    // A server under rock that listens (registering the port), then closes
+    // its listener and stays.
+    let script = r#"
+import socket, time
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(1)
+print(l.getsockname()[1], flush=True)
+l.close()
+print("closed", flush=True)
+time.sleep(60)
+"#;
+    let mut child = Command::new(ROCK)
+        .args(["-v", "-v", "python3", "-c", script])
+        .env("XDG_CONFIG_HOME", config.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let log = common::live::stderr_text(&mut child);
+    let lines = common::live::stdout_lines(&mut child);
+    let _server = Server(child);
+    let port: u16 = lines
+        .recv_timeout(Duration::from_secs(20))
+        .ok()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port: {}", log.lock().expect("log")));
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(10)).ok().as_deref(),
+        Some("closed")
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ask_rendezvous(rendezvous, port).is_none() {
+        assert!(std::time::Instant::now() < deadline, "no rendezvous port");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = r#"
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    print("connected")
+except ConnectionRefusedError as e:
+    print("refused", e.errno)
+"#;
+    let (plain, rocked) = {
+        let run = |command: &mut Command| {
+            run_with_timeout(
+                command
+                    .env("XDG_CONFIG_HOME", config.path())
+                    .env_remove("RUST_LOG")
+                    .stdin(Stdio::null()),
+                Duration::from_secs(30),
+            )
+        };
+        let p = port.to_string();
+        (
+            run(Command::new("python3").args(["-c", client, &p])),
+            run(Command::new(ROCK).args(["-v", "-v", "python3", "-c", client, &p])),
+        )
+    };
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "refused 111\n");
+    assert_eq!(
+        String::from_utf8_lossy(&rocked.stdout),
+        "refused 111\n",
+        "{}",
+        text(&rocked)
+    );
+    assert!(
+        String::from_utf8_lossy(&rocked.stderr)
+            .contains(&format!("connect 127.0.0.1:{port}: direct")),
+        "{}",
+        text(&rocked)
+    );
+    // The server's supervisor noticed the listener is gone.
+    assert!(
+        log.lock()
+            .expect("log")
+            .contains(&format!("port {port} no longer listens: forgotten")),
+        "{}",
+        log.lock().expect("log")
+    );
+}

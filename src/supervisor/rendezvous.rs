@@ -29,6 +29,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::carried::{self, Carried, Entry};
+use super::listening;
 
 /// How often a rendezvous port held by another process is tried again.
 pub const RETRY_BIND: Duration = Duration::from_secs(2);
@@ -56,6 +57,13 @@ impl Listeners {
         }
         ips.push(ip);
         true
+    }
+
+    /// Forgets every listener on `port` (the program closed them).
+    pub fn forget(&self, port: u16) {
+        if let Ok(mut ports) = self.ports.lock() {
+            ports.remove(&port);
+        }
     }
 
     /// Where the supervisor connects to reach the command's listener on
@@ -225,6 +233,17 @@ async fn answer(
     }
     let arrived = stream.local_addr().ok()?.ip();
     let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+    let asked = match Question::parse(&buf) {
+        Ok(Question::Probe(p) | Question::Open(p)) => p,
+        Err(_) => 0,
+    };
+    if asked != 0
+        && state.listeners.reachable(asked, arrived).is_some()
+        && listening::listening(asked) == Some(false)
+    {
+        tracing::debug!("rendezvous port {port}: port {asked} no longer listens: forgotten");
+        state.listeners.forget(asked);
+    }
     match Question::parse(&buf) {
         Ok(Question::Probe(asked)) => {
             let rock = state.listeners.reachable(asked, arrived).is_some();
@@ -303,30 +322,37 @@ mod tests {
         let port = free_port();
         let rendezvous = Rendezvous::new(port, Arc::default());
         let at: SocketAddr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
+        // Real listeners: the rendezvous checks the kernel's tables.
+        let v4 = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+        let a = v4.local_addr().expect("address").port();
+        let v6 = std::net::TcpListener::bind("[::]:0").ok();
+        let b = v6.as_ref().map(|l| l.local_addr().expect("address").port());
         assert_eq!(
-            probe(at, 8080).await,
+            probe(at, a).await,
             Finding::Refused,
             "not before a listener"
         );
-        rendezvous.register("0.0.0.0:8080".parse().expect("an address"));
-        rendezvous.register("[::]:8081".parse().expect("an address"));
+        rendezvous.register(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), a));
+        if let Some(b) = b {
+            rendezvous.register(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), b));
+        }
         let mut finding = Finding::Refused;
         for _ in 0..100 {
-            finding = probe(at, 8080).await;
+            finding = probe(at, a).await;
             if finding != Finding::Refused {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(finding, Finding::Rock);
-        assert_eq!(probe(at, 8081).await, Finding::Rock);
-        assert_eq!(probe(at, 8082).await, Finding::NotRock);
-        // Over IPv6 too, where the host has it.
-        let v6 = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port);
-        if std::net::TcpListener::bind("[::1]:0").is_ok() {
-            assert_eq!(probe(v6, 8081).await, Finding::Rock);
+        assert_eq!(probe(at, free_port()).await, Finding::NotRock);
+        if let Some(b) = b {
+            // [::] takes both families; 0.0.0.0 only IPv4.
+            assert_eq!(probe(at, b).await, Finding::Rock);
+            let v6at = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port);
+            assert_eq!(probe(v6at, b).await, Finding::Rock);
             assert_eq!(
-                probe(v6, 8080).await,
+                probe(v6at, a).await,
                 Finding::NotRock,
                 "0.0.0.0 is IPv4 only"
             );
@@ -337,7 +363,10 @@ mod tests {
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest).await;
         assert!(rest.is_empty());
-        assert_eq!(probe(at, 8080).await, Finding::Rock);
+        assert_eq!(probe(at, a).await, Finding::Rock);
+        // A listener the program closed is no longer offered.
+        drop(v4);
+        assert_eq!(probe(at, a).await, Finding::NotRock);
     }
 
     #[test]

@@ -371,14 +371,22 @@ fn start_server(program: &str, args: &[&str], port: u16, dir: Option<&Path>) -> 
 }
 
 /// The same command run plainly and under `rock -v -v`, stdin from
-/// `input`.
-fn plain_and_under_rock(args: &[&str], input: &[u8]) -> (Output, Output) {
+/// `input`, with rock's configuration files under `config`
+/// (XDG_CONFIG_HOME) when given.
+fn plain_and_under_rock_with(
+    args: &[&str],
+    input: &[u8],
+    config: Option<&Path>,
+) -> (Output, Output) {
     library();
     let dir = common::temp_dir();
     let stdin = dir.path().join("stdin");
     std::fs::write(&stdin, input).expect("write the input");
     let run = |command: &mut Command| {
         let file = std::fs::File::open(&stdin).expect("open the input");
+        if let Some(config) = config {
+            command.env("XDG_CONFIG_HOME", config);
+        }
         run_with_timeout(
             command.env_remove("RUST_LOG").stdin(file),
             Duration::from_secs(30),
@@ -402,7 +410,19 @@ fn programs_stderr(out: &Output) -> String {
 /// rock did see its connections to `port` (so the library was there).
 #[track_caller]
 fn assert_transparent(args: &[&str], input: &[u8], port: u16) -> Output {
-    let (plain, rocked) = plain_and_under_rock(args, input);
+    assert_transparent_with(args, input, None, &format!(":{port}: direct"))
+}
+
+/// As [`assert_transparent`], with rock's configuration under `config`,
+/// and `route` in rock's log (what the supervisor answered).
+#[track_caller]
+fn assert_transparent_with(
+    args: &[&str],
+    input: &[u8],
+    config: Option<&Path>,
+    route: &str,
+) -> Output {
+    let (plain, rocked) = plain_and_under_rock_with(args, input, config);
     let context = format!(
         "{args:?}\n--- plainly ---\n{}\n--- under rock ---\n{}",
         text(&plain),
@@ -416,8 +436,8 @@ fn assert_transparent(args: &[&str], input: &[u8], port: u16) -> Output {
         "{context}"
     );
     assert!(
-        String::from_utf8_lossy(&rocked.stderr).contains(&format!(":{port}: direct")),
-        "the supervisor never heard of the connection: {context}"
+        String::from_utf8_lossy(&rocked.stderr).contains(route),
+        "the supervisor never said {route:?}: {context}"
     );
     rocked
 }
@@ -1084,8 +1104,126 @@ except ConnectionRefusedError as e:
     assert!(
         log.lock()
             .expect("log")
-            .contains(&format!("port {port} no longer listens: forgotten")),
+            .contains(&format!("port {port} refused: forgotten")),
         "{}",
         log.lock().expect("log")
     );
+}
+
+// --- Real servers under rock, real clients under rock -----------------------
+
+/// Starts `args` under `rock -v -v` with rock's configuration under
+/// `config`, and waits until `port` listens and the rendezvous port calls
+/// it a rock listener.
+fn rocked_server(args: &[&str], config: &Path, port: u16, rendezvous: u16, dir: &Path) -> Server {
+    library();
+    let server = Server(
+        Command::new(ROCK)
+            .args(["-v", "-v"])
+            .args(args)
+            .env("XDG_CONFIG_HOME", config)
+            .env_remove("RUST_LOG")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start rock {args:?}: {e}")),
+    );
+    wait_listening(port, args[0]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ask_rendezvous(rendezvous, port) != Some(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{args:?} under rock is not announced at the rendezvous port {rendezvous}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+#[test]
+fn redis_cli_under_rock_reaches_redis_server_under_rock_through_the_rendezvous() {
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    let port = free_port();
+    let p = port.to_string();
+    let dir = common::temp_dir();
+    let _redis = rocked_server(
+        &[
+            "redis-server",
+            "--port",
+            &p,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        config.path(),
+        port,
+        rendezvous,
+        dir.path(),
+    );
+    let via = format!("connect 127.0.0.1:{port}: via ");
+    let cli = |rest: &[&'static str]| -> Vec<&str> {
+        let mut args = vec!["redis-cli", "-h", "127.0.0.1", "-p", &p];
+        args.extend_from_slice(rest);
+        args
+    };
+    let out = assert_transparent_with(
+        &cli(&["SET", "through", "the rendezvous"]),
+        b"",
+        Some(config.path()),
+        &via,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n");
+    let out = assert_transparent_with(&cli(&["GET", "through"]), b"", Some(config.path()), &via);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "the rendezvous\n");
+    let out = assert_transparent_with(
+        &cli(&[]),
+        b"SET n 1\nINCR n\nGET n\n",
+        Some(config.path()),
+        &via,
+    );
+    // Each run (plainly, then under rock) sets n anew.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n2\n2\n");
+    // A big value both ways through the two supervisors' relay.
+    let big = "x".repeat(1 << 20);
+    let input = format!("SET big {big}\nSTRLEN big\n");
+    let out = assert_transparent_with(&cli(&[]), input.as_bytes(), Some(config.path()), &via);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n1048576\n");
+}
+
+#[test]
+fn curl_under_rock_reaches_an_http_server_under_rock_through_the_rendezvous() {
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    let dir = common::temp_dir();
+    std::fs::write(dir.path().join("page.txt"), "a page through two rocks\n").expect("write");
+    let port = free_port();
+    let p = port.to_string();
+    let _http = rocked_server(
+        &["python3", "-m", "http.server", "--bind", "127.0.0.1", &p],
+        config.path(),
+        port,
+        rendezvous,
+        dir.path(),
+    );
+    let via = format!("connect 127.0.0.1:{port}: via ");
+    let page = format!("http://127.0.0.1:{port}/page.txt");
+    let out = assert_transparent_with(&["curl", "-sS", &page], b"", Some(config.path()), &via);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "a page through two rocks\n"
+    );
+    let missing = format!("http://127.0.0.1:{port}/missing");
+    let out = assert_transparent_with(
+        &["curl", "-s", "--fail", &missing],
+        b"",
+        Some(config.path()),
+        &via,
+    );
+    assert_eq!(out.status.code(), Some(22), "{}", text(&out));
 }

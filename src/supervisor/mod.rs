@@ -20,12 +20,9 @@
 //! * [`peers`] — which destinations are rock servers (probe and cache).
 //! * [`rendezvous`] — the command's listeners and the rendezvous port.
 //! * [`carried`] — the connections the supervisor carries, and for whom.
-//! * [`listening`] — whether a port still has a listener (the kernel's
-//!   tables).
 
 pub mod carried;
 pub mod library;
-pub mod listening;
 pub mod peers;
 pub mod program;
 pub mod rendezvous;

@@ -14,6 +14,9 @@
 //! connects to over loopback. A caller has [`QUESTION_WITHIN`] to ask and
 //! be answered, and at most [`MAX_PENDING`] questions are open at once.
 //!
+//! The library hears of `listen`, not of `close`: a port whose listener
+//! refuses the supervisor's connection is forgotten.
+//!
 //! A listener is only ever offered at the address it listens on: one bound
 //! to 127.0.0.1 is no rock listener for a question that came in on another
 //! address, so the rendezvous port never exposes a loopback-only server.
@@ -29,7 +32,6 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::carried::{self, Carried, Entry};
-use super::listening;
 
 /// How often a rendezvous port held by another process is tried again.
 pub const RETRY_BIND: Duration = Duration::from_secs(2);
@@ -233,17 +235,6 @@ async fn answer(
     }
     let arrived = stream.local_addr().ok()?.ip();
     let from = SocketAddr::new(from.ip().to_canonical(), from.port());
-    let asked = match Question::parse(&buf) {
-        Ok(Question::Probe(p) | Question::Open(p)) => p,
-        Err(_) => 0,
-    };
-    if asked != 0
-        && state.listeners.reachable(asked, arrived).is_some()
-        && listening::listening(asked) == Some(false)
-    {
-        tracing::debug!("rendezvous port {port}: port {asked} no longer listens: forgotten");
-        state.listeners.forget(asked);
-    }
     match Question::parse(&buf) {
         Ok(Question::Probe(asked)) => {
             let rock = state.listeners.reachable(asked, arrived).is_some();
@@ -253,7 +244,19 @@ async fn answer(
         }
         Ok(Question::Open(asked)) => {
             let opened = match state.listeners.reachable(asked, arrived) {
-                Some(target) => open(target, from, &state.carried).await,
+                Some(target) => match open(target, from, &state.carried).await {
+                    Ok(opened) => Some(opened),
+                    Err(e) => {
+                        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                            // The library hears of listen, not of close.
+                            tracing::debug!(
+                                "rendezvous port {port}: port {asked} refused: forgotten"
+                            );
+                            state.listeners.forget(asked);
+                        }
+                        None
+                    }
+                },
                 None => None,
             };
             tracing::debug!(
@@ -289,22 +292,21 @@ async fn open(
     target: SocketAddr,
     client: SocketAddr,
     carried: &Arc<Carried>,
-) -> Option<(TcpStream, Entry)> {
+) -> std::io::Result<(TcpStream, Entry)> {
     let socket = match target {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .ok()?;
+    }?;
     // From loopback, so that the program's accept sees a loopback peer
     // and its library asks who it really is.
     let from = match target {
         SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
         SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 0),
     };
-    socket.bind(from).ok()?;
-    let entry = carried.insert(socket.local_addr().ok()?, client);
-    let stream = socket.connect(target).await.ok()?;
-    Some((stream, entry))
+    socket.bind(from)?;
+    let entry = carried.insert(socket.local_addr()?, client);
+    let stream = socket.connect(target).await?;
+    Ok((stream, entry))
 }
 
 #[cfg(test)]
@@ -364,8 +366,10 @@ mod tests {
         let _ = s.read_to_end(&mut rest).await;
         assert!(rest.is_empty());
         assert_eq!(probe(at, a).await, Finding::Rock);
-        // A listener the program closed is no longer offered.
+        // A listener the program closed refuses the OPEN, and is no
+        // longer offered.
         drop(v4);
+        assert!(crate::supervisor::peers::open(at, a).await.is_none());
         assert_eq!(probe(at, a).await, Finding::NotRock);
     }
 

@@ -22,8 +22,7 @@ use crate::settings::Profiles;
 
 /// The longest an OPEN may take, connection included.
 pub const OPEN_WITHIN: Duration = Duration::from_secs(2);
-/// The rendezvous port when no profile sets `rock_port`.
-pub const DEFAULT_ROCK_PORT: u16 = 4747;
+pub use crate::settings::resolve::DEFAULT_ROCK_PORT;
 /// The longest a probe may take, connection included.
 pub const PROBE_WITHIN: Duration = Duration::from_millis(250);
 /// How long a rock server is remembered as one.

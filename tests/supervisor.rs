@@ -1227,3 +1227,120 @@ fn curl_under_rock_reaches_an_http_server_under_rock_through_the_rendezvous() {
     );
     assert_eq!(out.status.code(), Some(22), "{}", text(&out));
 }
+
+#[test]
+fn socat_both_ends_under_rock_with_a_forking_server() {
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    let dir = common::temp_dir();
+    let port = free_port();
+    // socat accepts, then forks a child per connection that runs cat.
+    let listen = format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork");
+    let _server = rocked_server(
+        &["socat", &listen, "EXEC:cat"],
+        config.path(),
+        port,
+        rendezvous,
+        dir.path(),
+    );
+    let to = format!("TCP:127.0.0.1:{port}");
+    let via = format!("connect 127.0.0.1:{port}: via ");
+    for word in ["first", "second"] {
+        let input = format!("{word} through a forking socat\n");
+        let out = assert_transparent_with(
+            &["socat", "-t", "2", "-", &to],
+            input.as_bytes(),
+            Some(config.path()),
+            &via,
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), input);
+    }
+}
+
+#[test]
+fn ipv6_clients_and_listeners_under_rock() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        panic!("this test needs IPv6 on loopback (::1)");
+    }
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    let script = r#"
+import socket, threading
+l = socket.socket(socket.AF_INET6)
+l.bind(("::1", 0))
+l.listen(16)
+print(l.getsockname()[1], flush=True)
+while True:
+    c, a = l.accept()
+    print("accepted", a[0], a[1], flush=True)
+    c.sendall(c.recv(100))
+    c.close()
+"#;
+    let mut child = Command::new(ROCK)
+        .args(["-v", "-v", "python3", "-c", script])
+        .env("XDG_CONFIG_HOME", config.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let log = common::live::stderr_text(&mut child);
+    let lines = common::live::stdout_lines(&mut child);
+    let _server = Server(child);
+    let port: u16 = lines
+        .recv_timeout(Duration::from_secs(20))
+        .ok()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port: {}", log.lock().expect("log")));
+    let client = r#"
+import socket, sys
+s = socket.create_connection(("::1", int(sys.argv[1])))
+s.sendall(b"six\n")
+print(s.recv(100).decode().strip(), s.getpeername()[:2])
+"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // The rendezvous port opens once the listener registers.
+        let probe = std::net::TcpStream::connect(("::1", rendezvous));
+        if probe.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rendezvous port");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = run_with_timeout(
+        Command::new(ROCK)
+            .args(["-v", "-v", "python3", "-c", client, &port.to_string()])
+            .env("XDG_CONFIG_HOME", config.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("six ('::1', {port})\n"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("connect [::1]:{port}: via ")),
+        "{}",
+        text(&out)
+    );
+    let line = lines
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("no accepted line: {}", log.lock().expect("log")));
+    // The rock client's link, over IPv6, as the server's accept reports it.
+    let from = line
+        .strip_prefix("accepted ::1 ")
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        log.lock().expect("log").contains(&format!(
+            "open {port} from [::1]:{from}: relaying through [::1]:"
+        )),
+        "{line}\n{}",
+        log.lock().expect("log")
+    );
+}

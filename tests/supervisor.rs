@@ -716,8 +716,8 @@ fn ask_rendezvous(rendezvous: u16, port: u16) -> Option<bool> {
 }
 
 /// A python echo server under `rock -v -v`, listening on loopback, that
-/// prints `accepted HOST PORT peer HOST PORT` (what accept and getpeername
-/// say) for each connection; its port, the rock process (ended when
+/// prints `accepted HOST PORT peer HOST PORT local HOST PORT` (what accept,
+/// getpeername and getsockname say) for each connection; its port, the rock process (ended when
 /// dropped), rock's stderr, and the server's further lines.
 fn rocked_echo_server(
     config: &Path,
@@ -741,7 +741,8 @@ def echo(c):
 while True:
     c, a = l.accept()
     p = c.getpeername()
-    print("accepted", a[0], a[1], "peer", p[0], p[1], flush=True)
+    m = c.getsockname()
+    print("accepted", a[0], a[1], "peer", p[0], p[1], "local", m[0], m[1], flush=True)
     threading.Thread(target=echo, args=(c,), daemon=True).start()
 "#;
     let mut child = Command::new(ROCK)
@@ -769,14 +770,15 @@ while True:
     (port, server, stderr, lines)
 }
 
-/// The `HOST:PORT` of accept and of getpeername in an `accepted … peer …`
-/// line.
-fn accepted(line: &str) -> (String, String) {
+/// The `HOST:PORT` of accept, getpeername and getsockname in an
+/// `accepted … peer … local …` line.
+fn accepted(line: &str) -> (String, String, String) {
     let words: Vec<&str> = line.split(' ').collect();
-    assert_eq!(words.len(), 6, "{line}");
+    assert_eq!(words.len(), 9, "{line}");
     (
         format!("{}:{}", words[1], words[2]),
         format!("{}:{}", words[4], words[5]),
+        format!("{}:{}", words[7], words[8]),
     )
 }
 
@@ -818,7 +820,9 @@ for port in sys.argv[1:]:
         s = socket.create_connection(("127.0.0.1", int(port)))
         s.sendall(word.encode() + b"\n")
         p = s.getpeername()
-        print(s.makefile().readline().strip(), p[0], p[1])
+        m = s.getsockname()
+        print(s.makefile().readline().strip(), p[0], p[1], file=sys.stdout)
+        print(f"{m[0]}:{m[1]}", file=sys.stderr)
         s.close()
 "#;
     let out = run_with_timeout(
@@ -868,15 +872,26 @@ for port in sys.argv[1:]:
 
     // The server's accept and getpeername name the rock client's link (its
     // source address at the rendezvous port), not the loopback connection
-    // its supervisor made to the listener.
-    for _ in 0..2 {
+    // its supervisor made to the listener; and the client's getsockname
+    // names that same link address: both ends agree on the connection's
+    // addresses, as over plain TCP.
+    let client_ends: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("127.0.0.1:"))
+        .collect();
+    assert_eq!(client_ends.len(), 4, "{}", text(&out));
+    for client_end in &client_ends[..2] {
         let line = server_lines
             .recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|_| panic!("no accepted line: {}", log()));
-        let (from_accept, from_getpeername) = accepted(&line);
+        let (from_accept, from_getpeername, own) = accepted(&line);
         assert_eq!(from_accept, from_getpeername, "{line}");
+        assert_eq!(&from_accept, client_end, "{line}");
+        assert_eq!(own, format!("127.0.0.1:{port}"), "{line}");
         let opened = format!("open {port} from {from_accept}: relaying through 127.0.0.1:");
         assert!(log().contains(&opened), "{line}\n{}", log());
+        let linked = format!("connect 127.0.0.1:{port}: link from {client_end} to ");
+        assert!(err.contains(&linked), "{}", text(&out));
     }
 
     // An ordinary client (not under rock) is accepted as it is.
@@ -886,7 +901,12 @@ for port in sys.argv[1:]:
     let line = server_lines
         .recv_timeout(Duration::from_secs(10))
         .unwrap_or_else(|_| panic!("no accepted line: {}", log()));
-    assert_eq!(accepted(&line), (me.to_string(), me.to_string()), "{line}");
+    let there = plain_client.peer_addr().expect("address");
+    assert_eq!(
+        accepted(&line),
+        (me.to_string(), me.to_string(), there.to_string()),
+        "{line}"
+    );
 }
 
 /// Runs a python client under rock (rendezvous port `rendezvous`) that

@@ -17,10 +17,11 @@
 //! carry `MSG_FASTOPEN`; every other call goes straight to libc after one
 //! test of the flags), sent to the supervisor's loopback end instead when
 //! it answers `via`; `listen`, which registers a TCP listener with the
-//! supervisor once the kernel has made it one; `accept`, `accept4` and
-//! `getpeername`, which report the real peer of a connection the
-//! supervisor carries (asked only when the kernel's answer is a loopback
-//! address: an ordinary connection costs nothing).
+//! supervisor once the kernel has made it one; `accept`, `accept4`,
+//! `getpeername` and `getsockname`, which report the real ends of a
+//! connection the supervisor carries (asked only when the kernel reports a
+//! loopback peer: an ordinary connection costs nothing). The library's own
+//! calls of every exported function go through [`real`].
 
 // The exported functions are the C library's: unmangled, C ABI, and
 // unsafe by nature (they take raw pointers from the program).
@@ -131,9 +132,9 @@ pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     rc
 }
 
-/// The real peer of `fd`'s connection if the supervisor carries it: asked
-/// only when the kernel reports a loopback peer.
-fn carried_peer(fd: c_int) -> Option<SocketAddr> {
+/// The real (peer, local) ends of `fd`'s connection if the supervisor
+/// carries it: asked only when the kernel reports a loopback peer.
+fn carried_ends(fd: c_int) -> Option<(SocketAddr, SocketAddr)> {
     let remote = sockets::peer_addr(fd)?;
     if !sockets::is_loopback(remote) {
         return None;
@@ -141,23 +142,34 @@ fn carried_peer(fd: c_int) -> Option<SocketAddr> {
     let local = sockets::local_addr(fd)?;
     let answer = std::panic::catch_unwind(|| channel::ask(&Request::Peer { local, remote }));
     match answer.ok()?? {
-        Answer::Real(peer) => Some(peer),
+        Answer::Real { peer, local } => Some((peer, local)),
         _ => None,
     }
 }
 
-/// Puts the real peer of `fd` into the program's `addr`/`len`, if the
-/// supervisor carries `fd`'s connection.
+/// Which end of a connection to report.
+#[derive(Clone, Copy)]
+enum End {
+    Peer,
+    Local,
+}
+
+/// Puts the real `end` of `fd`'s connection into the program's
+/// `addr`/`len`, if the supervisor carries it.
 ///
 /// # Safety
 /// `addr` and `len` are null, or valid as `getpeername(2)` takes them.
-unsafe fn report_real_peer(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) {
+unsafe fn report_real(fd: c_int, end: End, addr: *mut sockaddr, len: *mut socklen_t) {
     if addr.is_null() || len.is_null() {
         return;
     }
-    if let (Some(peer), Some(family)) = (carried_peer(fd), sockets::family(fd)) {
+    if let (Some((peer, local)), Some(family)) = (carried_ends(fd), sockets::family(fd)) {
+        let real = match end {
+            End::Peer => peer,
+            End::Local => local,
+        };
         // SAFETY: the caller's guarantee.
-        unsafe { sockets::write_addr(peer, family, addr, len) };
+        unsafe { sockets::write_addr(real, family, addr, len) };
     }
 }
 
@@ -169,7 +181,7 @@ pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut sockle
     let new = unsafe { real::accept(fd, addr, len) };
     if new >= 0 {
         // SAFETY: the program's pointers, as accept(2) takes them.
-        unsafe { report_real_peer(new, addr, len) };
+        unsafe { report_real(new, End::Peer, addr, len) };
     }
     new
 }
@@ -186,7 +198,7 @@ pub unsafe extern "C" fn accept4(
     let new = unsafe { real::accept4(fd, addr, len, flags) };
     if new >= 0 {
         // SAFETY: the program's pointers, as accept4(2) takes them.
-        unsafe { report_real_peer(new, addr, len) };
+        unsafe { report_real(new, End::Peer, addr, len) };
     }
     new
 }
@@ -199,7 +211,21 @@ pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut s
     let rc = unsafe { real::getpeername(fd, addr, len) };
     if rc == 0 {
         // SAFETY: the program's pointers, as getpeername(2) takes them.
-        unsafe { report_real_peer(fd, addr, len) };
+        unsafe { report_real(fd, End::Peer, addr, len) };
+    }
+    rc
+}
+
+/// `getsockname(2)`: a connection the supervisor carries reports its real
+/// local end (a client's link address, or the address a rock client
+/// reached the server at).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: the program's own arguments, passed on unchanged.
+    let rc = unsafe { real::getsockname(fd, addr, len) };
+    if rc == 0 {
+        // SAFETY: the program's pointers, as getsockname(2) takes them.
+        unsafe { report_real(fd, End::Local, addr, len) };
     }
     rc
 }

@@ -46,6 +46,7 @@ static LISTEN: Next = Next::new(c"listen");
 static ACCEPT: Next = Next::new(c"accept");
 static ACCEPT4: Next = Next::new(c"accept4");
 static GETPEERNAME: Next = Next::new(c"getpeername");
+static GETSOCKNAME: Next = Next::new(c"getsockname");
 
 fn enosys<T: From<i8>>() -> T {
     // SAFETY: errno is thread-local; writing it is always allowed.
@@ -178,6 +179,23 @@ pub unsafe fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -
         f => {
             // SAFETY: the address is libc's `getpeername`, of this signature.
             let f: GetPeerName = unsafe { std::mem::transmute::<usize, GetPeerName>(f) };
+            // SAFETY: the caller's guarantee.
+            unsafe { f(fd, addr, len) }
+        }
+    }
+}
+
+/// libc's `getsockname`.
+///
+/// # Safety
+/// As `getsockname(2)`: `addr` points to `*len` writable bytes.
+pub unsafe fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    type GetSockName = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
+    match GETSOCKNAME.get() {
+        0 => enosys(),
+        f => {
+            // SAFETY: the address is libc's `getsockname`, of this signature.
+            let f: GetSockName = unsafe { std::mem::transmute::<usize, GetSockName>(f) };
             // SAFETY: the caller's guarantee.
             unsafe { f(fd, addr, len) }
         }

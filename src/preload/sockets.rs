@@ -40,7 +40,7 @@ pub fn tcp_listening(fd: c_int) -> Option<SocketAddr> {
     unsafe {
         let mut storage: libc::sockaddr_storage = std::mem::zeroed();
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
-        if libc::getsockname(fd, (&raw mut storage).cast(), &mut len) != 0 {
+        if crate::real::getsockname(fd, (&raw mut storage).cast(), &mut len) != 0 {
             return None;
         }
         socket_addr((&raw const storage).cast(), len)
@@ -146,13 +146,14 @@ pub fn v6_only(fd: c_int) -> bool {
     rc == 0 && on != 0
 }
 
-/// The local address of socket `fd`.
+/// The local address of socket `fd`, as the kernel reports it (through
+/// libc's own `getsockname`, never the exported one).
 pub fn local_addr(fd: c_int) -> Option<SocketAddr> {
     // SAFETY: getsockname into a sockaddr_storage of the size it says.
     unsafe {
         let mut storage: libc::sockaddr_storage = std::mem::zeroed();
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
-        if libc::getsockname(fd, (&raw mut storage).cast(), &mut len) != 0 {
+        if crate::real::getsockname(fd, (&raw mut storage).cast(), &mut len) != 0 {
             return None;
         }
         socket_addr((&raw const storage).cast(), len)

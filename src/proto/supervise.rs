@@ -10,7 +10,8 @@
 //! answer   = "direct\n"                         ; connect to it yourself
 //!          / "via " port "\n"                   ; connect to 127.0.0.1:port
 //!          / "ok\n"                             ; heard (to listen)
-//!          / "real " socket-address "\n"       ; the peer is really there
+//!          / "real " socket-address " " socket-address "\n"
+//!                                   ; the real (peer, local) ends of it
 //!          / "none\n"                           ; the peer is who it seems
 //! ```
 //!
@@ -56,8 +57,14 @@ pub enum Answer {
     Via(u16),
     /// Heard.
     Ok,
-    /// The connection is carried for a peer at this address.
-    Real(SocketAddr),
+    /// The connection is carried for a peer at `peer`, over a connection
+    /// whose own end is `local`.
+    Real {
+        /// The real peer.
+        peer: SocketAddr,
+        /// The real local end.
+        local: SocketAddr,
+    },
     /// The connection is not one the supervisor carries.
     NotCarried,
 }
@@ -138,7 +145,13 @@ impl Answer {
             None if text == "direct" => Ok(Answer::Direct),
             None if text == "ok" => Ok(Answer::Ok),
             None if text == "none" => Ok(Answer::NotCarried),
-            Some(("real", addr)) => addr.parse().map(Answer::Real).map_err(|_| unknown(text)),
+            Some(("real", pair)) => match pair.split_once(' ') {
+                Some((peer, local)) => match (peer.parse(), local.parse()) {
+                    (Ok(peer), Ok(local)) => Ok(Answer::Real { peer, local }),
+                    _ => Err(unknown(text)),
+                },
+                None => Err(unknown(text)),
+            },
             Some(("via", port)) => match port.parse::<u16>() {
                 Ok(port) if port != 0 => Ok(Answer::Via(port)),
                 _ => Err(unknown(text)),
@@ -153,7 +166,7 @@ impl Answer {
             Answer::Direct => "direct\n".to_owned(),
             Answer::Via(port) => format!("via {port}\n"),
             Answer::Ok => "ok\n".to_owned(),
-            Answer::Real(addr) => format!("real {addr}\n"),
+            Answer::Real { peer, local } => format!("real {peer} {local}\n"),
             Answer::NotCarried => "none\n".to_owned(),
         }
     }
@@ -183,6 +196,11 @@ mod tests {
             Answer::Via(1),
             Answer::Via(65535),
             Answer::Ok,
+            Answer::NotCarried,
+            Answer::Real {
+                peer: "[2001:db8::1]:443".parse().expect("an address"),
+                local: "192.0.2.1:50000".parse().expect("an address"),
+            },
         ] {
             assert_eq!(Answer::parse(a.encode().as_bytes()), Ok(a));
         }
@@ -206,7 +224,11 @@ mod tests {
         let line = peer.encode();
         assert!(line.len() <= MAX_LINE, "{line}");
         assert_eq!(Request::parse(line.as_bytes()), Ok(peer));
-        let line = Answer::Real(longest.into()).encode();
+        let line = Answer::Real {
+            peer: longest.into(),
+            local: longest.into(),
+        }
+        .encode();
         assert!(line.len() <= MAX_LINE, "{line}");
     }
 

@@ -19,11 +19,22 @@ use tokio::net::TcpStream;
 /// The table.
 #[derive(Debug, Default)]
 pub struct Carried {
-    peers: Mutex<HashMap<SocketAddr, SocketAddr>>,
+    peers: Mutex<HashMap<SocketAddr, Ends>>,
 }
 
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// The real ends of a carried connection, as its program should see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ends {
+    /// The peer: the rock server's address the client program connected
+    /// to, or the rock client's link address.
+    pub peer: SocketAddr,
+    /// The program's own end: the client's link address, or the address
+    /// the rock client reached the server at.
+    pub local: SocketAddr,
 }
 
 /// An entry of the table, removed when dropped.
@@ -42,11 +53,11 @@ impl Drop for Entry {
 
 impl Carried {
     /// Records that the connection whose supervisor end is `end` is
-    /// carried for `peer`, until the returned entry is dropped.
-    pub fn insert(self: &Arc<Self>, end: SocketAddr, peer: SocketAddr) -> Entry {
+    /// carried with these real `ends`, until the returned entry is dropped.
+    pub fn insert(self: &Arc<Self>, end: SocketAddr, ends: Ends) -> Entry {
         let end = canonical(end);
         if let Ok(mut peers) = self.peers.lock() {
-            peers.insert(end, peer);
+            peers.insert(end, ends);
         }
         Entry {
             table: self.clone(),
@@ -54,9 +65,9 @@ impl Carried {
         }
     }
 
-    /// The real peer of the program's connection to `remote`, if the
+    /// The real ends of the program's connection to `remote`, if the
     /// supervisor carries it.
-    pub fn peer(&self, remote: SocketAddr) -> Option<SocketAddr> {
+    pub fn ends(&self, remote: SocketAddr) -> Option<Ends> {
         let peers = self.peers.lock().ok()?;
         peers.get(&canonical(remote)).copied()
     }
@@ -78,16 +89,17 @@ mod tests {
     fn entries_last_as_long_as_their_guard_and_mapped_addresses_match() {
         let table = Arc::new(Carried::default());
         let end: SocketAddr = "127.0.0.1:40000".parse().expect("an address");
-        let peer: SocketAddr = "192.0.2.7:6379".parse().expect("an address");
-        let entry = table.insert(end, peer);
-        assert_eq!(table.peer(end), Some(peer));
+        let ends = Ends {
+            peer: "192.0.2.7:6379".parse().expect("an address"),
+            local: "192.0.2.1:50000".parse().expect("an address"),
+        };
+        let entry = table.insert(end, ends);
+        assert_eq!(table.ends(end), Some(ends));
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().expect("an address");
-        assert_eq!(table.peer(mapped), Some(peer));
-        assert_eq!(
-            table.peer("127.0.0.1:40001".parse().expect("an address")),
-            None
-        );
+        assert_eq!(table.ends(mapped), Some(ends));
+        let other: SocketAddr = "127.0.0.1:40001".parse().expect("an address");
+        assert_eq!(table.ends(other), None);
         drop(entry);
-        assert_eq!(table.peer(end), None);
+        assert_eq!(table.ends(end), None);
     }
 }

@@ -31,7 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::carried::{self, Carried, Entry};
+use super::carried::{self, Carried, Ends, Entry};
 
 /// How often a rendezvous port held by another process is tried again.
 pub const RETRY_BIND: Duration = Duration::from_secs(2);
@@ -244,19 +244,25 @@ async fn answer(
         }
         Ok(Question::Open(asked)) => {
             let opened = match state.listeners.reachable(asked, arrived) {
-                Some(target) => match open(target, from, &state.carried).await {
-                    Ok(opened) => Some(opened),
-                    Err(e) => {
-                        if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                            // The library hears of listen, not of close.
-                            tracing::debug!(
-                                "rendezvous port {port}: port {asked} refused: forgotten"
-                            );
-                            state.listeners.forget(asked);
+                Some(target) => {
+                    let ends = Ends {
+                        peer: from,
+                        local: SocketAddr::new(arrived.to_canonical(), asked),
+                    };
+                    match open(target, ends, &state.carried).await {
+                        Ok(opened) => Some(opened),
+                        Err(e) => {
+                            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                                // The library hears of listen, not of close.
+                                tracing::debug!(
+                                    "rendezvous port {port}: port {asked} refused: forgotten"
+                                );
+                                state.listeners.forget(asked);
+                            }
+                            None
                         }
-                        None
                     }
-                },
+                }
                 None => None,
             };
             tracing::debug!(
@@ -285,12 +291,12 @@ async fn answer(
     }
 }
 
-/// Connects to the program's listener at `target` for the rock client at
-/// `client`, recording the connection as carried for it before the program
-/// can accept it.
+/// Connects to the program's listener at `target` for a rock client,
+/// recording the connection as carried with its real `ends` before the
+/// program can accept it.
 async fn open(
     target: SocketAddr,
-    client: SocketAddr,
+    ends: Ends,
     carried: &Arc<Carried>,
 ) -> std::io::Result<(TcpStream, Entry)> {
     let socket = match target {
@@ -304,7 +310,7 @@ async fn open(
         SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 0),
     };
     socket.bind(from)?;
-    let entry = carried.insert(socket.local_addr()?, client);
+    let entry = carried.insert(socket.local_addr()?, ends);
     let stream = socket.connect(target).await?;
     Ok((stream, entry))
 }

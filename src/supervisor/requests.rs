@@ -14,7 +14,7 @@ use rock_proto::supervise::{self, Answer, MAX_LINE, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::carried::{self, Carried};
+use super::carried::{self, Carried, Ends};
 use super::peers::{self, Known, Peers};
 use super::rendezvous::Rendezvous;
 use crate::control_socket;
@@ -64,11 +64,13 @@ async fn route(context: &Context, dest: SocketAddr) -> Answer {
 /// one-shot loopback listener for the program's end of it.
 async fn via(context: &Context, dest: SocketAddr, rendezvous: SocketAddr) -> Option<Answer> {
     let link = peers::open(rendezvous, dest.port()).await?;
+    let local = link.local_addr().ok()?;
     let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
         .await
         .ok()?;
     let end = listener.local_addr().ok()?;
-    let entry = context.carried.insert(end, dest);
+    tracing::debug!("connect {dest}: link from {local} to {rendezvous}");
+    let entry = context.carried.insert(end, Ends { peer: dest, local });
     tokio::spawn(async move {
         let _entry = entry;
         match tokio::time::timeout(VIA_WITHIN, listener.accept()).await {
@@ -90,10 +92,10 @@ async fn reply(context: &Context, request: Request) -> Answer {
             context.rendezvous.register(addr);
             Answer::Ok
         }
-        Request::Peer { local, remote } => match context.carried.peer(remote) {
-            Some(peer) => {
-                tracing::debug!("peer of {local} to {remote}: {peer}");
-                Answer::Real(peer)
+        Request::Peer { local, remote } => match context.carried.ends(remote) {
+            Some(Ends { peer, local: real }) => {
+                tracing::debug!("{local} to {remote} is really {real} to {peer}");
+                Answer::Real { peer, local: real }
             }
             None => Answer::NotCarried,
         },

@@ -247,3 +247,65 @@ pub fn peer_addr(fd: c_int) -> Option<SocketAddr> {
         socket_addr((&raw const storage).cast(), len)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_back(storage: &libc::sockaddr_storage, len: socklen_t) -> Option<SocketAddr> {
+        // SAFETY: a storage of its full size, len within it.
+        unsafe { socket_addr((storage as *const libc::sockaddr_storage).cast(), len) }
+    }
+
+    #[test]
+    fn addresses_go_into_the_socket_family_asked_for() {
+        let v4: SocketAddr = "192.0.2.7:6379".parse().expect("an address");
+        let v6: SocketAddr = "[2001:db8::1]:443".parse().expect("an address");
+        let (s, len) = to_raw(v4, libc::AF_INET).expect("v4 in v4");
+        assert_eq!(read_back(&s, len), Some(v4));
+        let (s, len) = to_raw(v4, libc::AF_INET6).expect("v4 in v6");
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:6379".parse().expect("an address");
+        assert_eq!(read_back(&s, len), Some(mapped));
+        assert!(is_loopback(
+            "[::ffff:127.0.0.1]:1".parse().expect("an address")
+        ));
+        let (s, len) = to_raw(v6, libc::AF_INET6).expect("v6 in v6");
+        assert_eq!(read_back(&s, len), Some(v6));
+        assert!(
+            to_raw(v6, libc::AF_INET).is_none(),
+            "no IPv6 in an IPv4 socket"
+        );
+        assert!(to_raw(v4, libc::AF_UNIX).is_none());
+    }
+
+    #[test]
+    fn a_short_buffer_gets_what_fits_and_the_full_length_as_the_kernel_does() {
+        let v6: SocketAddr = "[2001:db8::1]:443".parse().expect("an address");
+        let mut buf = [0xAAu8; 64];
+        let mut len: socklen_t = 4;
+        // SAFETY: buf has 64 writable bytes, len says 4.
+        unsafe { write_addr(v6, libc::AF_INET6, buf.as_mut_ptr().cast(), &mut len) };
+        assert_eq!(len as usize, std::mem::size_of::<libc::sockaddr_in6>());
+        assert!(
+            buf[4..].iter().all(|&b| b == 0xAA),
+            "nothing past the room given"
+        );
+        assert_eq!(u16::from_ne_bytes([buf[0], buf[1]]), libc::AF_INET6 as u16);
+        // An address that does not fit the family leaves the buffer alone.
+        let mut len: socklen_t = 64;
+        let before = buf;
+        // SAFETY: as above.
+        unsafe { write_addr(v6, libc::AF_INET, buf.as_mut_ptr().cast(), &mut len) };
+        assert_eq!((buf, len), (before, 64));
+    }
+
+    #[test]
+    fn short_and_foreign_addresses_are_none() {
+        let (s, len) =
+            to_raw("10.0.0.1:1".parse().expect("an address"), libc::AF_INET).expect("v4");
+        assert_eq!(read_back(&s, len - 1), None);
+        assert_eq!(read_back(&s, 1), None);
+        // SAFETY: a null pointer is allowed.
+        assert_eq!(unsafe { socket_addr(std::ptr::null(), 16) }, None);
+    }
+}

@@ -1364,3 +1364,96 @@ print(s.recv(100).decode().strip(), s.getpeername()[:2])
         log.lock().expect("log")
     );
 }
+
+#[test]
+fn two_rock_servers_on_one_host_share_the_rendezvous_port() {
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    let (first, first_server, first_log, _first_lines) = rocked_echo_server(config.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ask_rendezvous(rendezvous, first) != Some(true) {
+        assert!(std::time::Instant::now() < deadline, "no rendezvous port");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The second cannot bind the port the first holds: the first asks it.
+    let (second, _second_server, second_log, second_lines) = rocked_echo_server(config.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ask_rendezvous(rendezvous, second) != Some(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second server's listener is not announced:\n{}\n{}",
+            first_log.lock().expect("log"),
+            second_log.lock().expect("log")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let script = r#"
+import socket, sys
+for port in sys.argv[1:]:
+    s = socket.create_connection(("127.0.0.1", int(port)))
+    s.sendall(b"hello " + port.encode() + b"\n")
+    print(s.makefile().readline().strip())
+"#;
+    let run_client = |ports: &[u16]| {
+        let out = run_with_timeout(
+            Command::new(ROCK)
+                .args(["-v", "-v", "python3", "-c", script])
+                .args(ports.iter().map(u16::to_string))
+                .env("XDG_CONFIG_HOME", config.path())
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null()),
+            Duration::from_secs(30),
+        );
+        assert_exit(&out, 0, &text(&out));
+        let expected: String = ports.iter().map(|p| format!("hello {p}\n")).collect();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            expected,
+            "{}",
+            text(&out)
+        );
+        for p in ports {
+            assert!(
+                String::from_utf8_lossy(&out.stderr)
+                    .contains(&format!("connect 127.0.0.1:{p}: via ")),
+                "{}",
+                text(&out)
+            );
+        }
+    };
+    run_client(&[first, second]);
+    // The second server's program sees the rock client's real address.
+    let line = second_lines
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("no accepted line: {}", second_log.lock().expect("log")));
+    let (from_accept, _, _) = accepted(&line);
+    assert!(
+        second_log.lock().expect("log").contains(&format!(
+            "open {second} from {from_accept}: relaying through"
+        )),
+        "{line}\n{}",
+        second_log.lock().expect("log")
+    );
+    assert!(
+        first_log.lock().expect("log").contains("handed over to"),
+        "{}",
+        first_log.lock().expect("log")
+    );
+
+    // When the first ends, the second takes the port over.
+    drop(first_server);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !second_log
+        .lock()
+        .expect("log")
+        .contains(&format!("rendezvous port {rendezvous}: listening"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            second_log.lock().expect("log")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run_client(&[second]);
+}

@@ -13,8 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// The table.
 #[derive(Debug, Default)]
@@ -75,7 +74,11 @@ impl Carried {
 
 /// Moves bytes both ways between `a` and `b` until both directions end,
 /// passing each half-close on.
-pub async fn relay(mut a: TcpStream, mut b: TcpStream) {
+pub async fn relay<A, B>(mut a: A, mut b: B)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
     let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
     let _ = a.shutdown().await;
     let _ = b.shutdown().await;

@@ -20,8 +20,10 @@
 //! * [`peers`] — which destinations are rock servers (probe and cache).
 //! * [`rendezvous`] — the command's listeners and the rendezvous port.
 //! * [`carried`] — the connections the supervisor carries, and for whom.
+//! * [`handover`] — rock clients handed between supervisors on one host.
 
 pub mod carried;
+pub mod handover;
 pub mod library;
 pub mod peers;
 pub mod program;
@@ -176,7 +178,11 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
     let carried = std::sync::Arc::new(carried::Carried::default());
     let context = requests::Context {
         peers: peers::Peers::new(options.profiles),
-        rendezvous: rendezvous::Rendezvous::new(own_port, carried.clone()),
+        rendezvous: rendezvous::Rendezvous::new(
+            own_port,
+            carried.clone(),
+            dir.path().to_path_buf(),
+        ),
         carried,
     };
     let serving = tokio::spawn(requests::serve(listener, std::sync::Arc::new(context)));

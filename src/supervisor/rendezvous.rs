@@ -27,11 +27,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rock_proto::rendezvous::{self, LEN, Question, Reply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use std::path::PathBuf;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
 use tokio::sync::Semaphore;
 
 use super::carried::{self, Carried, Ends, Entry};
+use super::handover;
 
 /// How often a rendezvous port held by another process is tried again.
 pub const RETRY_BIND: Duration = Duration::from_secs(2);
@@ -103,17 +106,20 @@ pub struct Rendezvous {
     listeners: Arc<Listeners>,
     carried: Arc<Carried>,
     port: u16,
+    session: PathBuf,
     started: std::sync::Once,
 }
 
 impl Rendezvous {
     /// A rendezvous on `port` (0: the rendezvous is off), not bound yet;
-    /// the connections it opens go into `carried`.
-    pub fn new(port: u16, carried: Arc<Carried>) -> Rendezvous {
+    /// the connections it opens go into `carried`; its hand-over socket
+    /// lives in `session`, the supervisor's session directory.
+    pub fn new(port: u16, carried: Arc<Carried>, session: PathBuf) -> Rendezvous {
         Rendezvous {
             listeners: Arc::new(Listeners::default()),
             carried,
             port,
+            session,
             started: std::sync::Once::new(),
         }
     }
@@ -129,20 +135,25 @@ impl Rendezvous {
                 port: self.port,
                 listeners: self.listeners.clone(),
                 carried: self.carried.clone(),
+                session: self.session.clone(),
             };
             self.started.call_once(|| {
+                tokio::spawn(handover::serve(state.clone()));
                 tokio::spawn(run(state));
             });
         }
     }
 }
 
-/// What the rendezvous port's task works with.
+/// What the rendezvous port's tasks work with.
 #[derive(Clone)]
-struct State {
-    port: u16,
+pub(super) struct State {
+    /// The rendezvous port.
+    pub(super) port: u16,
     listeners: Arc<Listeners>,
     carried: Arc<Carried>,
+    /// This supervisor's session directory (its hand-over socket).
+    pub(super) session: PathBuf,
 }
 
 /// Binds the rendezvous port (retrying while it is taken) and answers on
@@ -180,8 +191,14 @@ async fn run(state: State) {
                         tokio::time::timeout(QUESTION_WITHIN, answer(stream, from, &state)).await;
                     // A relay does not hold a place among the questions.
                     drop(permit);
-                    if let Ok(Some((link, program, _entry))) = answered {
-                        carried::relay(link, program).await;
+                    match answered {
+                        Ok(Some((link, ProgramEnd::Own(program, _entry)))) => {
+                            carried::relay(link, program).await;
+                        }
+                        Ok(Some((link, ProgramEnd::HandedOver(program)))) => {
+                            carried::relay(link, program).await;
+                        }
+                        _ => {}
                     }
                 });
             }
@@ -212,15 +229,13 @@ fn bind(port: u16) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Reads one question from `stream` and answers it; an OPEN that
-/// succeeds returns the connection, the program's end, and their entry in
-/// the table of carried connections.
-async fn answer(
-    mut stream: TcpStream,
+/// Reads one rendezvous message from `stream`; `None` for anything else
+/// (said in the log, as coming from `from`).
+pub(super) async fn read_question<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    port: u16,
     from: SocketAddr,
-    state: &State,
-) -> Option<(TcpStream, TcpStream, Entry)> {
-    let port = state.port;
+) -> Option<Question> {
     let mut buf = [0u8; LEN];
     let mut have = 0;
     while have < LEN {
@@ -233,62 +248,114 @@ async fn answer(
             return None;
         }
     }
-    let arrived = stream.local_addr().ok()?.ip();
-    let from = SocketAddr::new(from.ip().to_canonical(), from.port());
     match Question::parse(&buf) {
-        Ok(Question::Probe(asked)) => {
-            let rock = state.listeners.reachable(asked, arrived).is_some();
-            tracing::debug!("rendezvous port {port}: {from} asks about port {asked}: {rock}");
-            let _ = stream.write_all(&Reply::Probe { rock }.encode()).await;
-            None
-        }
-        Ok(Question::Open(asked)) => {
-            let opened = match state.listeners.reachable(asked, arrived) {
-                Some(target) => {
-                    let ends = Ends {
-                        peer: from,
-                        local: SocketAddr::new(arrived.to_canonical(), asked),
-                    };
-                    match open(target, ends, &state.carried).await {
-                        Ok(opened) => Some(opened),
-                        Err(e) => {
-                            if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                                // The library hears of listen, not of close.
-                                tracing::debug!(
-                                    "rendezvous port {port}: port {asked} refused: forgotten"
-                                );
-                                state.listeners.forget(asked);
-                            }
-                            None
-                        }
-                    }
-                }
-                None => None,
-            };
-            tracing::debug!(
-                "rendezvous port {port}: open {asked} from {from}: {}",
-                match &opened {
-                    Some((program, _)) => format!(
-                        "relaying through {}",
-                        program
-                            .local_addr()
-                            .map_or("?".to_owned(), |a| a.to_string())
-                    ),
-                    None => "refused".to_owned(),
-                }
-            );
-            let reply = Reply::Open {
-                opened: opened.is_some(),
-            };
-            stream.write_all(&reply.encode()).await.ok()?;
-            let (program, entry) = opened?;
-            Some((stream, program, entry))
-        }
+        Ok(question) => Some(question),
         Err(e) => {
             tracing::debug!("rendezvous port {port}: {from} sent something else: {e}");
             None
         }
     }
+}
+
+/// What this supervisor's own listeners make of a question.
+pub(super) enum Decision {
+    /// The answer to a PROBE.
+    Probe(bool),
+    /// An OPEN: connected to the program's listener.
+    Opened(TcpStream, Entry),
+    /// An OPEN this supervisor cannot serve.
+    Refused,
+}
+
+/// Decides `question` from the rock client at `from`, which arrived at
+/// address `arrived`, with this supervisor's own listeners.
+pub(super) async fn decide(
+    state: &State,
+    question: Question,
+    from: SocketAddr,
+    arrived: IpAddr,
+) -> Decision {
+    let port = state.port;
+    match question {
+        Question::Probe(asked) => {
+            let rock = state.listeners.reachable(asked, arrived).is_some();
+            tracing::debug!("rendezvous port {port}: {from} asks about port {asked}: {rock}");
+            Decision::Probe(rock)
+        }
+        Question::Open(asked) => {
+            let Some(target) = state.listeners.reachable(asked, arrived) else {
+                return Decision::Refused;
+            };
+            let ends = Ends {
+                peer: from,
+                local: SocketAddr::new(arrived.to_canonical(), asked),
+            };
+            match open(target, ends, &state.carried).await {
+                Ok((program, entry)) => {
+                    tracing::debug!(
+                        "rendezvous port {port}: open {asked} from {from}: relaying through {}",
+                        program
+                            .local_addr()
+                            .map_or("?".to_owned(), |a| a.to_string())
+                    );
+                    Decision::Opened(program, entry)
+                }
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        // The library hears of listen, not of close.
+                        tracing::debug!("rendezvous port {port}: port {asked} refused: forgotten");
+                        state.listeners.forget(asked);
+                    }
+                    Decision::Refused
+                }
+            }
+        }
+    }
+}
+
+/// The program's end of an opened connection: this supervisor's own, or
+/// another supervisor's, handed over (see [`super::handover`]).
+enum ProgramEnd {
+    Own(TcpStream, Entry),
+    HandedOver(UnixStream),
+}
+
+/// Reads one question from `stream` and answers it; an OPEN that
+/// succeeds returns the connection and the program's end of it. What this
+/// supervisor's listeners cannot serve is asked of the other supervisors
+/// of this user on this host with the same rendezvous port.
+async fn answer(
+    mut stream: TcpStream,
+    from: SocketAddr,
+    state: &State,
+) -> Option<(TcpStream, ProgramEnd)> {
+    let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+    let question = read_question(&mut stream, state.port, from).await?;
+    let arrived = stream.local_addr().ok()?.ip().to_canonical();
+    let (reply, program) = match decide(state, question, from, arrived).await {
+        Decision::Probe(true) => (Reply::Probe { rock: true }, None),
+        Decision::Opened(program, entry) => (
+            Reply::Open { opened: true },
+            Some(ProgramEnd::Own(program, entry)),
+        ),
+        Decision::Probe(false) | Decision::Refused => {
+            match handover::forward(state, question, from, arrived).await {
+                Some((reply, unix)) => (reply, unix.map(ProgramEnd::HandedOver)),
+                None => match question {
+                    Question::Probe(_) => (Reply::Probe { rock: false }, None),
+                    Question::Open(asked) => {
+                        tracing::debug!(
+                            "rendezvous port {}: open {asked} from {from}: refused",
+                            state.port
+                        );
+                        (Reply::Open { opened: false }, None)
+                    }
+                },
+            }
+        }
+    };
+    stream.write_all(&reply.encode()).await.ok()?;
+    Some((stream, program?))
 }
 
 /// Connects to the program's listener at `target` for a rock client,
@@ -328,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn the_first_listener_opens_the_rendezvous_which_answers_for_its_ports() {
         let port = free_port();
-        let rendezvous = Rendezvous::new(port, Arc::default());
+        let rendezvous = Rendezvous::new(port, Arc::default(), std::env::temp_dir());
         let at: SocketAddr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
         // Real listeners: the rendezvous checks the kernel's tables.
         let v4 = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
@@ -382,7 +449,7 @@ mod tests {
     #[test]
     fn no_rendezvous_when_the_port_is_zero() {
         // Registering needs no runtime when nothing is to be started.
-        let rendezvous = Rendezvous::new(0, Arc::default());
+        let rendezvous = Rendezvous::new(0, Arc::default(), std::env::temp_dir());
         rendezvous.register("0.0.0.0:8080".parse().expect("an address"));
         let here = IpAddr::from(Ipv4Addr::LOCALHOST);
         assert!(rendezvous.listeners.reachable(8080, here).is_some());

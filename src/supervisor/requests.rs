@@ -181,7 +181,7 @@ mod tests {
         .expect("a config");
         Arc::new(Context {
             peers: Peers::new(crate::settings::Profiles::from_files(vec![file])),
-            rendezvous: Rendezvous::new(0, Arc::default()),
+            rendezvous: Rendezvous::new(0, Arc::default(), std::env::temp_dir()),
             carried: Arc::default(),
         })
     }

@@ -1457,3 +1457,53 @@ for port in sys.argv[1:]:
     }
     run_client(&[second]);
 }
+
+#[test]
+fn fast_open_sends_to_a_rock_listener_go_through_the_rendezvous_too() {
+    let _fastopen = FastOpenClients::enable();
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    let (port, _server, server_log, _lines) = rocked_echo_server(config.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ask_rendezvous(rendezvous, port) != Some(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rendezvous port: {}",
+            server_log.lock().expect("log")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let script = r#"
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket()
+s.sendto(b"sendto\n", socket.MSG_FASTOPEN, ("127.0.0.1", port))
+print(s.makefile().readline().strip(), s.getpeername()[1] == port)
+m = socket.socket()
+m.sendmsg([b"send", b"msg\n"], [], socket.MSG_FASTOPEN, ("127.0.0.1", port))
+print(m.makefile().readline().strip(), m.getpeername()[1] == port)
+"#;
+    let out = run_with_timeout(
+        Command::new(ROCK)
+            .args(["-v", "-v", "python3", "-c", script, &port.to_string()])
+            .env("XDG_CONFIG_HOME", config.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    assert_exit(&out, 0, &text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "sendto True\nsendmsg True\n",
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .matches(&format!("connect 127.0.0.1:{port}: via "))
+            .count(),
+        2,
+        "{}",
+        text(&out)
+    );
+}

@@ -446,6 +446,37 @@ mod tests {
         assert_eq!(probe(at, a).await, Finding::NotRock);
     }
 
+    #[tokio::test]
+    async fn callers_that_never_ask_hold_a_place_for_question_within_only() {
+        let port = free_port();
+        let rendezvous = Rendezvous::new(port, Arc::default(), std::env::temp_dir());
+        let at: SocketAddr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = l.local_addr().expect("address").port();
+        rendezvous.register(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), a));
+        let mut finding = Finding::Refused;
+        for _ in 0..100 {
+            finding = probe(at, a).await;
+            if finding != Finding::Refused {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(finding, Finding::Rock);
+        // More silent callers than places: a question now waits for a place
+        // (a rock client's probe gives up and goes direct)...
+        let mut silent = Vec::new();
+        for _ in 0..MAX_PENDING + 8 {
+            silent.push(TcpStream::connect(at).await.expect("connect"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(probe(at, a).await, Finding::Silent);
+        // ...until the silent ones are dropped, QUESTION_WITHIN later.
+        tokio::time::sleep(QUESTION_WITHIN + Duration::from_millis(300)).await;
+        assert_eq!(probe(at, a).await, Finding::Rock);
+        drop(silent);
+    }
+
     #[test]
     fn no_rendezvous_when_the_port_is_zero() {
         // Registering needs no runtime when nothing is to be started.

@@ -1507,3 +1507,85 @@ print(m.makefile().readline().strip(), m.getpeername()[1] == port)
         text(&out)
     );
 }
+
+#[test]
+fn a_local_process_racing_to_the_via_port_gets_nothing() {
+    use std::io::{Read, Write};
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    let (port, _server, server_log, _lines) = rocked_echo_server(config.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ask_rendezvous(rendezvous, port) != Some(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rendezvous port: {}",
+            server_log.lock().expect("log")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A client supervisor whose command only says where its control
+    // socket is; the test then speaks as the library would.
+    let mut client = Command::new(ROCK)
+        .args([
+            "-v",
+            "-v",
+            "python3",
+            "-c",
+            "import os, time; print(os.environ['ROCK_SUPERVISOR'], flush=True); time.sleep(60)",
+        ])
+        .env("XDG_CONFIG_HOME", config.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rock");
+    let client_log = common::live::stderr_text(&mut client);
+    let lines = common::live::stdout_lines(&mut client);
+    let _client = Server(client);
+    let socket = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the control socket's path");
+    let mut line = std::os::unix::net::UnixStream::connect(socket.trim()).expect("connect");
+    let mut ask = |question: &str| -> String {
+        line.write_all(question.as_bytes()).expect("ask");
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.read(&mut byte).expect("answer") == 1 && byte[0] != b'\n' {
+            answer.push(byte[0]);
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let answer = ask(&format!("connect 127.0.0.1:{port}\n"));
+    let via: u16 = answer
+        .strip_prefix("via ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{answer}: {}", client_log.lock().expect("log")));
+    // Another process gets to the port first; then the program's socket.
+    let mut racer = std::net::TcpStream::connect(("127.0.0.1", via)).expect("race");
+    let mut program = std::net::TcpStream::connect(("127.0.0.1", via)).expect("connect");
+    program
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let local = program.local_addr().expect("address");
+    assert_eq!(ask(&format!("from {local} via {via}\n")), "ok");
+    program.write_all(b"mine\n").expect("write");
+    let mut echoed = [0u8; 5];
+    program.read_exact(&mut echoed).expect("the echo");
+    assert_eq!(&echoed, b"mine\n");
+    let _ = racer.write_all(b"stolen\n");
+    racer
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let _ = racer.read_to_end(&mut got);
+    assert!(got.is_empty(), "the racer read {got:?}");
+    assert!(
+        client_log
+            .lock()
+            .expect("log")
+            .contains("is not the program's socket"),
+        "{}",
+        client_log.lock().expect("log")
+    );
+}

@@ -48,7 +48,7 @@ unsafe fn redirect(
     fd: c_int,
     addr: *const sockaddr,
     len: socklen_t,
-) -> Option<(libc::sockaddr_storage, socklen_t)> {
+) -> Option<(libc::sockaddr_storage, socklen_t, u16)> {
     // SAFETY: the caller's guarantee.
     let dest = unsafe { sockets::tcp_destination(fd, addr, len) }?;
     let answer = std::panic::catch_unwind(|| channel::ask(&Request::Connect(dest))).ok()??;
@@ -60,7 +60,22 @@ unsafe fn redirect(
         // It cannot reach 127.0.0.1; the supervisor's end goes unused.
         return None;
     }
-    sockets::to_raw(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port), family)
+    let (via, via_len) =
+        sockets::to_raw(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port), family)?;
+    Some((via, via_len, port))
+}
+
+/// Tells the supervisor which socket went to its `via` port (it relays
+/// that connection and no other), once the kernel has given `fd` its local
+/// address. Keeps the caller's errno.
+fn confirm(fd: c_int, via: u16) {
+    // SAFETY: reading the thread's errno.
+    let saved = unsafe { *libc::__errno_location() };
+    if let Some(local) = sockets::local_addr(fd).filter(|a| a.port() != 0) {
+        let _ = std::panic::catch_unwind(|| channel::ask(&Request::From { local, via }));
+    }
+    // SAFETY: restoring the thread's errno.
+    unsafe { *libc::__errno_location() = saved };
 }
 
 /// `connect(2)`: a TCP connection is announced to the supervisor, which
@@ -70,8 +85,12 @@ unsafe fn redirect(
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: the program's pointer and length, as connect(2) takes them.
     match unsafe { redirect(fd, addr, len) } {
-        // SAFETY: a socket address built within its storage.
-        Some((via, via_len)) => unsafe { real::connect(fd, (&raw const via).cast(), via_len) },
+        Some((via, via_len, port)) => {
+            // SAFETY: a socket address built within its storage.
+            let rc = unsafe { real::connect(fd, (&raw const via).cast(), via_len) };
+            confirm(fd, port);
+            rc
+        }
         // SAFETY: the program's own arguments, passed on unchanged.
         None => unsafe { real::connect(fd, addr, len) },
     }
@@ -90,9 +109,12 @@ pub unsafe extern "C" fn sendto(
 ) -> ssize_t {
     if flags & libc::MSG_FASTOPEN != 0 {
         // SAFETY: the program's pointer and length, as sendto(2) takes them.
-        if let Some((via, via_len)) = unsafe { redirect(fd, addr, addr_len) } {
+        if let Some((via, via_len, port)) = unsafe { redirect(fd, addr, addr_len) } {
             // SAFETY: the program's buffer; an address built within its storage.
-            return unsafe { real::sendto(fd, buf, len, flags, (&raw const via).cast(), via_len) };
+            let sent =
+                unsafe { real::sendto(fd, buf, len, flags, (&raw const via).cast(), via_len) };
+            confirm(fd, port);
+            return sent;
         }
     }
     // SAFETY: the program's own arguments, passed on unchanged.
@@ -107,11 +129,13 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
         let mut copy: msghdr = unsafe { std::ptr::read(msg) };
         // SAFETY: msg_name points to msg_namelen bytes, or is null.
         let via = unsafe { redirect(fd, copy.msg_name.cast(), copy.msg_namelen) };
-        if let Some((mut via, via_len)) = via {
+        if let Some((mut via, via_len, port)) = via {
             copy.msg_name = (&raw mut via).cast();
             copy.msg_namelen = via_len;
             // SAFETY: the program's buffers, an address within its storage.
-            return unsafe { real::sendmsg(fd, &copy, flags) };
+            let sent = unsafe { real::sendmsg(fd, &copy, flags) };
+            confirm(fd, port);
+            return sent;
         }
     }
     // SAFETY: the program's own arguments, passed on unchanged.

@@ -7,6 +7,8 @@
 //!          / "listen " socket-address "\n"     ; the program listens there
 //!          / "peer " socket-address " " socket-address "\n"
 //!                                   ; who is the peer of this (local, remote)?
+//!          / "from " socket-address " via " port "\n"
+//!                                   ; my socket at that address went to via port
 //! answer   = "direct\n"                         ; connect to it yourself
 //!          / "via " port "\n"                   ; connect to 127.0.0.1:port
 //!          / "ok\n"                             ; heard (to listen)
@@ -34,6 +36,15 @@ pub enum Request {
     /// The program listens for TCP connections at this address (its
     /// socket's own address: a wildcard address, port never 0).
     Listen(SocketAddr),
+    /// The program's socket, whose local address is `local`, has just
+    /// connected to the supervisor's `via` port (the supervisor relays
+    /// that connection only, answering [`Answer::Ok`]).
+    From {
+        /// The program's end.
+        local: SocketAddr,
+        /// The port the supervisor answered [`Answer::Via`] with.
+        via: u16,
+    },
     /// Who really is at the other end of the program's connection from
     /// `local` to `remote` (a loopback connection that the supervisor may
     /// carry for a rock peer)?
@@ -116,6 +127,13 @@ impl Request {
                 Ok(addr) if addr.port() != 0 => Ok(Request::Listen(addr)),
                 _ => Err(unknown(text)),
             },
+            Some(("from", pair)) => match pair.split_once(" via ") {
+                Some((local, via)) => match (local.parse(), via.parse::<u16>()) {
+                    (Ok(local), Ok(via)) if via != 0 => Ok(Request::From { local, via }),
+                    _ => Err(unknown(text)),
+                },
+                None => Err(unknown(text)),
+            },
             Some(("peer", pair)) => match pair.split_once(' ') {
                 Some((local, remote)) => match (local.parse(), remote.parse()) {
                     (Ok(local), Ok(remote)) => Ok(Request::Peer { local, remote }),
@@ -133,6 +151,7 @@ impl Request {
             Request::Connect(addr) => format!("connect {addr}\n"),
             Request::Listen(addr) => format!("listen {addr}\n"),
             Request::Peer { local, remote } => format!("peer {local} {remote}\n"),
+            Request::From { local, via } => format!("from {local} via {via}\n"),
         }
     }
 }
@@ -224,6 +243,20 @@ mod tests {
         let line = peer.encode();
         assert!(line.len() <= MAX_LINE, "{line}");
         assert_eq!(Request::parse(line.as_bytes()), Ok(peer));
+        let from = Request::From {
+            local: longest.into(),
+            via: 65535,
+        };
+        let line = from.encode();
+        assert!(line.len() <= MAX_LINE, "{line}");
+        assert_eq!(Request::parse(line.as_bytes()), Ok(from));
+        assert_eq!(
+            Request::parse(b"from 127.0.0.1:5 via 7\n"),
+            Ok(Request::From {
+                local: "127.0.0.1:5".parse().expect("an address"),
+                via: 7
+            })
+        );
         let line = Answer::Real {
             peer: longest.into(),
             local: longest.into(),
@@ -245,6 +278,9 @@ mod tests {
             b"\n",
             b"listen 0.0.0.0:0\n",
             b"listen [::]\n",
+            b"from 127.0.0.1:5 via 0\n",
+            b"from 127.0.0.1:5\n",
+            b"from 127.0.0.1:5 via\n",
             b"peer 127.0.0.1:1\n",
             b"peer 127.0.0.1:1  127.0.0.1:2\n",
             b"peer 127.0.0.1:1 127.0.0.1:2 \n",

@@ -184,6 +184,7 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
             dir.path().to_path_buf(),
         ),
         carried,
+        expected: std::sync::Mutex::default(),
     };
     let serving = tokio::spawn(requests::serve(listener, std::sync::Arc::new(context)));
     let mut forwarded = Vec::new();

@@ -7,12 +7,14 @@
 //! line that does not parse closes that line and nothing else; every other
 //! line, and the command, go on.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rock_proto::supervise::{self, Answer, MAX_LINE, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::oneshot;
 
 use super::carried::{self, Carried, Ends};
 use super::peers::{self, Known, Peers};
@@ -28,6 +30,13 @@ pub struct Context {
     pub rendezvous: Rendezvous,
     /// The connections the supervisor carries, and for whom.
     pub carried: Arc<Carried>,
+    /// The `via` listeners waiting to hear which socket of the program
+    /// connected to them, by port.
+    pub expected: Mutex<HashMap<u16, oneshot::Sender<SocketAddr>>>,
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// How long a `via` listener waits for the program to connect.
@@ -37,7 +46,7 @@ const VIA_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// rock listener, through a connection the supervisor opens at its host's
 /// rendezvous port and carries (a plain relay until rocks are made), the
 /// program connecting to the supervisor's loopback end.
-async fn route(context: &Context, dest: SocketAddr) -> Answer {
+async fn route(context: &Arc<Context>, dest: SocketAddr) -> Answer {
     let (rock, how) = match context.peers.find(dest).await {
         Known::Probed(finding, took) => (
             finding.is_rock(),
@@ -61,8 +70,10 @@ async fn route(context: &Context, dest: SocketAddr) -> Answer {
 }
 
 /// Opens the connection to the rock listener `dest` at `rendezvous`, and a
-/// one-shot loopback listener for the program's end of it.
-async fn via(context: &Context, dest: SocketAddr, rendezvous: SocketAddr) -> Option<Answer> {
+/// one-shot loopback listener for the program's end of it. Only the
+/// connection from the socket the library names (`from … via …`) is
+/// relayed: another local process that raced to the port gets nothing.
+async fn via(context: &Arc<Context>, dest: SocketAddr, rendezvous: SocketAddr) -> Option<Answer> {
     let link = peers::open(rendezvous, dest.port()).await?;
     let local = link.local_addr().ok()?;
     let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
@@ -71,25 +82,64 @@ async fn via(context: &Context, dest: SocketAddr, rendezvous: SocketAddr) -> Opt
     let end = listener.local_addr().ok()?;
     tracing::debug!("connect {dest}: link from {local} to {rendezvous}");
     let entry = context.carried.insert(end, Ends { peer: dest, local });
+    let (tell, told) = oneshot::channel();
+    if let Ok(mut expected) = context.expected.lock() {
+        expected.insert(end.port(), tell);
+    }
+    let context = context.clone();
     tokio::spawn(async move {
         let _entry = entry;
-        match tokio::time::timeout(VIA_WITHIN, listener.accept()).await {
-            Ok(Ok((program, _))) => {
-                drop(listener);
-                carried::relay(program, link).await;
+        let deadline = tokio::time::Instant::now() + VIA_WITHIN;
+        let program = match tokio::time::timeout_at(deadline, told).await {
+            Ok(Ok(program)) => canonical(program),
+            _ => {
+                tracing::debug!("connect {dest}: the program never came to {end}");
+                if let Ok(mut expected) = context.expected.lock() {
+                    expected.remove(&end.port());
+                }
+                return;
             }
-            _ => tracing::debug!("connect {dest}: the program never came to {end}"),
+        };
+        loop {
+            match tokio::time::timeout_at(deadline, listener.accept()).await {
+                Ok(Ok((stream, from))) if canonical(from) == program => {
+                    drop(listener);
+                    carried::relay(stream, link).await;
+                    return;
+                }
+                Ok(Ok((_, from))) => {
+                    tracing::warn!(
+                        "connect {dest}: {from} is not the program's socket {program}: \
+                         dropped (another local process at the supervisor's port {end})"
+                    );
+                }
+                _ => {
+                    tracing::debug!("connect {dest}: the program never came to {end}");
+                    return;
+                }
+            }
         }
     });
     Some(Answer::Via(end.port()))
 }
 
 /// Answers one request.
-async fn reply(context: &Context, request: Request) -> Answer {
+async fn reply(context: &Arc<Context>, request: Request) -> Answer {
     match request {
         Request::Connect(dest) => route(context, dest).await,
         Request::Listen(addr) => {
             context.rendezvous.register(addr);
+            Answer::Ok
+        }
+        Request::From { local, via } => {
+            let waiting = context
+                .expected
+                .lock()
+                .ok()
+                .and_then(|mut expected| expected.remove(&via));
+            if let Some(tell) = waiting {
+                let _ = tell.send(local);
+            }
             Answer::Ok
         }
         Request::Peer { local, remote } => match context.carried.ends(remote) {
@@ -183,6 +233,7 @@ mod tests {
             peers: Peers::new(crate::settings::Profiles::from_files(vec![file])),
             rendezvous: Rendezvous::new(0, Arc::default(), std::env::temp_dir()),
             carried: Arc::default(),
+            expected: Mutex::default(),
         })
     }
 

@@ -174,6 +174,7 @@ fn run(args: Args, argv: &[OsString]) -> anyhow::Result<u8> {
         let options = SupervisorOptions {
             command: args.command,
             exe: std::env::current_exe().context("finding rock's own executable")?,
+            profiles: Profiles::load(&settings::default_paths())?,
         };
         return Ok(runtime()?.block_on(supervisor::run(options))?);
     };

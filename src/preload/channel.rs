@@ -14,16 +14,16 @@
 //!
 //! Every failure — no supervisor, a refused or broken line, a timeout, an
 //! answer that does not parse — is `None`, and the caller then does what it
-//! would do without rock. A supervisor that let a question time out is not
-//! asked again by this process (its children start afresh): a hung
-//! supervisor costs the program one wait of [`ANSWER_WITHIN_SECS`], not one
-//! per connection.
+//! would do without rock. A question unanswered within
+//! [`ANSWER_WITHIN_SECS`] also keeps every thread of the process from
+//! asking again for [`QUIET_AFTER_TIMEOUT_SECS`]: a supervisor that hangs
+//! costs the program one wait, not one per connection.
 
 use std::cell::RefCell;
 use std::ffi::{CString, c_int};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use rock_proto::supervise::{self, Answer, MAX_LINE, Request};
 
@@ -35,15 +35,29 @@ pub const SUPERVISOR_ENV: &str = "ROCK_SUPERVISOR";
 pub const FD_FLOOR: c_int = 512;
 /// How long one question may take before the library gives up on it.
 pub const ANSWER_WITHIN_SECS: libc::time_t = 5;
+/// How long the process asks nothing after a question went unanswered.
+pub const QUIET_AFTER_TIMEOUT_SECS: i64 = 30;
 
-/// The process (pid) in which a question timed out, if any: that process
-/// asks no more.
-static GAVE_UP_IN: AtomicI32 = AtomicI32::new(0);
+/// Until when (CLOCK_MONOTONIC seconds) no question is asked; 0: none.
+static QUIET_UNTIL: AtomicI64 = AtomicI64::new(0);
 
-/// Whether this process gave up on its supervisor.
-fn gave_up() -> bool {
-    // SAFETY: getpid has no preconditions.
-    GAVE_UP_IN.load(Ordering::Relaxed) == unsafe { libc::getpid() }
+/// The monotonic clock in whole seconds.
+fn now_secs() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime into a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec
+}
+
+/// Why a question got no answer.
+enum Unanswered {
+    /// The supervisor did not answer within [`ANSWER_WITHIN_SECS`].
+    TimedOut,
+    /// The line broke or carried something that is not an answer.
+    Broken,
 }
 
 /// The control socket's path, read once.
@@ -127,32 +141,25 @@ impl Line {
         self.owner == unsafe { libc::getpid() } && peer_pid(self.fd) == Some(self.supervisor)
     }
 
-    fn ask(&self, request: &Request) -> Option<Answer> {
+    fn ask(&self, request: &Request) -> Result<Answer, Unanswered> {
         let out = request.encode();
-        if !write_all(self.fd, out.as_bytes()) {
-            return None;
-        }
+        write_all(self.fd, out.as_bytes())?;
         let mut buf = [0u8; MAX_LINE];
         let mut have = 0;
         loop {
             if let Ok(Some(end)) = supervise::check(&buf[..have]) {
-                return Answer::parse(&buf[..end]).ok();
+                return Answer::parse(&buf[..end]).map_err(|_| Unanswered::Broken);
             }
             if have == buf.len() {
-                return None;
+                return Err(Unanswered::Broken);
             }
             // SAFETY: reads into the unused tail of `buf`.
             let n =
                 unsafe { libc::read(self.fd, buf[have..].as_mut_ptr().cast(), buf.len() - have) };
             match n {
                 n if n > 0 => have += n as usize,
-                n if n < 0 && errno() == libc::EINTR => continue,
-                n if n < 0 && errno() == libc::EAGAIN => {
-                    // SAFETY: getpid has no preconditions.
-                    GAVE_UP_IN.store(unsafe { libc::getpid() }, Ordering::Relaxed);
-                    return None;
-                }
-                _ => return None,
+                n if n < 0 => failed(errno())?,
+                _ => return Err(Unanswered::Broken),
             }
         }
     }
@@ -192,18 +199,28 @@ fn peer_pid(fd: c_int) -> Option<libc::pid_t> {
     }
 }
 
-fn write_all(fd: c_int, mut bytes: &[u8]) -> bool {
+/// What a failed read or write of the line with `errno` means: `Ok` to
+/// try again (EINTR), else why it is over.
+fn failed(errno: c_int) -> Result<(), Unanswered> {
+    match errno {
+        libc::EINTR => Ok(()),
+        libc::EAGAIN => Err(Unanswered::TimedOut),
+        _ => Err(Unanswered::Broken),
+    }
+}
+
+fn write_all(fd: c_int, mut bytes: &[u8]) -> Result<(), Unanswered> {
     while !bytes.is_empty() {
         // SAFETY: writes from a live slice; MSG_NOSIGNAL keeps a broken
         // line from killing the program with SIGPIPE.
         let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
         match n {
             n if n > 0 => bytes = &bytes[n as usize..],
-            n if n < 0 && errno() == libc::EINTR => continue,
-            _ => return false,
+            n if n < 0 => failed(errno())?,
+            _ => return Err(Unanswered::Broken),
         }
     }
-    true
+    Ok(())
 }
 
 thread_local! {
@@ -214,7 +231,7 @@ thread_local! {
 /// Keeps the caller's errno.
 pub fn ask(request: &Request) -> Option<Answer> {
     let path = supervisor_path()?;
-    if gave_up() {
+    if now_secs() < QUIET_UNTIL.load(Ordering::Relaxed) {
         return None;
     }
     let saved = errno();
@@ -230,12 +247,17 @@ pub fn ask(request: &Request) -> Option<Answer> {
             if line.is_none() {
                 *line = Line::open(path);
             }
-            let answer = line.as_ref()?.ask(request);
-            if answer.is_none() {
-                // A broken or confused line is not used again.
-                *line = None;
+            match line.as_ref()?.ask(request) {
+                Ok(answer) => Some(answer),
+                Err(why) => {
+                    if let Unanswered::TimedOut = why {
+                        QUIET_UNTIL.store(now_secs() + QUIET_AFTER_TIMEOUT_SECS, Ordering::Relaxed);
+                    }
+                    // A broken, late or confused line is not used again.
+                    *line = None;
+                    None
+                }
             }
-            answer
         })
         .ok()
         .flatten();

@@ -4,7 +4,7 @@
 //! (RFC 5869) from the shared secret, salted with the session id and bound
 //! to both public keys in role order. From then on the link handshake
 //! (docs/PROTOCOL.md §3) proves every link and resume with that key, exactly
-//! as in `rock -d`. docs/PROTOCOL.md §13 gives the derivation byte by byte
+//! as in `rock -d`. docs/PROTOCOL.md §15 gives the derivation byte by byte
 //! and what it does not protect against.
 //!
 //! Pure functions, like the rest of the crate: the caller brings the
@@ -163,7 +163,7 @@ mod tests {
         };
         let key = agree(a, b, id);
         // The RFC's keys, Alice as client, the id 07×16: docs/PROTOCOL.md
-        // §13 (computed independently with Python's hmac and hashlib).
+        // §15 (computed independently with Python's hmac and hashlib).
         assert_eq!(
             key.0,
             hex32("677cfbaea6ee75961d778500101075675d49e3bd44948c62749af19c96d520c5")

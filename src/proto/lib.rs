@@ -14,6 +14,7 @@
 //! * [`config`] — bounds and timeouts.
 //! * [`error`] — what can go wrong, by kind.
 //! * [`supervise`] — the lines `librocks.so` and its supervisor exchange.
+//! * [`rendezvous`] — the messages of a host's rendezvous port.
 //!
 //! The byte-level format is described in `docs/PROTOCOL.md`.
 
@@ -25,6 +26,7 @@ pub mod handshake;
 pub mod kex;
 mod link;
 mod outbox;
+pub mod rendezvous;
 mod ring;
 pub mod session;
 mod stream;

@@ -4,8 +4,17 @@
 //!
 //! ```text
 //! request  = "connect " socket-address "\n"    ; 192.0.2.7:80, [2001:db8::1]:443
+//!          / "listen " socket-address "\n"     ; the program listens there
+//!          / "peer " socket-address " " socket-address "\n"
+//!                                   ; who is the peer of this (local, remote)?
+//!          / "from " socket-address " via " port "\n"
+//!                                   ; my socket at that address went to via port
 //! answer   = "direct\n"                         ; connect to it yourself
 //!          / "via " port "\n"                   ; connect to 127.0.0.1:port
+//!          / "ok\n"                             ; heard (to listen)
+//!          / "real " socket-address " " socket-address "\n"
+//!                                   ; the real (peer, local) ends of it
+//!          / "none\n"                           ; the peer is who it seems
 //! ```
 //!
 //! Anything else — a longer line, a line without its newline, bytes that
@@ -17,16 +26,39 @@
 use std::net::SocketAddr;
 
 /// The longest line either side sends or accepts, newline included.
-pub const MAX_LINE: usize = 96;
+pub const MAX_LINE: usize = 128;
 
 /// What the library asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     /// The program connects a TCP socket to this address.
     Connect(SocketAddr),
+    /// The program listens for TCP connections at this address (its
+    /// socket's own address: a wildcard address, port never 0).
+    Listen(SocketAddr),
+    /// The program's socket, whose local address is `local`, has just
+    /// connected to the supervisor's `via` port (the supervisor relays
+    /// that connection only, answering [`Answer::Ok`]).
+    From {
+        /// The program's end.
+        local: SocketAddr,
+        /// The port the supervisor answered [`Answer::Via`] with.
+        via: u16,
+    },
+    /// Who really is at the other end of the program's connection from
+    /// `local` to `remote` (a loopback connection that the supervisor may
+    /// carry for a rock peer)?
+    Peer {
+        /// The program's end.
+        local: SocketAddr,
+        /// The other end, as the kernel reports it.
+        remote: SocketAddr,
+    },
 }
 
-/// What the supervisor answers to [`Request::Connect`].
+/// What the supervisor answers: [`Answer::Direct`] or [`Answer::Via`] to
+/// [`Request::Connect`], [`Answer::Ok`] to [`Request::Listen`],
+/// [`Answer::Real`] or [`Answer::NotCarried`] to [`Request::Peer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     /// Connect to the address itself: the peer is ordinary.
@@ -34,6 +66,18 @@ pub enum Answer {
     /// Connect to this port on 127.0.0.1 instead: the supervisor carries
     /// the connection.
     Via(u16),
+    /// Heard.
+    Ok,
+    /// The connection is carried for a peer at `peer`, over a connection
+    /// whose own end is `local`.
+    Real {
+        /// The real peer.
+        peer: SocketAddr,
+        /// The real local end.
+        local: SocketAddr,
+    },
+    /// The connection is not one the supervisor carries.
+    NotCarried,
 }
 
 /// A line that is not a request or an answer.
@@ -79,6 +123,24 @@ impl Request {
                 .parse()
                 .map(Request::Connect)
                 .map_err(|_| unknown(text)),
+            Some(("listen", addr)) => match addr.parse::<SocketAddr>() {
+                Ok(addr) if addr.port() != 0 => Ok(Request::Listen(addr)),
+                _ => Err(unknown(text)),
+            },
+            Some(("from", pair)) => match pair.split_once(" via ") {
+                Some((local, via)) => match (local.parse(), via.parse::<u16>()) {
+                    (Ok(local), Ok(via)) if via != 0 => Ok(Request::From { local, via }),
+                    _ => Err(unknown(text)),
+                },
+                None => Err(unknown(text)),
+            },
+            Some(("peer", pair)) => match pair.split_once(' ') {
+                Some((local, remote)) => match (local.parse(), remote.parse()) {
+                    (Ok(local), Ok(remote)) => Ok(Request::Peer { local, remote }),
+                    _ => Err(unknown(text)),
+                },
+                None => Err(unknown(text)),
+            },
             _ => Err(unknown(text)),
         }
     }
@@ -87,6 +149,9 @@ impl Request {
     pub fn encode(&self) -> String {
         match self {
             Request::Connect(addr) => format!("connect {addr}\n"),
+            Request::Listen(addr) => format!("listen {addr}\n"),
+            Request::Peer { local, remote } => format!("peer {local} {remote}\n"),
+            Request::From { local, via } => format!("from {local} via {via}\n"),
         }
     }
 }
@@ -97,6 +162,15 @@ impl Answer {
         let text = text(line)?;
         match text.split_once(' ') {
             None if text == "direct" => Ok(Answer::Direct),
+            None if text == "ok" => Ok(Answer::Ok),
+            None if text == "none" => Ok(Answer::NotCarried),
+            Some(("real", pair)) => match pair.split_once(' ') {
+                Some((peer, local)) => match (peer.parse(), local.parse()) {
+                    (Ok(peer), Ok(local)) => Ok(Answer::Real { peer, local }),
+                    _ => Err(unknown(text)),
+                },
+                None => Err(unknown(text)),
+            },
             Some(("via", port)) => match port.parse::<u16>() {
                 Ok(port) if port != 0 => Ok(Answer::Via(port)),
                 _ => Err(unknown(text)),
@@ -110,6 +184,9 @@ impl Answer {
         match self {
             Answer::Direct => "direct\n".to_owned(),
             Answer::Via(port) => format!("via {port}\n"),
+            Answer::Ok => "ok\n".to_owned(),
+            Answer::Real { peer, local } => format!("real {peer} {local}\n"),
+            Answer::NotCarried => "none\n".to_owned(),
         }
     }
 }
@@ -126,8 +203,24 @@ mod tests {
             assert!(line.len() <= MAX_LINE);
             assert_eq!(check(line.as_bytes()), Ok(Some(line.len())));
             assert_eq!(Request::parse(line.as_bytes()), Ok(r));
+            let r = Request::Listen(addr.parse().expect("an address"));
+            assert_eq!(Request::parse(r.encode().as_bytes()), Ok(r));
         }
-        for a in [Answer::Direct, Answer::Via(1), Answer::Via(65535)] {
+        assert_eq!(
+            Request::parse(b"listen 0.0.0.0:8080\n"),
+            Ok(Request::Listen("0.0.0.0:8080".parse().expect("an address")))
+        );
+        for a in [
+            Answer::Direct,
+            Answer::Via(1),
+            Answer::Via(65535),
+            Answer::Ok,
+            Answer::NotCarried,
+            Answer::Real {
+                peer: "[2001:db8::1]:443".parse().expect("an address"),
+                local: "192.0.2.1:50000".parse().expect("an address"),
+            },
+        ] {
             assert_eq!(Answer::parse(a.encode().as_bytes()), Ok(a));
         }
         // The longest address, with a scope id, fits.
@@ -143,6 +236,33 @@ mod tests {
             Request::parse(line.as_bytes()),
             Ok(Request::Connect(longest.into()))
         );
+        let peer = Request::Peer {
+            local: longest.into(),
+            remote: longest.into(),
+        };
+        let line = peer.encode();
+        assert!(line.len() <= MAX_LINE, "{line}");
+        assert_eq!(Request::parse(line.as_bytes()), Ok(peer));
+        let from = Request::From {
+            local: longest.into(),
+            via: 65535,
+        };
+        let line = from.encode();
+        assert!(line.len() <= MAX_LINE, "{line}");
+        assert_eq!(Request::parse(line.as_bytes()), Ok(from));
+        assert_eq!(
+            Request::parse(b"from 127.0.0.1:5 via 7\n"),
+            Ok(Request::From {
+                local: "127.0.0.1:5".parse().expect("an address"),
+                via: 7
+            })
+        );
+        let line = Answer::Real {
+            peer: longest.into(),
+            local: longest.into(),
+        }
+        .encode();
+        assert!(line.len() <= MAX_LINE, "{line}");
     }
 
     #[test]
@@ -156,6 +276,14 @@ mod tests {
             b"connect 1.2.3.4:99999\n",
             b"CONNECT 1.2.3.4:5\n",
             b"\n",
+            b"listen 0.0.0.0:0\n",
+            b"listen [::]\n",
+            b"from 127.0.0.1:5 via 0\n",
+            b"from 127.0.0.1:5\n",
+            b"from 127.0.0.1:5 via\n",
+            b"peer 127.0.0.1:1\n",
+            b"peer 127.0.0.1:1  127.0.0.1:2\n",
+            b"peer 127.0.0.1:1 127.0.0.1:2 \n",
         ] {
             assert!(Request::parse(bad).is_err(), "{bad:?}");
         }
@@ -164,7 +292,11 @@ mod tests {
             b"via -1\n",
             b"via\n",
             b"direct \n",
-            b"ok\n",
+            b"ok \n",
+            b"OK\n",
+            b"real\n",
+            b"real 1.2.3.4\n",
+            b"none \n",
         ] {
             assert!(Answer::parse(bad).is_err(), "{bad:?}");
         }

@@ -59,6 +59,8 @@ pub struct Section {
     pub auto_install: Option<AutoInstall>,
     /// The local rockd binary to copy (default: next to rock, else PATH).
     pub rockd_binary: Option<String>,
+    /// The host's rendezvous port for `rock COMMAND` (0: none).
+    pub rock_port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,11 +189,23 @@ impl Profiles {
     /// The settings for `destination` (the host as the user typed it), each
     /// with the section it came from.
     pub fn for_host(&self, destination: &str) -> Effective {
+        self.effective(Some(destination))
+    }
+
+    /// The settings of the `[defaults]` sections alone: those of this
+    /// host itself (its own rendezvous port, say).
+    pub fn defaults(&self) -> Effective {
+        self.effective(None)
+    }
+
+    /// The settings for `destination`'s profiles and the defaults, or the
+    /// defaults alone.
+    fn effective(&self, destination: Option<&str>) -> Effective {
         let mut sources: Vec<(String, &Section)> = Vec::new();
-        for file in &self.files {
+        for file in destination.map_or(&[][..], |_| &self.files[..]) {
             for (i, p) in file.profiles.iter().enumerate() {
                 let patterns = p.hosts.as_deref().unwrap_or_default();
-                if host_matches(patterns, destination) {
+                if destination.is_some_and(|d| host_matches(patterns, d)) {
                     let label = format!(
                         "{} [[profile]] {} {:?}",
                         file.path.display(),
@@ -236,6 +250,7 @@ impl Profiles {
             sign_of_life: pick!(sign_of_life),
             auto_install: pick!(auto_install),
             rockd_binary: pick!(rockd_binary),
+            rock_port: pick!(rock_port),
         }
     }
 }
@@ -278,6 +293,8 @@ pub struct Effective {
     pub auto_install: Option<Sourced<AutoInstall>>,
     /// The local rockd to copy.
     pub rockd_binary: Option<Sourced<String>>,
+    /// The rendezvous port of `rock COMMAND`.
+    pub rock_port: Option<Sourced<u16>>,
 }
 
 /// Whether `host` matches the patterns: some positive pattern matches and
@@ -441,6 +458,23 @@ mod tests {
             cloud.rockd_binary.unwrap().value,
             "~/build/rocks/target/release/rockd"
         );
+    }
+
+    #[test]
+    fn rock_port_per_host_and_the_hosts_own_from_the_defaults() {
+        let config = Profiles::from_files(vec![file(
+            "c.toml",
+            "[defaults]\nrock_port = 4800\n\n[[profile]]\nhosts = [\"10.*\"]\n\
+             rock_port = 4900\n\n[[profile]]\nhosts = [\"*\"]\nrock_port = 5000\n",
+        )]);
+        assert_eq!(config.for_host("10.1.2.3").rock_port.unwrap().value, 4900);
+        assert_eq!(config.for_host("192.0.2.1").rock_port.unwrap().value, 5000);
+        // The host's own: the defaults, whatever the profiles match.
+        assert_eq!(config.defaults().rock_port.unwrap().value, 4800);
+        let bad = ConfigFile::parse(Path::new("c.toml"), "[defaults]\nrock_port = 70000\n");
+        assert!(bad.is_err(), "a port is at most 65535");
+        let none = Profiles::from_files(Vec::new());
+        assert!(none.defaults().rock_port.is_none());
     }
 
     #[test]

@@ -21,6 +21,8 @@ use super::values::{format_duration, format_size};
 /// the end of a session: long enough for a Wi-Fi change or a short outage,
 /// short enough that a forgotten process does not linger for days.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The rendezvous port of `rock COMMAND` when no profile sets `rock_port`.
+pub const DEFAULT_ROCK_PORT: u16 = 4747;
 
 /// What the user gave on rock's command line, over the profiles.
 #[derive(Debug, Clone, Default)]
@@ -101,6 +103,8 @@ pub struct Settings {
     pub auto_install: Setting<AutoInstall>,
     /// The local rockd binary to copy; `None`: next to rock, else PATH.
     pub rockd_binary: Setting<Option<String>>,
+    /// The host's rendezvous port for `rock COMMAND` (0: none).
+    pub rock_port: Setting<u16>,
 }
 
 /// A setting rock cannot run a session with.
@@ -186,6 +190,7 @@ impl Settings {
                 AutoInstall::default(),
             ),
             rockd_binary: pick_opt(None, p.rockd_binary),
+            rock_port: pick(None, p.rock_port, DEFAULT_ROCK_PORT),
         };
         settings.check(host)?;
         Ok(settings)
@@ -319,6 +324,10 @@ impl Settings {
             Some(p) => quoted(p),
             None => "rockd next to rock, else on PATH".into(),
         });
+        line(o, "rock_port", &self.rock_port, |p| match p {
+            0 => "0 (no rendezvous)".into(),
+            p => p.to_string(),
+        });
         out
     }
 }
@@ -445,5 +454,6 @@ mod tests {
         assert!(matches!(&s.close_timeout.from, Source::Profile(l) if l.contains("[defaults]")));
         let s = Settings::resolve(&profiles(""), "h", &CommandLine::default()).unwrap();
         assert_eq!(s.close_timeout.value, DEFAULT_CLOSE_TIMEOUT);
+        assert_eq!(s.rock_port.value, DEFAULT_ROCK_PORT);
     }
 }

@@ -17,9 +17,17 @@
 //! * [`program`] — what kind of program the command is.
 //! * [`library`] — where `librocks.so` is.
 //! * [`requests`] — the library's questions, answered.
+//! * [`peers`] — which destinations are rock servers (probe and cache).
+//! * [`rendezvous`] — the command's listeners and the rendezvous port.
+//! * [`carried`] — the connections the supervisor carries, and for whom.
+//! * [`handover`] — rock clients handed between supervisors on one host.
 
+pub mod carried;
+pub mod handover;
 pub mod library;
+pub mod peers;
 pub mod program;
+pub mod rendezvous;
 pub mod requests;
 
 use std::ffi::{OsStr, OsString};
@@ -31,6 +39,7 @@ use tokio::process::Command;
 
 use crate::control_socket;
 use crate::rundir::SessionDir;
+use crate::settings::Profiles;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Said at every start until the library makes rocks: the supervisor and
@@ -51,6 +60,8 @@ pub struct SupervisorOptions {
     pub command: Vec<OsString>,
     /// The rock binary, beside which the library lies.
     pub exe: PathBuf,
+    /// The configuration files (`rock_port`).
+    pub profiles: Profiles,
 }
 
 /// Why the supervisor could not run the command.
@@ -149,7 +160,23 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
         SUPERVISOR_ENV,
         dir.path().join(control_socket::CONTROL_SOCKET),
     );
-    let serving = tokio::spawn(requests::serve(listener));
+    let own_port = options
+        .profiles
+        .defaults()
+        .rock_port
+        .map_or(peers::DEFAULT_ROCK_PORT, |p| p.value);
+    let carried = std::sync::Arc::new(carried::Carried::default());
+    let context = requests::Context {
+        peers: peers::Peers::new(options.profiles),
+        rendezvous: rendezvous::Rendezvous::new(
+            own_port,
+            carried.clone(),
+            dir.path().to_path_buf(),
+        ),
+        carried,
+        expected: std::sync::Mutex::default(),
+    };
+    let serving = tokio::spawn(requests::serve(listener, std::sync::Arc::new(context)));
     let mut forwarded = Vec::new();
     for kind in [
         SignalKind::terminate(),

@@ -1,0 +1,526 @@
+//! The server side of the rendezvous port (`rock_port`): the ports the
+//! command listens on (registered by the library's `listen`), and the
+//! rendezvous port itself, bound once the command has a listener, where
+//! rock clients' supervisors ask whether a port of this host is a rock
+//! listener (`rock_proto::rendezvous`).
+//!
+//! The port is bound on every address (IPv6 and IPv4) when the first
+//! listener registers; while another process holds it (another rock
+//! supervisor on this host), it is tried again every [`RETRY_BIND`], and
+//! this command's listeners stay unannounced meanwhile — its clients then
+//! connect as ordinary ones. A PROBE gets one answer, then the connection
+//! closes; an OPEN that succeeds turns the connection into a plain relay
+//! to the program's listener (`super::carried`), which the supervisor
+//! connects to over loopback. A caller has [`QUESTION_WITHIN`] to ask and
+//! be answered, and at most [`MAX_PENDING`] questions are open at once.
+//!
+//! The library hears of `listen`, not of `close`: a port whose listener
+//! refuses the supervisor's connection is forgotten.
+//!
+//! A listener is only ever offered at the address it listens on: one bound
+//! to 127.0.0.1 is no rock listener for a question that came in on another
+//! address, so the rendezvous port never exposes a loopback-only server.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rock_proto::rendezvous::{self, LEN, Question, Reply};
+use std::path::PathBuf;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
+use tokio::sync::Semaphore;
+
+use super::carried::{self, Carried, Ends, Entry};
+use super::handover;
+
+/// How often a rendezvous port held by another process is tried again.
+pub const RETRY_BIND: Duration = Duration::from_secs(2);
+/// How long a caller has to ask its question.
+pub const QUESTION_WITHIN: Duration = Duration::from_secs(2);
+/// The most questions answered at once.
+pub const MAX_PENDING: usize = 64;
+
+/// The command's TCP listeners: the addresses each port listens on.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    ports: Mutex<BTreeMap<u16, Vec<IpAddr>>>,
+}
+
+impl Listeners {
+    /// Registers a listener at `addr`; whether it is new.
+    pub fn register(&self, addr: SocketAddr) -> bool {
+        let Ok(mut ports) = self.ports.lock() else {
+            return false;
+        };
+        let ips = ports.entry(addr.port()).or_default();
+        let ip = addr.ip().to_canonical();
+        if ips.contains(&ip) {
+            return false;
+        }
+        ips.push(ip);
+        true
+    }
+
+    /// Forgets every listener on `port` (the program closed them).
+    pub fn forget(&self, port: u16) {
+        if let Ok(mut ports) = self.ports.lock() {
+            ports.remove(&port);
+        }
+    }
+
+    /// Where the supervisor connects to reach the command's listener on
+    /// `port` for a question that arrived at address `arrived`: `None` if
+    /// no listener of the command takes connections there.
+    pub fn reachable(&self, port: u16, arrived: IpAddr) -> Option<SocketAddr> {
+        let arrived = arrived.to_canonical();
+        let ports = self.ports.lock().ok()?;
+        let ips = ports.get(&port)?;
+        let to = |ip: IpAddr| Some(SocketAddr::new(ip, port));
+        for &ip in ips {
+            match ip {
+                // 0.0.0.0 takes IPv4; [::] takes both (unless V6ONLY,
+                // which the kernel then refuses, and the OPEN says so).
+                IpAddr::V4(v4) if v4.is_unspecified() && arrived.is_ipv4() => {
+                    return to(Ipv4Addr::LOCALHOST.into());
+                }
+                IpAddr::V6(v6) if v6.is_unspecified() => {
+                    return match arrived {
+                        IpAddr::V4(_) => to(Ipv4Addr::LOCALHOST.into()),
+                        IpAddr::V6(_) => to(Ipv6Addr::LOCALHOST.into()),
+                    };
+                }
+                ip if ip == arrived => return to(ip),
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// The rendezvous port of this supervisor: the listeners it announces and
+/// the port it answers on (0: none).
+pub struct Rendezvous {
+    listeners: Arc<Listeners>,
+    carried: Arc<Carried>,
+    port: u16,
+    session: PathBuf,
+    started: std::sync::Once,
+}
+
+impl Rendezvous {
+    /// A rendezvous on `port` (0: the rendezvous is off), not bound yet;
+    /// the connections it opens go into `carried`; its hand-over socket
+    /// lives in `session`, the supervisor's session directory.
+    pub fn new(port: u16, carried: Arc<Carried>, session: PathBuf) -> Rendezvous {
+        Rendezvous {
+            listeners: Arc::new(Listeners::default()),
+            carried,
+            port,
+            session,
+            started: std::sync::Once::new(),
+        }
+    }
+
+    /// Registers the command's listener at `addr`; the first one starts
+    /// the rendezvous port. Must be called within the runtime.
+    pub fn register(&self, addr: SocketAddr) {
+        if self.listeners.register(addr) {
+            tracing::debug!("listen {addr}: registered");
+        }
+        if self.port != 0 {
+            let state = State {
+                port: self.port,
+                listeners: self.listeners.clone(),
+                carried: self.carried.clone(),
+                session: self.session.clone(),
+            };
+            self.started.call_once(|| {
+                tokio::spawn(handover::serve(state.clone()));
+                tokio::spawn(run(state));
+            });
+        }
+    }
+}
+
+/// What the rendezvous port's tasks work with.
+#[derive(Clone)]
+pub(super) struct State {
+    /// The rendezvous port.
+    pub(super) port: u16,
+    listeners: Arc<Listeners>,
+    carried: Arc<Carried>,
+    /// This supervisor's session directory (its hand-over socket).
+    pub(super) session: PathBuf,
+}
+
+/// Binds the rendezvous port (retrying while it is taken) and answers on
+/// it until the task is dropped.
+async fn run(state: State) {
+    let port = state.port;
+    let mut said = false;
+    let listener = loop {
+        match bind(port) {
+            Ok(listener) => break listener,
+            Err(e) => {
+                if !said {
+                    tracing::info!(
+                        "rendezvous port {port}: cannot listen ({e}); this command's \
+                         listeners are not announced to rock clients until it is free \
+                         (another rock on this host may hold it)"
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(RETRY_BIND).await;
+            }
+        }
+    };
+    tracing::info!("rendezvous port {port}: listening");
+    let pending = Arc::new(Semaphore::new(MAX_PENDING));
+    loop {
+        let Ok(permit) = pending.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, from)) => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let answered =
+                        tokio::time::timeout(QUESTION_WITHIN, answer(stream, from, &state)).await;
+                    // A relay does not hold a place among the questions.
+                    drop(permit);
+                    match answered {
+                        Ok(Some((link, ProgramEnd::Own(program, _entry)))) => {
+                            carried::relay(link, program).await;
+                        }
+                        Ok(Some((link, ProgramEnd::HandedOver(program)))) => {
+                            carried::relay(link, program).await;
+                        }
+                        _ => {}
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::debug!("rendezvous port {port}: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// A listener on `port` of every address: IPv6 and IPv4 together where
+/// the host has IPv6, else IPv4 alone.
+fn bind(port: u16) -> std::io::Result<TcpListener> {
+    let on = |addr: SocketAddr| -> std::io::Result<TcpListener> {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(128)
+    };
+    match on(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(e),
+        Err(_) => on(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)),
+    }
+}
+
+/// Reads one rendezvous message from `stream`; `None` for anything else
+/// (said in the log, as coming from `from`).
+pub(super) async fn read_question<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    port: u16,
+    from: SocketAddr,
+) -> Option<Question> {
+    let mut buf = [0u8; LEN];
+    let mut have = 0;
+    while have < LEN {
+        match stream.read(&mut buf[have..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => have += n,
+        }
+        if let Err(e) = rendezvous::check(&buf[..have]) {
+            tracing::debug!("rendezvous port {port}: {from} sent something else: {e}");
+            return None;
+        }
+    }
+    match Question::parse(&buf) {
+        Ok(question) => Some(question),
+        Err(e) => {
+            tracing::debug!("rendezvous port {port}: {from} sent something else: {e}");
+            None
+        }
+    }
+}
+
+/// What this supervisor's own listeners make of a question.
+pub(super) enum Decision {
+    /// The answer to a PROBE.
+    Probe(bool),
+    /// An OPEN: connected to the program's listener.
+    Opened(TcpStream, Entry),
+    /// An OPEN this supervisor cannot serve.
+    Refused,
+}
+
+/// Decides `question` from the rock client at `from`, which arrived at
+/// address `arrived`, with this supervisor's own listeners.
+pub(super) async fn decide(
+    state: &State,
+    question: Question,
+    from: SocketAddr,
+    arrived: IpAddr,
+) -> Decision {
+    let port = state.port;
+    match question {
+        Question::Probe(asked) => {
+            let rock = state.listeners.reachable(asked, arrived).is_some();
+            tracing::debug!("rendezvous port {port}: {from} asks about port {asked}: {rock}");
+            Decision::Probe(rock)
+        }
+        Question::Open(asked) => {
+            let Some(target) = state.listeners.reachable(asked, arrived) else {
+                return Decision::Refused;
+            };
+            let ends = Ends {
+                peer: from,
+                local: SocketAddr::new(arrived.to_canonical(), asked),
+            };
+            match open(target, ends, &state.carried).await {
+                Ok((program, entry)) => {
+                    tracing::debug!(
+                        "rendezvous port {port}: open {asked} from {from}: relaying through {}",
+                        program
+                            .local_addr()
+                            .map_or("?".to_owned(), |a| a.to_string())
+                    );
+                    Decision::Opened(program, entry)
+                }
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        // The library hears of listen, not of close.
+                        tracing::debug!("rendezvous port {port}: port {asked} refused: forgotten");
+                        state.listeners.forget(asked);
+                    }
+                    Decision::Refused
+                }
+            }
+        }
+    }
+}
+
+/// The program's end of an opened connection: this supervisor's own, or
+/// another supervisor's, handed over (see [`super::handover`]).
+enum ProgramEnd {
+    Own(TcpStream, Entry),
+    HandedOver(UnixStream),
+}
+
+/// Reads one question from `stream` and answers it; an OPEN that
+/// succeeds returns the connection and the program's end of it. What this
+/// supervisor's listeners cannot serve is asked of the other supervisors
+/// of this user on this host with the same rendezvous port.
+async fn answer(
+    mut stream: TcpStream,
+    from: SocketAddr,
+    state: &State,
+) -> Option<(TcpStream, ProgramEnd)> {
+    let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+    let question = read_question(&mut stream, state.port, from).await?;
+    let arrived = stream.local_addr().ok()?.ip().to_canonical();
+    let (reply, program) = match decide(state, question, from, arrived).await {
+        Decision::Probe(true) => (Reply::Probe { rock: true }, None),
+        Decision::Opened(program, entry) => (
+            Reply::Open { opened: true },
+            Some(ProgramEnd::Own(program, entry)),
+        ),
+        Decision::Probe(false) | Decision::Refused => {
+            match handover::forward(state, question, from, arrived).await {
+                Some((reply, unix)) => (reply, unix.map(ProgramEnd::HandedOver)),
+                None => match question {
+                    Question::Probe(_) => (Reply::Probe { rock: false }, None),
+                    Question::Open(asked) => {
+                        tracing::debug!(
+                            "rendezvous port {}: open {asked} from {from}: refused",
+                            state.port
+                        );
+                        (Reply::Open { opened: false }, None)
+                    }
+                },
+            }
+        }
+    };
+    stream.write_all(&reply.encode()).await.ok()?;
+    Some((stream, program?))
+}
+
+/// Connects to the program's listener at `target` for a rock client,
+/// recording the connection as carried with its real `ends` before the
+/// program can accept it.
+async fn open(
+    target: SocketAddr,
+    ends: Ends,
+    carried: &Arc<Carried>,
+) -> std::io::Result<(TcpStream, Entry)> {
+    let socket = match target {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }?;
+    // From loopback, so that the program's accept sees a loopback peer
+    // and its library asks who it really is.
+    let from = match target {
+        SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+        SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 0),
+    };
+    socket.bind(from)?;
+    let entry = carried.insert(socket.local_addr()?, ends);
+    let stream = socket.connect(target).await?;
+    Ok((stream, entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::peers::{Finding, probe};
+
+    fn free_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("address").port()
+    }
+
+    #[tokio::test]
+    async fn the_first_listener_opens_the_rendezvous_which_answers_for_its_ports() {
+        let port = free_port();
+        let rendezvous = Rendezvous::new(port, Arc::default(), std::env::temp_dir());
+        let at: SocketAddr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
+        // Real listeners: the rendezvous checks the kernel's tables.
+        let v4 = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+        let a = v4.local_addr().expect("address").port();
+        let v6 = std::net::TcpListener::bind("[::]:0").ok();
+        let b = v6.as_ref().map(|l| l.local_addr().expect("address").port());
+        assert_eq!(
+            probe(at, a).await,
+            Finding::Refused,
+            "not before a listener"
+        );
+        rendezvous.register(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), a));
+        if let Some(b) = b {
+            rendezvous.register(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), b));
+        }
+        let mut finding = Finding::Refused;
+        for _ in 0..100 {
+            finding = probe(at, a).await;
+            if finding != Finding::Refused {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(finding, Finding::Rock);
+        assert_eq!(probe(at, free_port()).await, Finding::NotRock);
+        if let Some(b) = b {
+            // [::] takes both families; 0.0.0.0 only IPv4.
+            assert_eq!(probe(at, b).await, Finding::Rock);
+            let v6at = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port);
+            assert_eq!(probe(v6at, b).await, Finding::Rock);
+            assert_eq!(
+                probe(v6at, a).await,
+                Finding::NotRock,
+                "0.0.0.0 is IPv4 only"
+            );
+        }
+        // Nonsense ends its own connection only.
+        let mut s = TcpStream::connect(at).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.expect("write");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+        assert!(rest.is_empty());
+        assert_eq!(probe(at, a).await, Finding::Rock);
+        // A listener the program closed refuses the OPEN, and is no
+        // longer offered.
+        drop(v4);
+        assert!(crate::supervisor::peers::open(at, a).await.is_none());
+        assert_eq!(probe(at, a).await, Finding::NotRock);
+    }
+
+    #[tokio::test]
+    async fn callers_that_never_ask_hold_a_place_for_question_within_only() {
+        let port = free_port();
+        let rendezvous = Rendezvous::new(port, Arc::default(), std::env::temp_dir());
+        let at: SocketAddr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = l.local_addr().expect("address").port();
+        rendezvous.register(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), a));
+        let mut finding = Finding::Refused;
+        for _ in 0..100 {
+            finding = probe(at, a).await;
+            if finding != Finding::Refused {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(finding, Finding::Rock);
+        // More silent callers than places: a question now waits for a place
+        // (a rock client's probe gives up and goes direct)...
+        let mut silent = Vec::new();
+        for _ in 0..MAX_PENDING + 8 {
+            silent.push(TcpStream::connect(at).await.expect("connect"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(probe(at, a).await, Finding::Silent);
+        // ...until the silent ones are dropped, QUESTION_WITHIN later.
+        tokio::time::sleep(QUESTION_WITHIN + Duration::from_millis(300)).await;
+        assert_eq!(probe(at, a).await, Finding::Rock);
+        drop(silent);
+    }
+
+    #[test]
+    fn no_rendezvous_when_the_port_is_zero() {
+        // Registering needs no runtime when nothing is to be started.
+        let rendezvous = Rendezvous::new(0, Arc::default(), std::env::temp_dir());
+        rendezvous.register("0.0.0.0:8080".parse().expect("an address"));
+        let here = IpAddr::from(Ipv4Addr::LOCALHOST);
+        assert!(rendezvous.listeners.reachable(8080, here).is_some());
+    }
+
+    #[test]
+    fn a_listener_is_offered_only_where_it_listens() {
+        let l = Listeners::default();
+        let (lo, out): (IpAddr, IpAddr) = (
+            "127.0.0.1".parse().expect("an address"),
+            "192.0.2.9".parse().expect("an address"),
+        );
+        let v6: IpAddr = "2001:db8::9".parse().expect("an address");
+        l.register("127.0.0.1:6379".parse().expect("an address"));
+        assert_eq!(
+            l.reachable(6379, lo),
+            Some("127.0.0.1:6379".parse().expect("an address"))
+        );
+        assert_eq!(l.reachable(6379, out), None, "loopback-only stays so");
+        assert_eq!(l.reachable(6380, lo), None);
+        l.register("0.0.0.0:80".parse().expect("an address"));
+        assert_eq!(
+            l.reachable(80, out),
+            Some("127.0.0.1:80".parse().expect("an address"))
+        );
+        assert_eq!(l.reachable(80, v6), None);
+        l.register("[::]:443".parse().expect("an address"));
+        assert_eq!(
+            l.reachable(443, v6),
+            Some("[::1]:443".parse().expect("an address"))
+        );
+        let mapped: IpAddr = "::ffff:192.0.2.9".parse().expect("an address");
+        assert_eq!(
+            l.reachable(443, mapped),
+            Some("127.0.0.1:443".parse().expect("an address"))
+        );
+        l.register("192.0.2.9:22".parse().expect("an address"));
+        assert_eq!(
+            l.reachable(22, mapped),
+            Some("192.0.2.9:22".parse().expect("an address"))
+        );
+    }
+}

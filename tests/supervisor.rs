@@ -10,19 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::rocked::{
+    Server, ask_rendezvous, config_with_rock_port, free_port, library, rocked_server,
+    wait_listening,
+};
 use common::{ROCK, assert_exit, run_with_timeout};
-
-/// The library cargo builds beside the rock binary.
-fn library() -> PathBuf {
-    let lib = Path::new(ROCK).with_file_name("librocks.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: build the workspace first (cargo build --release --workspace; \
-         scripts/test does)",
-        lib.display()
-    );
-    lib
-}
 
 fn rock(args: &[&str]) -> Output {
     library();
@@ -51,14 +43,11 @@ fn the_commands_exit_status_is_rocks() {
 }
 
 #[test]
-fn rock_says_the_connections_stay_plain_until_the_library_makes_rocks() {
-    let out = rock(&["true"]);
+fn rock_adds_nothing_of_its_own_to_what_the_command_says() {
+    let out = rock(&["sh", "-c", "echo out; echo err >&2"]);
     assert_exit(&out, 0, &text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("they stay plain TCP"),
-        "{}",
-        text(&out)
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
 }
 
 #[test]
@@ -310,45 +299,6 @@ os.unlink(path)
 }
 
 // --- Ordinary programs against ordinary peers: rock is invisible --------
-
-/// A port nothing listens on now (bound, then released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
-/// Waits until something accepts on `port`, or panics naming `what`.
-fn wait_listening(port: u16, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what} did not listen on port {port} within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A server process of the test, ended when dropped: SIGTERM (which a
-/// rock passes on to its command), then SIGKILL if it is still there.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            // SAFETY: kill has no memory effects; the pid is our child's.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `program args` as a server of the test on `port`.
 fn start_server(program: &str, args: &[&str], port: u16, dir: Option<&Path>) -> Server {
@@ -681,39 +631,6 @@ for word in ("first", "second"):
 }
 
 // --- Slice 3: listeners, the rendezvous port, the client's probe -----------
-
-/// A configuration directory (for XDG_CONFIG_HOME) whose rock/config.toml
-/// sets `rock_port`.
-fn config_with_rock_port(port: u16) -> common::TempDir {
-    let dir = common::temp_dir();
-    std::fs::create_dir_all(dir.path().join("rock")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("rock").join("config.toml"),
-        format!("[defaults]\nrock_port = {port}\n"),
-    )
-    .expect("write the config");
-    dir
-}
-
-/// Asks the rendezvous port on loopback about `port` (the bytes of
-/// docs/PROTOCOL.md §13, written out here): `Some(is a rock listener)`, or
-/// `None` when nothing listens there.
-fn ask_rendezvous(rendezvous: u16, port: u16) -> Option<bool> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", rendezvous)).ok()?;
-    let [hi, lo] = port.to_be_bytes();
-    s.write_all(&[b'R', b'K', b'R', b'V', 1, 0x01, hi, lo])
-        .expect("write the question");
-    let mut reply = [0u8; 8];
-    s.read_exact(&mut reply).expect("read the reply");
-    assert_eq!(&reply[..6], b"RKRV\x01\x81", "{reply:?}");
-    assert_eq!(reply[7], 0, "{reply:?}");
-    match reply[6] {
-        0 => Some(false),
-        1 => Some(true),
-        other => panic!("answer byte {other}"),
-    }
-}
 
 /// A python echo server under `rock -v -v`, listening on loopback, that
 /// prints `accepted HOST PORT peer HOST PORT local HOST PORT` (what accept,
@@ -1131,36 +1048,6 @@ except ConnectionRefusedError as e:
 }
 
 // --- Real servers under rock, real clients under rock -----------------------
-
-/// Starts `args` under `rock -v -v` with rock's configuration under
-/// `config`, and waits until `port` listens and the rendezvous port calls
-/// it a rock listener.
-fn rocked_server(args: &[&str], config: &Path, port: u16, rendezvous: u16, dir: &Path) -> Server {
-    library();
-    let server = Server(
-        Command::new(ROCK)
-            .args(["-v", "-v"])
-            .args(args)
-            .env("XDG_CONFIG_HOME", config)
-            .env_remove("RUST_LOG")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start rock {args:?}: {e}")),
-    );
-    wait_listening(port, args[0]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while ask_rendezvous(rendezvous, port) != Some(true) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{args:?} under rock is not announced at the rendezvous port {rendezvous}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server
-}
 
 #[test]
 fn redis_cli_under_rock_reaches_redis_server_under_rock_through_the_rendezvous() {

@@ -6,18 +6,20 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rock_proto::rendezvous::{self, LEN, Question, Reply};
+use rock_proto::rendezvous::{self, MAX_LEN, Question, Reply};
 
 fuzz_target!(|data: &[u8]| {
     match rendezvous::check(data) {
-        Ok(Some(end)) => assert!(end == LEN && end <= data.len()),
-        Ok(None) => assert!(data.len() < LEN),
+        Ok(Some(end)) => assert!(end <= data.len() && end <= MAX_LEN),
+        Ok(None) => assert!(data.len() < MAX_LEN),
         Err(_) => {}
     }
     if let Ok(question) = Question::parse(data) {
-        assert_eq!(&question.encode()[..], &data[..LEN]);
+        let encoded = question.encode();
+        assert_eq!(&encoded[..], &data[..encoded.len()]);
     }
     if let Ok(reply) = Reply::parse(data) {
-        assert_eq!(&reply.encode()[..], &data[..LEN]);
+        let encoded = reply.encode();
+        assert_eq!(&encoded[..], &data[..encoded.len()]);
     }
 });

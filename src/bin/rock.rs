@@ -175,6 +175,11 @@ fn run(args: Args, argv: &[OsString]) -> anyhow::Result<u8> {
             command: args.command,
             exe: std::env::current_exe().context("finding rock's own executable")?,
             profiles: Profiles::load(&settings::default_paths())?,
+            cli: CommandLine {
+                suspend_timeout: args.suspend_timeout.map(Duration::from_secs),
+                localhost: args.localhost,
+                ..CommandLine::default()
+            },
         };
         return Ok(runtime()?.block_on(supervisor::run(options))?);
     };

@@ -1,23 +1,36 @@
 //! The messages of the rendezvous port (`rock_port`), where a rock
 //! client's supervisor asks a host's rock supervisor whether a TCP port is
-//! a rock-enabled listener before the program connects to it. No I/O here;
-//! decoded in two steps (check the length and the fixed bytes, then
-//! parse). docs/PROTOCOL.md §13 has the layout byte by byte.
+//! a rock-enabled listener, and opens a rock to it. No I/O here; decoded in
+//! two steps (check the length and the fixed bytes, then parse).
+//! docs/PROTOCOL.md §13 has the layout byte by byte.
 //!
-//! Every message is [`LEN`] bytes: the magic `RKRV`, the version, a kind,
-//! and two bytes that depend on the kind. Anything else is an error, never
-//! a panic: the rendezvous port is open to the network.
+//! Every message starts with the magic `RKRV`, the version, a kind, and
+//! two bytes that depend on the kind ([`HEAD`] bytes); an OPEN carries the
+//! client's X25519 public key behind them, and an OPEN reply that says
+//! "opened" the session id and the server's public key. Anything else is an
+//! error, never a panic: the rendezvous port is open to the network.
 //!
-//! After an [`Reply::Open`] that says `opened`, the connection carries the
-//! two programs' bytes as they are, both ways (slice 3 of docs/PRELOAD.md:
-//! a plain relay; the rock's key exchange and engine replace it later).
+//! After an opened [`Reply::Open`], the connection is the rock's first
+//! link: the engine's handshake (docs/PROTOCOL.md §3) follows, proved with
+//! the key both sides derive ([`crate::kex`]).
+
+use crate::handshake::SessionId;
+use crate::kex::PublicKey;
 
 /// The first four bytes of every message.
 pub const MAGIC: [u8; 4] = *b"RKRV";
 /// The version this code speaks.
-pub const VERSION: u8 = 1;
-/// The length of every message.
-pub const LEN: usize = 8;
+pub const VERSION: u8 = 2;
+/// The length of a message's fixed head (and of every message but an
+/// OPEN and an opened OPEN reply).
+pub const HEAD: usize = 8;
+/// The length of an OPEN: the head and the client's public key.
+pub const OPEN_LEN: usize = HEAD + 32;
+/// The length of an opened OPEN reply: the head, the session id and the
+/// server's public key.
+pub const OPENED_LEN: usize = HEAD + 16 + 32;
+/// The longest message.
+pub const MAX_LEN: usize = OPENED_LEN;
 
 /// The kind byte of a [`Question::Probe`].
 const KIND_PROBE: u8 = 0x01;
@@ -33,8 +46,23 @@ const KIND_OPEN_REPLY: u8 = 0x82;
 pub enum Question {
     /// Is this TCP port (never 0) of the host a rock-enabled listener?
     Probe(u16),
-    /// Connect me to the rock-enabled listener at this TCP port (never 0).
-    Open(u16),
+    /// Open a rock to the rock-enabled listener at this TCP port (never
+    /// 0); the client's key share for the session key.
+    Open {
+        /// The listener's port.
+        port: u16,
+        /// The client's X25519 public key.
+        key: PublicKey,
+    },
+}
+
+/// What the rendezvous side says when it opens a rock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// The rock's session id, chosen by the server.
+    pub session: SessionId,
+    /// The server's X25519 public key.
+    pub key: PublicKey,
 }
 
 /// What the rendezvous port answers.
@@ -45,12 +73,10 @@ pub enum Reply {
         /// Whether the port is a rock-enabled listener.
         rock: bool,
     },
-    /// The answer to [`Question::Open`].
-    Open {
-        /// Whether the connection now reaches the listener (else it
-        /// refused, or is not a rock listener, and the connection closes).
-        opened: bool,
-    },
+    /// The answer to [`Question::Open`]: `Some` when the rock is open
+    /// (its first link's handshake follows), `None` when it was refused
+    /// (the connection then closes).
+    Open(Option<Opened>),
 }
 
 /// Bytes that are not a rendezvous message.
@@ -62,94 +88,151 @@ pub enum RendezvousError {
     /// Another version of the rendezvous messages.
     #[error("rendezvous version {0}, this rock speaks version {VERSION}")]
     Version(u8),
-    /// A kind this version does not know, or not expected here.
+    /// A kind this version does not know.
     #[error("unknown rendezvous message kind {0:#04x}")]
     Kind(u8),
-    /// The kind's two bytes are out of range.
-    #[error("malformed rendezvous message of kind {0:#04x}")]
+    /// The kind's two bytes are out of range, or a question came where a
+    /// reply was expected (or the other way round).
+    #[error("malformed or unexpected rendezvous message of kind {0:#04x}")]
     Malformed(u8),
 }
 
-/// Whether `bytes` begin with a whole message: `Ok(None)` when more bytes
-/// are needed (a normal event), an error as soon as the bytes there cannot
-/// begin a message of this version.
+/// Whether `bytes` begin with a whole message: `Ok(Some(length))` when
+/// they do, `Ok(None)` when more bytes are needed (a normal event), an
+/// error as soon as the bytes there cannot begin a message of this
+/// version.
 pub fn check(bytes: &[u8]) -> Result<Option<usize>, RendezvousError> {
+    Ok(length(bytes)?.filter(|&len| bytes.len() >= len))
+}
+
+/// The length of the message that `bytes` begin, as soon as the bytes
+/// there tell it (the head's first seven bytes at most), whether or not
+/// the rest has arrived: a reader then asks for exactly that many bytes,
+/// and none of what follows. Errors as [`check`].
+pub fn length(bytes: &[u8]) -> Result<Option<usize>, RendezvousError> {
     let magic = bytes.len().min(MAGIC.len());
     if bytes[..magic] != MAGIC[..magic] {
         return Err(RendezvousError::Magic);
     }
     match bytes.get(4) {
-        Some(&v) if v != VERSION => Err(RendezvousError::Version(v)),
-        _ if bytes.len() < LEN => Ok(None),
-        _ => Ok(Some(LEN)),
+        Some(&v) if v != VERSION => return Err(RendezvousError::Version(v)),
+        None => return Ok(None),
+        Some(_) => {}
     }
+    let len = match bytes.get(5) {
+        None => return Ok(None),
+        Some(&KIND_PROBE | &KIND_PROBE_REPLY) => HEAD,
+        Some(&KIND_OPEN) => OPEN_LEN,
+        Some(&KIND_OPEN_REPLY) => match bytes.get(6) {
+            None => return Ok(None),
+            Some(0) => HEAD,
+            Some(1) => OPENED_LEN,
+            Some(_) => return Err(RendezvousError::Malformed(KIND_OPEN_REPLY)),
+        },
+        Some(&kind) => return Err(RendezvousError::Kind(kind)),
+    };
+    Ok(Some(len))
 }
 
-/// The kind byte and the two argument bytes of a message that [`check`]
-/// accepted.
-fn fields(bytes: &[u8]) -> Result<(u8, [u8; 2]), RendezvousError> {
+/// The kind byte, the two argument bytes and the rest of a whole message
+/// at the start of `bytes`.
+fn fields(bytes: &[u8]) -> Result<(u8, [u8; 2], &[u8]), RendezvousError> {
     match check(bytes)? {
-        Some(_) => Ok((bytes[5], [bytes[6], bytes[7]])),
+        Some(len) => Ok((bytes[5], [bytes[6], bytes[7]], &bytes[HEAD..len])),
         // A caller that skipped check: too short is not a message.
         None => Err(RendezvousError::Magic),
     }
 }
 
-fn message(kind: u8, args: [u8; 2]) -> [u8; LEN] {
-    let [m0, m1, m2, m3] = MAGIC;
-    [m0, m1, m2, m3, VERSION, kind, args[0], args[1]]
+fn message(kind: u8, args: [u8; 2], rest: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAX_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&[VERSION, kind, args[0], args[1]]);
+    for part in rest {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// The 32 bytes at the start of `rest` (which [`check`] made long enough).
+fn key_at(rest: &[u8]) -> PublicKey {
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&rest[..32]);
+    PublicKey(key)
 }
 
 impl Question {
-    /// Parses the first [`LEN`] bytes of `bytes`.
+    /// Parses the message at the start of `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Question, RendezvousError> {
-        let (kind, port) = fields(bytes)?;
-        let port = match u16::from_be_bytes(port) {
-            0 if kind == KIND_PROBE || kind == KIND_OPEN => {
-                return Err(RendezvousError::Malformed(kind));
-            }
-            port => port,
-        };
+        let (kind, port, rest) = fields(bytes)?;
+        let port = u16::from_be_bytes(port);
         match kind {
+            KIND_PROBE | KIND_OPEN if port == 0 => Err(RendezvousError::Malformed(kind)),
             KIND_PROBE => Ok(Question::Probe(port)),
-            KIND_OPEN => Ok(Question::Open(port)),
-            kind => Err(RendezvousError::Kind(kind)),
+            KIND_OPEN => Ok(Question::Open {
+                port,
+                key: key_at(rest),
+            }),
+            kind => Err(RendezvousError::Malformed(kind)),
         }
     }
 
     /// The message's bytes.
-    pub fn encode(&self) -> [u8; LEN] {
+    pub fn encode(&self) -> Vec<u8> {
         match self {
-            Question::Probe(port) => message(KIND_PROBE, port.to_be_bytes()),
-            Question::Open(port) => message(KIND_OPEN, port.to_be_bytes()),
+            Question::Probe(port) => message(KIND_PROBE, port.to_be_bytes(), &[]),
+            Question::Open { port, key } => message(KIND_OPEN, port.to_be_bytes(), &[&key.0]),
+        }
+    }
+
+    /// The port asked about.
+    pub fn port(&self) -> u16 {
+        match self {
+            Question::Probe(port) | Question::Open { port, .. } => *port,
         }
     }
 }
 
 impl Reply {
-    /// Parses the first [`LEN`] bytes of `bytes`.
+    /// Parses the message at the start of `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Reply, RendezvousError> {
         match fields(bytes)? {
-            (KIND_PROBE_REPLY, [answer, 0]) if answer <= 1 => {
+            (KIND_PROBE_REPLY, [answer, 0], _) if answer <= 1 => {
                 Ok(Reply::Probe { rock: answer == 1 })
             }
-            (KIND_OPEN_REPLY, [answer, 0]) if answer <= 1 => Ok(Reply::Open {
-                opened: answer == 1,
-            }),
-            (kind @ (KIND_PROBE_REPLY | KIND_OPEN_REPLY), _) => {
-                Err(RendezvousError::Malformed(kind))
+            (KIND_OPEN_REPLY, [0, 0], _) => Ok(Reply::Open(None)),
+            (KIND_OPEN_REPLY, [1, 0], rest) => {
+                let mut session = [0u8; 16];
+                session.copy_from_slice(&rest[..16]);
+                Ok(Reply::Open(Some(Opened {
+                    session: SessionId(session),
+                    key: key_at(&rest[16..]),
+                })))
             }
-            (kind, _) => Err(RendezvousError::Kind(kind)),
+            (kind, _, _) => Err(RendezvousError::Malformed(kind)),
         }
     }
 
     /// The message's bytes.
-    pub fn encode(&self) -> [u8; LEN] {
+    pub fn encode(&self) -> Vec<u8> {
         match self {
-            Reply::Probe { rock } => message(KIND_PROBE_REPLY, [u8::from(*rock), 0]),
-            Reply::Open { opened } => message(KIND_OPEN_REPLY, [u8::from(*opened), 0]),
+            Reply::Probe { rock } => message(KIND_PROBE_REPLY, [u8::from(*rock), 0], &[]),
+            Reply::Open(None) => message(KIND_OPEN_REPLY, [0, 0], &[]),
+            Reply::Open(Some(Opened { session, key })) => {
+                message(KIND_OPEN_REPLY, [1, 0], &[&session.0, &key.0])
+            }
         }
     }
+}
+
+/// Whether `bytes` (at least two: `RO` against `RK`) begin what may be
+/// the engine's ClientHello (`ROCK`, docs/PROTOCOL.md §3.1) rather than a
+/// rendezvous message: a rock client resuming its rock sends the hello
+/// first.
+pub fn is_link(bytes: &[u8]) -> bool {
+    let magic = &crate::handshake::MAGIC;
+    let n = bytes.len().min(magic.len());
+    n >= 2 && bytes[..n] == magic[..n]
 }
 
 #[cfg(test)]
@@ -157,111 +240,152 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const K: PublicKey = PublicKey([0xab; 32]);
+
     #[test]
     fn the_bytes_are_as_documented() {
         assert_eq!(
             Question::Probe(6379).encode(),
-            [b'R', b'K', b'R', b'V', 1, 0x01, 0x18, 0xeb]
+            [b'R', b'K', b'R', b'V', 2, 0x01, 0x18, 0xeb]
         );
         assert_eq!(
             Reply::Probe { rock: true }.encode(),
-            [b'R', b'K', b'R', b'V', 1, 0x81, 1, 0]
+            [b'R', b'K', b'R', b'V', 2, 0x81, 1, 0]
         );
         assert_eq!(
             Reply::Probe { rock: false }.encode(),
-            [b'R', b'K', b'R', b'V', 1, 0x81, 0, 0]
+            [b'R', b'K', b'R', b'V', 2, 0x81, 0, 0]
         );
+        let open = Question::Open { port: 443, key: K }.encode();
+        assert_eq!(open.len(), OPEN_LEN);
+        assert_eq!(open[..HEAD], [b'R', b'K', b'R', b'V', 2, 0x02, 0x01, 0xbb]);
+        assert_eq!(open[HEAD..], [0xab; 32]);
         assert_eq!(
-            Question::Open(443).encode(),
-            [b'R', b'K', b'R', b'V', 1, 0x02, 0x01, 0xbb]
+            Reply::Open(None).encode(),
+            [b'R', b'K', b'R', b'V', 2, 0x82, 0, 0]
         );
-        assert_eq!(
-            Reply::Open { opened: true }.encode(),
-            [b'R', b'K', b'R', b'V', 1, 0x82, 1, 0]
-        );
+        let opened = Reply::Open(Some(Opened {
+            session: SessionId([0x5e; 16]),
+            key: K,
+        }))
+        .encode();
+        assert_eq!(opened.len(), OPENED_LEN);
+        assert_eq!(opened[..HEAD], [b'R', b'K', b'R', b'V', 2, 0x82, 1, 0]);
+        assert_eq!(opened[HEAD..HEAD + 16], [0x5e; 16]);
+        assert_eq!(opened[HEAD + 16..], [0xab; 32]);
     }
 
     #[test]
     fn short_wrong_and_strange_messages() {
         assert_eq!(check(b""), Ok(None));
         assert_eq!(check(b"RK"), Ok(None));
-        assert_eq!(check(b"RKRV\x01\x01\x00"), Ok(None));
+        assert_eq!(check(b"RKRV\x02\x01\x00"), Ok(None));
         assert_eq!(check(b"HTTP/1.1"), Err(RendezvousError::Magic));
         assert_eq!(check(b"SSH-"), Err(RendezvousError::Magic));
-        assert_eq!(check(b"RKRV\x02"), Err(RendezvousError::Version(2)));
-        assert_eq!(check(b"RKRV\x01\x01\x00\x16extra"), Ok(Some(LEN)));
+        assert_eq!(check(b"RKRV\x01"), Err(RendezvousError::Version(1)));
+        assert_eq!(check(b"RKRV\x02\x01\x00\x16extra"), Ok(Some(HEAD)));
         assert_eq!(
-            Question::parse(b"RKRV\x01\x01\x00\x00"),
+            check(b"RKRV\x02\x02\x00\x16"),
+            Ok(None),
+            "an OPEN needs its key"
+        );
+        assert_eq!(check(b"RKRV\x02\x82"), Ok(None));
+        assert_eq!(check(b"RKRV\x02\x82\x01\x00"), Ok(None));
+        assert_eq!(check(b"RKRV\x02\x82\x00\x00"), Ok(Some(HEAD)));
+        assert_eq!(
+            check(b"RKRV\x02\x82\x02"),
+            Err(RendezvousError::Malformed(0x82))
+        );
+        assert_eq!(check(b"RKRV\x02\x03"), Err(RendezvousError::Kind(0x03)));
+        assert_eq!(length(b"RKRV\x02\x02"), Ok(Some(OPEN_LEN)));
+        assert_eq!(length(b"RKRV\x02\x82\x01"), Ok(Some(OPENED_LEN)));
+        assert_eq!(length(b"RKRV\x02\x82"), Ok(None));
+        assert_eq!(
+            Question::parse(b"RKRV\x02\x01\x00\x00"),
             Err(RendezvousError::Malformed(0x01))
         );
         assert_eq!(
-            Question::parse(b"RKRV\x01\x81\x01\x00"),
-            Err(RendezvousError::Kind(0x81))
-        );
-        assert_eq!(
-            Reply::parse(b"RKRV\x01\x81\x02\x00"),
+            Question::parse(b"RKRV\x02\x81\x01\x00"),
             Err(RendezvousError::Malformed(0x81))
         );
         assert_eq!(
-            Reply::parse(b"RKRV\x01\x81\x01\x01"),
+            Reply::parse(b"RKRV\x02\x81\x02\x00"),
             Err(RendezvousError::Malformed(0x81))
         );
         assert_eq!(
-            Reply::parse(b"RKRV\x01\x01\x00\x16"),
-            Err(RendezvousError::Kind(0x01))
+            Reply::parse(b"RKRV\x02\x81\x01\x01"),
+            Err(RendezvousError::Malformed(0x81))
+        );
+        assert_eq!(
+            Reply::parse(b"RKRV\x02\x01\x00\x16"),
+            Err(RendezvousError::Malformed(0x01))
         );
         assert_eq!(Reply::parse(b"RKRV"), Err(RendezvousError::Magic));
+        let mut zero = Question::Open { port: 1, key: K }.encode();
+        zero[7] = 0;
         assert_eq!(
-            Question::parse(b"RKRV\x01\x02\x00\x00"),
+            Question::parse(&zero),
             Err(RendezvousError::Malformed(0x02))
         );
         assert_eq!(
-            Reply::parse(b"RKRV\x01\x82\x01\x07"),
+            Reply::parse(b"RKRV\x02\x82\x00\x07"),
             Err(RendezvousError::Malformed(0x82))
         );
-        assert_eq!(
-            Question::parse(b"RKRV\x01\x03\x00\x01"),
-            Err(RendezvousError::Kind(0x03))
-        );
+    }
+
+    #[test]
+    fn a_resuming_link_is_told_from_a_question_by_its_first_byte() {
+        assert!(!is_link(b"R"), "both begin so");
+        assert!(is_link(b"RO"));
+        assert!(is_link(b"ROCK\x01"));
+        assert!(!is_link(b"RK"));
+        assert!(!is_link(b""));
+        assert!(!is_link(&Question::Probe(1).encode()));
     }
 
     proptest! {
         #[test]
-        fn any_bytes_are_a_message_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..20)) {
+        fn any_bytes_are_a_message_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let checked = check(&bytes);
             if let Ok(Some(end)) = checked {
-                prop_assert_eq!(end, LEN);
+                prop_assert!(end <= bytes.len() && end <= MAX_LEN);
             }
             if let Ok(q) = Question::parse(&bytes) {
-                prop_assert!(checked.is_ok());
-                prop_assert_eq!(&q.encode()[..], &bytes[..LEN]);
+                let encoded = q.encode();
+                prop_assert_eq!(&encoded[..], &bytes[..encoded.len()]);
             }
             if let Ok(r) = Reply::parse(&bytes) {
-                prop_assert_eq!(&r.encode()[..], &bytes[..LEN]);
+                let encoded = r.encode();
+                prop_assert_eq!(&encoded[..], &bytes[..encoded.len()]);
             }
         }
 
         #[test]
-        fn messages_read_back(port in 1u16.., yes: bool) {
-            for q in [Question::Probe(port), Question::Open(port)] {
+        fn messages_read_back(port in 1u16.., yes: bool, key: [u8; 32], session: [u8; 16]) {
+            let key = PublicKey(key);
+            for q in [Question::Probe(port), Question::Open { port, key }] {
                 prop_assert_eq!(Question::parse(&q.encode()), Ok(q));
             }
-            for r in [Reply::Probe { rock: yes }, Reply::Open { opened: yes }] {
+            let opened = Opened { session: SessionId(session), key };
+            for r in [Reply::Probe { rock: yes }, Reply::Open(None), Reply::Open(Some(opened))] {
                 prop_assert_eq!(Reply::parse(&r.encode()), Ok(r));
             }
         }
 
         #[test]
-        fn any_message_of_this_version_parses_or_is_refused(tail in proptest::collection::vec(any::<u8>(), 0..6)) {
-            let mut bytes = b"RKRV\x01".to_vec();
+        fn any_message_of_this_version_parses_or_is_refused(tail in proptest::collection::vec(any::<u8>(), 0..60)) {
+            let mut bytes = b"RKRV\x02".to_vec();
             bytes.extend_from_slice(&tail);
-            let whole = bytes.len() >= LEN;
-            prop_assert_eq!(check(&bytes), Ok(whole.then_some(LEN)));
+            if let Ok(Some(end)) = check(&bytes) {
+                prop_assert!(end <= bytes.len());
+            }
             if let Ok(q) = Question::parse(&bytes) {
-                prop_assert_eq!(&q.encode()[..], &bytes[..LEN]);
+                let encoded = q.encode();
+                prop_assert_eq!(&encoded[..], &bytes[..encoded.len()]);
             }
             if let Ok(r) = Reply::parse(&bytes) {
-                prop_assert_eq!(&r.encode()[..], &bytes[..LEN]);
+                let encoded = r.encode();
+                prop_assert_eq!(&encoded[..], &bytes[..encoded.len()]);
             }
         }
     }

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use rock_proto::{CloseCode, CloseReason, Event, HandshakeError, LinkError, LinkId, Session};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 pub use dial::{Backoff, DialFuture, Dialer, TcpDialer};
@@ -47,8 +48,83 @@ impl LinkIo for TcpStream {
     }
 }
 
+/// A link handed over by another supervisor of the same host.
+impl LinkIo for UnixStream {}
+
 /// A link's transport, whatever it is.
 pub type BoxLink = Box<dyn LinkIo>;
+
+/// A link whose first bytes were already read (by whoever had to look at
+/// them to know where the link belongs): they are read again first.
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// `inner`, with `prefix` read from it already.
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Prefixed {
+            prefix,
+            at: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.prefix.len() {
+            let n = (this.prefix.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: LinkIo> LinkIo for Prefixed<S> {
+    fn local_ip(&self) -> Option<IpAddr> {
+        self.inner.local_ip()
+    }
+}
 
 /// Most bytes the relay reads at once, from a link (into its own buffer) or
 /// from the application (straight into the replay buffer).
@@ -100,6 +176,9 @@ enum Source {
     Dial(dial::DialState),
     /// Server: accept.
     Listen(TcpListener),
+    /// Server: take the links someone else accepted (the rendezvous port of
+    /// `rock COMMAND`, shared by every rock of the host).
+    Handed(mpsc::Receiver<BoxLink>),
 }
 
 /// Tunables of the shell (the engine's are in its `Config`).
@@ -192,6 +271,16 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
     /// A server relay: links arrive on `listener`.
     pub fn server(session: Session, app: A, listener: TcpListener, options: RelayOptions) -> Self {
         Self::new(session, app, Source::Listen(listener), options)
+    }
+
+    /// A server relay whose links arrive on `links`, accepted elsewhere.
+    pub fn server_handed(
+        session: Session,
+        app: A,
+        links: mpsc::Receiver<BoxLink>,
+        options: RelayOptions,
+    ) -> Self {
+        Self::new(session, app, Source::Handed(links), options)
     }
 
     fn new(session: Session, app: A, source: Source, options: RelayOptions) -> Self {
@@ -329,7 +418,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
     fn handshake_deadline(&self) -> Option<Instant> {
         match &self.source {
             Source::Dial(d) => d.handshake_deadline(),
-            Source::Listen(_) => None,
+            Source::Listen(_) | Source::Handed(_) => None,
         }
     }
 
@@ -366,7 +455,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
     fn dial_attempts(&self) -> u32 {
         match &self.source {
             Source::Dial(d) => d.failures,
-            Source::Listen(_) => 0,
+            Source::Listen(_) | Source::Handed(_) => 0,
         }
     }
 
@@ -437,6 +526,15 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                             break;
                         }
                     }
+                }
+            }
+            Source::Handed(links) => {
+                // A closed channel (its sender gone) hands no more links;
+                // the session goes on with those it has.
+                while let Poll::Ready(Some(io)) = links.poll_recv(cx) {
+                    progress = true;
+                    let id = self.session.accept_link(now, nonce()?);
+                    self.links.push((id, io));
                 }
             }
         }

@@ -3,27 +3,37 @@
 //! listeners would go unannounced. So every supervisor with a registered
 //! listener also answers on a unix socket in its private session directory
 //! (`rendezvous-<rock_port>.sock`), and the one holding the port asks the
-//! others there what its own listeners cannot answer: a PROBE answered yes
-//! there is yes, an OPEN opened there is relayed through the unix socket.
+//! others there what its own listeners and rocks cannot answer: a PROBE
+//! answered yes there is yes; an OPEN opened there, and a link resuming a
+//! rock that lives there, are piped through the unix socket (the rock runs
+//! in the supervisor whose program it serves).
 //!
-//! On that socket, before the 8-byte rendezvous message, the holder says
-//! who asked and where (`from <socket-address> to <ip-address>\n`) so that
-//! the owner can offer only the listeners reachable at that address and
-//! tell its program the rock client's real address. The sockets live in
+//! On that socket, before the rendezvous message or the link's
+//! ClientHello, the holder says who asked and where (`from
+//! <socket-address> to <ip-address>\n`) so that the owner can offer only
+//! the listeners reachable at that address and tell its program the rock
+//! client's real address. The owner answers a question as the rendezvous
+//! port would, and a hello with one byte: 1 (its rock: the link follows)
+//! or 0 (not its rock). The sockets live in
 //! the user's private runtime directory (mode 0700, peers checked to be the
 //! same user): other users' supervisors are never asked, nor ask.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rock_proto::rendezvous::{LEN, Question, Reply};
+use rock_proto::SessionId;
+use rock_proto::rendezvous::{self, Question, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::carried;
-use super::rendezvous::{Decision, QUESTION_WITHIN, State, decide, read_question};
+use super::messages::read_message;
+use super::rendezvous::{
+    Decision, NewRock, QUESTION_WITHIN, State, decide, read_hello, read_question,
+};
 use crate::control_socket;
+use crate::relay::Prefixed;
 
 /// The longest header line, newline included.
 const HEADER_MAX: usize = 128;
@@ -64,33 +74,63 @@ pub(super) async fn serve(state: State) {
     }
 }
 
-/// Answers one handed-over question.
+/// Answers one handed-over question or resuming link.
 async fn handle(mut stream: UnixStream, state: State) {
     let decided = tokio::time::timeout(QUESTION_WITHIN, async {
         let (from, arrived) = read_header(&mut stream).await?;
-        let question = read_question(&mut stream, state.port, from).await?;
-        Some(decide(&state, question, from, arrived).await)
+        let mut first = [0u8; 2];
+        stream.read_exact(&mut first).await.ok()?;
+        if rendezvous::is_link(&first) {
+            let (hello, id) = read_hello(&mut stream, first.to_vec()).await?;
+            return Some(Handed::Link(hello, id));
+        }
+        let question = read_question(&mut stream, first.to_vec(), state.port, from).await?;
+        let decision = decide(&state, question, from, arrived).await;
+        Some(Handed::Question(question, decision, from))
     })
     .await
     .ok()
     .flatten();
     match decided {
-        Some(Decision::Probe(rock)) => {
-            let _ = stream.write_all(&Reply::Probe { rock }.encode()).await;
-        }
-        Some(Decision::Opened(program, _entry)) => {
-            let reply = Reply::Open { opened: true }.encode();
-            if stream.write_all(&reply).await.is_ok() {
-                carried::relay(stream, program).await;
+        Some(Handed::Link(hello, id)) => {
+            let ours = state.rocks.serves(&id);
+            if stream.write_all(&[u8::from(ours)]).await.is_ok() && ours {
+                tracing::debug!("rock {id}: a link handed over");
+                state
+                    .rocks
+                    .hand(&id, Box::new(Prefixed::new(hello, stream)));
             }
         }
-        Some(Decision::Refused) => {
-            let _ = stream
-                .write_all(&Reply::Open { opened: false }.encode())
-                .await;
+        Some(Handed::Question(_, Decision::Probe(rock), _)) => {
+            let _ = stream.write_all(&Reply::Probe { rock }.encode()).await;
+        }
+        Some(Handed::Question(
+            Question::Open { key, .. },
+            Decision::Opened(program, entry),
+            from,
+        )) => {
+            let rock = NewRock {
+                link: Box::new(stream),
+                program,
+                entry,
+                from,
+                key,
+            };
+            rock.run(&state).await;
+        }
+        Some(Handed::Question(..)) => {
+            let _ = stream.write_all(&Reply::Open(None).encode()).await;
         }
         None => {}
     }
+}
+
+/// What came through the hand-over socket.
+enum Handed {
+    /// A question, as this supervisor decided it, from this rock client.
+    Question(Question, Decision, SocketAddr),
+    /// A link resuming a rock: its hello's bytes and the session it names.
+    Link(Vec<u8>, SessionId),
 }
 
 /// The header line: who asked, and at which address.
@@ -121,40 +161,60 @@ async fn read_header(stream: &mut UnixStream) -> Option<(SocketAddr, IpAddr)> {
     parse_header(std::str::from_utf8(&line).ok()?)
 }
 
+/// The hand-over sockets of the other supervisors of this user with the
+/// same rendezvous port.
+fn others(state: &State) -> Vec<PathBuf> {
+    let Ok(base) = crate::rundir::user_dir() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let name = socket_name(state.port);
+    entries
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("supervisor-")
+        })
+        .map(|entry| entry.path())
+        .filter(|dir| *dir != state.session)
+        .map(|dir| dir.join(&name))
+        .filter(|socket| socket.exists())
+        .collect()
+}
+
+/// What another supervisor said yes to.
+pub(super) enum Forwarded {
+    /// A PROBE it answered yes.
+    Reply(Reply),
+    /// An OPEN it opened: its reply's bytes, and the connection to pipe.
+    Opened(Vec<u8>, UnixStream),
+}
+
 /// Asks the other supervisors of this user, with the same rendezvous port,
-/// what this one could not answer: the reply, and for an OPEN that one of
-/// them opened, the connection to relay. `None` when none of them says yes.
+/// what this one could not answer. `None` when none of them says yes.
 pub(super) async fn forward(
     state: &State,
     question: Question,
     from: SocketAddr,
     arrived: IpAddr,
-) -> Option<(Reply, Option<UnixStream>)> {
-    let base = crate::rundir::user_dir().ok()?;
-    let name = socket_name(state.port);
-    for entry in std::fs::read_dir(base).ok()?.flatten() {
-        let dir = entry.path();
-        let is_supervisor = entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("supervisor-");
-        if !is_supervisor || dir == state.session {
-            continue;
-        }
-        let socket = dir.join(&name);
-        if !socket.exists() {
-            continue;
-        }
+) -> Option<Forwarded> {
+    for socket in others(state) {
         let asked = tokio::time::timeout(ANSWER_WITHIN, ask(&socket, question, from, arrived));
         match asked.await {
-            Ok(Some((reply @ Reply::Probe { rock: true }, _))) => return Some((reply, None)),
-            Ok(Some((reply @ Reply::Open { opened: true }, stream))) => {
+            Ok(Some((reply @ Reply::Probe { rock: true }, _, _))) => {
+                return Some(Forwarded::Reply(reply));
+            }
+            Ok(Some((Reply::Open(Some(_)), bytes, stream))) => {
                 tracing::debug!(
                     "rendezvous port {}: {question:?} from {from} handed over to {}",
                     state.port,
-                    dir.display()
+                    socket.display()
                 );
-                return Some((reply, Some(stream)));
+                return Some(Forwarded::Opened(bytes, stream));
             }
             _ => {}
         }
@@ -162,21 +222,44 @@ pub(super) async fn forward(
     None
 }
 
-/// Asks one other supervisor at `socket`.
+/// Asks one other supervisor at `socket`: its reply, the reply's bytes,
+/// and the connection.
 async fn ask(
-    socket: &std::path::Path,
+    socket: &Path,
     question: Question,
     from: SocketAddr,
     arrived: IpAddr,
-) -> Option<(Reply, UnixStream)> {
+) -> Option<(Reply, Vec<u8>, UnixStream)> {
     let mut stream = UnixStream::connect(socket).await.ok()?;
     let mut out = header(from, arrived).into_bytes();
     out.extend_from_slice(&question.encode());
     stream.write_all(&out).await.ok()?;
-    let mut buf = [0u8; LEN];
-    stream.read_exact(&mut buf).await.ok()?;
-    let reply = Reply::parse(&buf).ok()?;
-    Some((reply, stream))
+    let bytes = read_message(&mut stream, Vec::new()).await.ok()?;
+    let reply = Reply::parse(&bytes).ok()?;
+    Some((reply, bytes, stream))
+}
+
+/// Finds the other supervisor whose rock the link with ClientHello `hello`
+/// resumes: the connection to pipe the link through, or `None`.
+pub(super) async fn forward_link(
+    state: &State,
+    hello: &[u8],
+    from: SocketAddr,
+    arrived: IpAddr,
+) -> Option<UnixStream> {
+    for socket in others(state) {
+        let asked = async {
+            let mut stream = UnixStream::connect(&socket).await.ok()?;
+            let mut out = header(from, arrived).into_bytes();
+            out.extend_from_slice(hello);
+            stream.write_all(&out).await.ok()?;
+            (stream.read_u8().await.ok()? == 1).then_some(stream)
+        };
+        if let Ok(Some(stream)) = tokio::time::timeout(ANSWER_WITHIN, asked).await {
+            return Some(stream);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

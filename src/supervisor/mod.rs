@@ -20,15 +20,19 @@
 //! * [`peers`] — which destinations are rock servers (probe and cache).
 //! * [`rendezvous`] — the command's listeners and the rendezvous port.
 //! * [`carried`] — the connections the supervisor carries, and for whom.
+//! * [`rocks`] — the rocks themselves: engine and relay per connection.
+//! * [`messages`] — reading rendezvous messages exactly.
 //! * [`handover`] — rock clients handed between supervisors on one host.
 
 pub mod carried;
 pub mod handover;
 pub mod library;
+pub mod messages;
 pub mod peers;
 pub mod program;
 pub mod rendezvous;
 pub mod requests;
+pub mod rocks;
 
 use std::ffi::{OsStr, OsString};
 use std::future::poll_fn;
@@ -39,13 +43,8 @@ use tokio::process::Command;
 
 use crate::control_socket;
 use crate::rundir::SessionDir;
-use crate::settings::Profiles;
+use crate::settings::{CommandLine, Profiles, Settings};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-
-/// Said at every start until the library makes rocks: the supervisor and
-/// the preloading are in place, the interposition is not.
-pub const NOT_YET: &str = "this rock preloads librocks.so, but the library does not make \
-    connections reliable yet: they stay plain TCP (use rock -d for ssh, scp, sftp, rsync and git)";
 
 /// The environment variable the loader reads.
 const LD_PRELOAD: &str = "LD_PRELOAD";
@@ -60,8 +59,11 @@ pub struct SupervisorOptions {
     pub command: Vec<OsString>,
     /// The rock binary, beside which the library lies.
     pub exe: PathBuf,
-    /// The configuration files (`rock_port`).
+    /// The configuration files (`rock_port`, the engine's settings).
     pub profiles: Profiles,
+    /// What the command line sets for every rock (`-l`,
+    /// `--suspend-timeout`).
+    pub cli: CommandLine,
 }
 
 /// Why the supervisor could not run the command.
@@ -142,7 +144,6 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
     match kind.as_ref().and_then(program::Kind::limit) {
         Some(why) => eprintln!("rock: {shown}'s connections stay plain TCP: {why}"),
         None => {
-            eprintln!("rock: {NOT_YET}");
             let existing = std::env::var_os(LD_PRELOAD);
             command.env(
                 LD_PRELOAD,
@@ -165,15 +166,26 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
         .defaults()
         .rock_port
         .map_or(peers::DEFAULT_ROCK_PORT, |p| p.value);
+    // How long rocks still delivering their end may outlive the command.
+    let close_timeout = Settings::resolve(&options.profiles, "", &options.cli)
+        .map_or(crate::settings::resolve::DEFAULT_CLOSE_TIMEOUT, |s| {
+            s.close_timeout.value
+        });
     let carried = std::sync::Arc::new(carried::Carried::default());
+    let rocks = std::sync::Arc::new(rocks::Rocks::new(
+        options.profiles.clone(),
+        options.cli.clone(),
+    ));
     let context = requests::Context {
         peers: peers::Peers::new(options.profiles),
         rendezvous: rendezvous::Rendezvous::new(
             own_port,
             carried.clone(),
+            rocks.clone(),
             dir.path().to_path_buf(),
         ),
         carried,
+        rocks: rocks.clone(),
         expected: std::sync::Mutex::default(),
     };
     let serving = tokio::spawn(requests::serve(listener, std::sync::Arc::new(context)));
@@ -194,13 +206,10 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
         error,
     })?;
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
-    loop {
+    let status = loop {
         let next = first_signal(&mut forwarded);
         tokio::select! {
-            status = child.wait() => {
-                serving.abort();
-                return Ok(crate::exit_status::shell_byte(status.map_err(local("waiting for the command"))?));
-            }
+            status = child.wait() => break status.map_err(local("waiting for the command"))?,
             kind = next => {
                 if let Some(pid) = pid {
                     // SAFETY: kill has no memory effects; pid is our child,
@@ -211,7 +220,27 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
             _ = interrupts.recv() => {}
             _ = quits.recv() => {}
         }
+    };
+    // The command is done, and so are its rocks' programs; each rock still
+    // delivers its end to the peer (within close_timeout, or until rock is
+    // told to stop).
+    if rocks.running() > 0 {
+        tracing::debug!("{} rocks still delivering their end", rocks.running());
+        let told = first_signal(&mut forwarded);
+        tokio::select! {
+            _ = rocks.idle() => {}
+            _ = tokio::time::sleep(close_timeout) => {
+                tracing::info!("rocks still open {close_timeout:?} after the command ended: closed");
+            }
+            _ = told => {}
+            _ = interrupts.recv() => {}
+        }
+        rocks.stop();
+        // A close is sent on the links that are up.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rocks.idle()).await;
     }
+    serving.abort();
+    Ok(crate::exit_status::shell_byte(status))
 }
 
 /// The kind of the first of `signals` to arrive.

@@ -14,10 +14,13 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rock_proto::rendezvous::{self, LEN, Question, Reply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rock_proto::kex::KeyShare;
+use rock_proto::rendezvous::{Question, Reply};
+use rock_proto::{Role, SessionId, SessionKey};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::messages::read_message;
 use crate::settings::Profiles;
 
 /// The longest an OPEN may take, connection included.
@@ -123,53 +126,61 @@ async fn ask(rendezvous: SocketAddr, port: u16) -> Finding {
     {
         return Finding::Other;
     }
-    let mut buf = [0u8; LEN];
-    let mut have = 0;
-    while have < LEN {
-        match stream.read(&mut buf[have..]).await {
-            Ok(0) | Err(_) => return Finding::Other,
-            Ok(n) => have += n,
-        }
-        if rendezvous::check(&buf[..have]).is_err() {
-            return Finding::Other;
-        }
-    }
-    match Reply::parse(&buf) {
+    let Ok(bytes) = read_message(&mut stream, Vec::new()).await else {
+        return Finding::Other;
+    };
+    match Reply::parse(&bytes) {
         Ok(Reply::Probe { rock: true }) => Finding::Rock,
         Ok(Reply::Probe { rock: false }) => Finding::NotRock,
-        Ok(Reply::Open { .. }) | Err(_) => Finding::Other,
+        Ok(Reply::Open(_)) | Err(_) => Finding::Other,
     }
 }
 
-/// Opens a connection to the rock listener at `port` through the
-/// rendezvous port at `rendezvous`, within [`OPEN_WITHIN`]: the connection
-/// then carries the programs' bytes. `None` when it refused or failed.
-pub async fn open(rendezvous: SocketAddr, port: u16) -> Option<TcpStream> {
+/// A rock opened at a rendezvous port: the connection, which is to be its
+/// first link, and the session both ends now share.
+pub struct OpenedRock {
+    /// The connection to the rendezvous port; the link handshake is next.
+    pub link: TcpStream,
+    /// The session id the server chose.
+    pub session: SessionId,
+    /// The key both ends derived.
+    pub key: SessionKey,
+}
+
+/// Opens a rock to the rock listener at `port` through the rendezvous port
+/// at `rendezvous`, within [`OPEN_WITHIN`], agreeing a fresh key
+/// (`rock_proto::kex`). `None` when it refused or failed.
+pub async fn open(rendezvous: SocketAddr, port: u16) -> Option<OpenedRock> {
     tokio::time::timeout(OPEN_WITHIN, open_now(rendezvous, port))
         .await
         .ok()
         .flatten()
 }
 
-async fn open_now(rendezvous: SocketAddr, port: u16) -> Option<TcpStream> {
+async fn open_now(rendezvous: SocketAddr, port: u16) -> Option<OpenedRock> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).ok()?;
+    let share = KeyShare::new(random);
     let mut stream = TcpStream::connect(rendezvous).await.ok()?;
-    stream
-        .write_all(&Question::Open(port).encode())
-        .await
+    let _ = stream.set_nodelay(true);
+    let question = Question::Open {
+        port,
+        key: share.public(),
+    };
+    stream.write_all(&question.encode()).await.ok()?;
+    let bytes = read_message(&mut stream, Vec::new()).await.ok()?;
+    let Ok(Reply::Open(Some(opened))) = Reply::parse(&bytes) else {
+        return None;
+    };
+    let key = share
+        .agree(Role::Client, &opened.key, &opened.session)
+        .inspect_err(|e| tracing::warn!("rendezvous port {rendezvous}: {e}"))
         .ok()?;
-    let mut buf = [0u8; LEN];
-    let mut have = 0;
-    while have < LEN {
-        match stream.read(&mut buf[have..]).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => have += n,
-        }
-        rendezvous::check(&buf[..have]).ok()?;
-    }
-    match Reply::parse(&buf) {
-        Ok(Reply::Open { opened: true }) => Some(stream),
-        _ => None,
-    }
+    Some(OpenedRock {
+        link: stream,
+        session: opened.session,
+        key,
+    })
 }
 
 /// The client side: which rendezvous port each destination has, and what
@@ -235,6 +246,7 @@ impl Peers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().expect("an address")
@@ -277,7 +289,7 @@ mod tests {
         let at = listener.local_addr().expect("address");
         tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("accept");
-            let mut q = [0u8; LEN];
+            let mut q = [0u8; rock_proto::rendezvous::HEAD];
             s.read_exact(&mut q).await.expect("a question");
             assert_eq!(Question::parse(&q), Ok(Question::Probe(6379)));
             match reply {
@@ -292,13 +304,13 @@ mod tests {
     async fn probes_find_rock_listeners_ordinary_hosts_and_impostors() {
         let yes = Reply::Probe { rock: true }.encode();
         let no = Reply::Probe { rock: false }.encode();
-        let at = rendezvous_answering(Some(Box::leak(Box::new(yes)))).await;
+        let at = rendezvous_answering(Some(yes.leak())).await;
         assert_eq!(probe(at, 6379).await, Finding::Rock);
-        let at = rendezvous_answering(Some(Box::leak(Box::new(no)))).await;
+        let at = rendezvous_answering(Some(no.leak())).await;
         assert_eq!(probe(at, 6379).await, Finding::NotRock);
         let at = rendezvous_answering(Some(b"HTTP/1.1 400 Bad Request\r\n")).await;
         assert_eq!(probe(at, 6379).await, Finding::Other);
-        let at = rendezvous_answering(Some(b"RKRV")).await;
+        let at = rendezvous_answering(Some(b"RKRV\x02")).await;
         assert_eq!(probe(at, 6379).await, Finding::Other, "cut short");
         let start = Instant::now();
         let at = rendezvous_answering(None).await;

@@ -26,15 +26,23 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rock_proto::rendezvous::{self, LEN, Question, Reply};
 use std::path::PathBuf;
 
+use rock_proto::SessionId;
+use rock_proto::handshake::{
+    CLIENT_HELLO_LEN, ClientHello, Reject, RejectReason, SUPPORTED_VERSIONS,
+};
+use rock_proto::kex::PublicKey;
+use rock_proto::rendezvous::{self, Question, Reply};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
 use tokio::sync::Semaphore;
 
 use super::carried::{self, Carried, Ends, Entry};
 use super::handover;
+use super::messages::{ReadError, read_message};
+use super::rocks::Rocks;
+use crate::relay::{BoxLink, Prefixed};
 
 /// How often a rendezvous port held by another process is tried again.
 pub const RETRY_BIND: Duration = Duration::from_secs(2);
@@ -105,6 +113,7 @@ impl Listeners {
 pub struct Rendezvous {
     listeners: Arc<Listeners>,
     carried: Arc<Carried>,
+    rocks: Arc<Rocks>,
     port: u16,
     session: PathBuf,
     started: std::sync::Once,
@@ -112,12 +121,19 @@ pub struct Rendezvous {
 
 impl Rendezvous {
     /// A rendezvous on `port` (0: the rendezvous is off), not bound yet;
-    /// the connections it opens go into `carried`; its hand-over socket
-    /// lives in `session`, the supervisor's session directory.
-    pub fn new(port: u16, carried: Arc<Carried>, session: PathBuf) -> Rendezvous {
+    /// the connections it opens go into `carried` and become `rocks`; its
+    /// hand-over socket lives in `session`, the supervisor's session
+    /// directory.
+    pub fn new(
+        port: u16,
+        carried: Arc<Carried>,
+        rocks: Arc<Rocks>,
+        session: PathBuf,
+    ) -> Rendezvous {
         Rendezvous {
             listeners: Arc::new(Listeners::default()),
             carried,
+            rocks,
             port,
             session,
             started: std::sync::Once::new(),
@@ -135,6 +151,7 @@ impl Rendezvous {
                 port: self.port,
                 listeners: self.listeners.clone(),
                 carried: self.carried.clone(),
+                rocks: self.rocks.clone(),
                 session: self.session.clone(),
             };
             self.started.call_once(|| {
@@ -152,6 +169,8 @@ pub(super) struct State {
     pub(super) port: u16,
     listeners: Arc<Listeners>,
     carried: Arc<Carried>,
+    /// The rocks this supervisor serves.
+    pub(super) rocks: Arc<Rocks>,
     /// This supervisor's session directory (its hand-over socket).
     pub(super) session: PathBuf,
 }
@@ -187,18 +206,16 @@ async fn run(state: State) {
             Ok((stream, from)) => {
                 let state = state.clone();
                 tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
                     let answered =
                         tokio::time::timeout(QUESTION_WITHIN, answer(stream, from, &state)).await;
-                    // A relay does not hold a place among the questions.
+                    // A rock or a pipe does not hold a place among the
+                    // questions.
                     drop(permit);
                     match answered {
-                        Ok(Some((link, ProgramEnd::Own(program, _entry)))) => {
-                            carried::relay(link, program).await;
-                        }
-                        Ok(Some((link, ProgramEnd::HandedOver(program)))) => {
-                            carried::relay(link, program).await;
-                        }
-                        _ => {}
+                        Ok(Next::Rock(rock)) => rock.run(&state).await,
+                        Ok(Next::Piped(link, other)) => carried::relay(link, other).await,
+                        Ok(Next::Done) | Err(_) => {}
                     }
                 });
             }
@@ -229,32 +246,38 @@ fn bind(port: u16) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Reads one rendezvous message from `stream`; `None` for anything else
-/// (said in the log, as coming from `from`).
+/// Reads the rest of one rendezvous question from `stream`, whose first
+/// bytes are `have`; `None` for anything else (said in the log, as coming
+/// from `from`).
 pub(super) async fn read_question<S: AsyncRead + Unpin>(
     stream: &mut S,
+    have: Vec<u8>,
     port: u16,
     from: SocketAddr,
 ) -> Option<Question> {
-    let mut buf = [0u8; LEN];
-    let mut have = 0;
-    while have < LEN {
-        match stream.read(&mut buf[have..]).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => have += n,
-        }
-        if let Err(e) = rendezvous::check(&buf[..have]) {
-            tracing::debug!("rendezvous port {port}: {from} sent something else: {e}");
-            return None;
-        }
+    let parsed = match read_message(stream, have).await {
+        Ok(bytes) => Question::parse(&bytes).map_err(ReadError::Invalid),
+        Err(e) => Err(e),
+    };
+    parsed
+        .inspect_err(|e| tracing::debug!("rendezvous port {port}: {from} sent something else: {e}"))
+        .ok()
+}
+
+/// Reads the rest of a resuming link's ClientHello, whose first bytes are
+/// `have`: the whole hello's bytes and the session it names.
+pub(super) async fn read_hello<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    mut have: Vec<u8>,
+) -> Option<(Vec<u8>, SessionId)> {
+    let at = have.len();
+    if at > CLIENT_HELLO_LEN {
+        return None;
     }
-    match Question::parse(&buf) {
-        Ok(question) => Some(question),
-        Err(e) => {
-            tracing::debug!("rendezvous port {port}: {from} sent something else: {e}");
-            None
-        }
-    }
+    have.resize(CLIENT_HELLO_LEN, 0);
+    stream.read_exact(&mut have[at..]).await.ok()?;
+    let hello = ClientHello::decode(&have).ok()??;
+    Some((have, hello.session))
 }
 
 /// What this supervisor's own listeners make of a question.
@@ -282,7 +305,7 @@ pub(super) async fn decide(
             tracing::debug!("rendezvous port {port}: {from} asks about port {asked}: {rock}");
             Decision::Probe(rock)
         }
-        Question::Open(asked) => {
+        Question::Open { port: asked, .. } => {
             let Some(target) = state.listeners.reachable(asked, arrived) else {
                 return Decision::Refused;
             };
@@ -313,49 +336,136 @@ pub(super) async fn decide(
     }
 }
 
-/// The program's end of an opened connection: this supervisor's own, or
-/// another supervisor's, handed over (see [`super::handover`]).
-enum ProgramEnd {
-    Own(TcpStream, Entry),
-    HandedOver(UnixStream),
+/// What follows a question once it is answered.
+enum Next {
+    /// Nothing: a PROBE answered, a refusal, a resume handed to its rock,
+    /// or bytes that were not a question.
+    Done,
+    /// An OPEN this supervisor's own listener took: a rock to run.
+    Rock(NewRock),
+    /// An OPEN or a resume another supervisor of this host took: its bytes
+    /// are piped between the rock client and that supervisor.
+    Piped(TcpStream, UnixStream),
 }
 
-/// Reads one question from `stream` and answers it; an OPEN that
-/// succeeds returns the connection and the program's end of it. What this
-/// supervisor's listeners cannot serve is asked of the other supervisors
-/// of this user on this host with the same rendezvous port.
-async fn answer(
-    mut stream: TcpStream,
-    from: SocketAddr,
-    state: &State,
-) -> Option<(TcpStream, ProgramEnd)> {
+/// An OPEN this supervisor's listener took, not yet answered.
+pub(super) struct NewRock {
+    /// The connection the OPEN came on: the rock's first link.
+    pub(super) link: BoxLink,
+    /// The supervisor's connection to the program's listener.
+    pub(super) program: TcpStream,
+    /// The program's view of that connection, recorded.
+    pub(super) entry: Entry,
+    /// The rock client.
+    pub(super) from: SocketAddr,
+    /// The rock client's key share.
+    pub(super) key: PublicKey,
+}
+
+impl NewRock {
+    /// Answers the OPEN and runs the rock until it ends.
+    pub(super) async fn run(self, state: &State) {
+        let rocks = state.rocks.clone();
+        rocks
+            .serve(self.link, self.program, self.entry, self.from, self.key)
+            .await;
+    }
+}
+
+/// Reads one question (or a resuming link's hello) from `stream` and
+/// answers it. What this supervisor's listeners and rocks cannot serve is
+/// asked of the other supervisors of this user on this host with the same
+/// rendezvous port.
+async fn answer(mut stream: TcpStream, from: SocketAddr, state: &State) -> Next {
     let from = SocketAddr::new(from.ip().to_canonical(), from.port());
-    let question = read_question(&mut stream, state.port, from).await?;
-    let arrived = stream.local_addr().ok()?.ip().to_canonical();
-    let (reply, program) = match decide(state, question, from, arrived).await {
-        Decision::Probe(true) => (Reply::Probe { rock: true }, None),
-        Decision::Opened(program, entry) => (
-            Reply::Open { opened: true },
-            Some(ProgramEnd::Own(program, entry)),
-        ),
+    let Ok(arrived) = stream.local_addr().map(|a| a.ip().to_canonical()) else {
+        return Next::Done;
+    };
+    // "RK" begins a question, "RO" a resuming link's hello.
+    let mut first = [0u8; 2];
+    if stream.read_exact(&mut first).await.is_err() {
+        return Next::Done;
+    }
+    if rendezvous::is_link(&first) {
+        return resume(stream, first.to_vec(), from, arrived, state).await;
+    }
+    let Some(question) = read_question(&mut stream, first.to_vec(), state.port, from).await else {
+        return Next::Done;
+    };
+    let reply = match decide(state, question, from, arrived).await {
+        Decision::Probe(true) => Reply::Probe { rock: true },
+        Decision::Opened(program, entry) => {
+            let Question::Open { key, .. } = question else {
+                return Next::Done;
+            };
+            return Next::Rock(NewRock {
+                link: Box::new(stream),
+                program,
+                entry,
+                from,
+                key,
+            });
+        }
         Decision::Probe(false) | Decision::Refused => {
             match handover::forward(state, question, from, arrived).await {
-                Some((reply, unix)) => (reply, unix.map(ProgramEnd::HandedOver)),
+                Some(handover::Forwarded::Reply(reply)) => reply,
+                Some(handover::Forwarded::Opened(reply, other)) => {
+                    if stream.write_all(&reply).await.is_err() {
+                        return Next::Done;
+                    }
+                    return Next::Piped(stream, other);
+                }
                 None => match question {
-                    Question::Probe(_) => (Reply::Probe { rock: false }, None),
-                    Question::Open(asked) => {
+                    Question::Probe(_) => Reply::Probe { rock: false },
+                    Question::Open { port: asked, .. } => {
                         tracing::debug!(
                             "rendezvous port {}: open {asked} from {from}: refused",
                             state.port
                         );
-                        (Reply::Open { opened: false }, None)
+                        Reply::Open(None)
                     }
                 },
             }
         }
     };
-    stream.write_all(&reply.encode()).await.ok()?;
-    Some((stream, program?))
+    let _ = stream.write_all(&reply.encode()).await;
+    Next::Done
+}
+
+/// A link that resumes a rock: handed to the rock, here or at another
+/// supervisor of this host; refused as the engine refuses an unknown
+/// session when none serves it.
+async fn resume(
+    mut stream: TcpStream,
+    have: Vec<u8>,
+    from: SocketAddr,
+    arrived: IpAddr,
+    state: &State,
+) -> Next {
+    let Some((hello, id)) = read_hello(&mut stream, have).await else {
+        tracing::debug!("rendezvous port {}: {from} sent a broken hello", state.port);
+        return Next::Done;
+    };
+    if state.rocks.serves(&id) {
+        tracing::debug!("rock {id}: a link from {from}");
+        state
+            .rocks
+            .hand(&id, Box::new(Prefixed::new(hello, stream)));
+        return Next::Done;
+    }
+    if let Some(other) = handover::forward_link(state, &hello, from, arrived).await {
+        return Next::Piped(stream, other);
+    }
+    tracing::debug!(
+        "rendezvous port {}: {from} resumes rock {id}, unknown here",
+        state.port
+    );
+    let reject = Reject {
+        reason: RejectReason::UnknownSession,
+        versions: SUPPORTED_VERSIONS,
+    };
+    let _ = stream.write_all(&reject.encode()).await;
+    Next::Done
 }
 
 /// Connects to the program's listener at `target` for a rock client,
@@ -387,6 +497,10 @@ mod tests {
     use super::*;
     use crate::supervisor::peers::{Finding, probe};
 
+    fn rocks() -> Arc<Rocks> {
+        Arc::new(Rocks::new(Default::default(), Default::default()))
+    }
+
     fn free_port() -> u16 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("address").port()
@@ -395,7 +509,7 @@ mod tests {
     #[tokio::test]
     async fn the_first_listener_opens_the_rendezvous_which_answers_for_its_ports() {
         let port = free_port();
-        let rendezvous = Rendezvous::new(port, Arc::default(), std::env::temp_dir());
+        let rendezvous = Rendezvous::new(port, Arc::default(), rocks(), std::env::temp_dir());
         let at: SocketAddr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
         // Real listeners: the rendezvous checks the kernel's tables.
         let v4 = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
@@ -449,7 +563,7 @@ mod tests {
     #[tokio::test]
     async fn callers_that_never_ask_hold_a_place_for_question_within_only() {
         let port = free_port();
-        let rendezvous = Rendezvous::new(port, Arc::default(), std::env::temp_dir());
+        let rendezvous = Rendezvous::new(port, Arc::default(), rocks(), std::env::temp_dir());
         let at: SocketAddr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let a = l.local_addr().expect("address").port();
@@ -480,7 +594,7 @@ mod tests {
     #[test]
     fn no_rendezvous_when_the_port_is_zero() {
         // Registering needs no runtime when nothing is to be started.
-        let rendezvous = Rendezvous::new(0, Arc::default(), std::env::temp_dir());
+        let rendezvous = Rendezvous::new(0, Arc::default(), rocks(), std::env::temp_dir());
         rendezvous.register("0.0.0.0:8080".parse().expect("an address"));
         let here = IpAddr::from(Ipv4Addr::LOCALHOST);
         assert!(rendezvous.listeners.reachable(8080, here).is_some());

@@ -16,9 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 
-use super::carried::{self, Carried, Ends};
+use super::carried::{Carried, Ends};
 use super::peers::{self, Known, Peers};
 use super::rendezvous::Rendezvous;
+use super::rocks::Rocks;
 use crate::control_socket;
 
 /// What the answers depend on: what is known of peers (the client side)
@@ -30,6 +31,8 @@ pub struct Context {
     pub rendezvous: Rendezvous,
     /// The connections the supervisor carries, and for whom.
     pub carried: Arc<Carried>,
+    /// The rocks, client and server.
+    pub rocks: Arc<Rocks>,
     /// The `via` listeners waiting to hear which socket of the program
     /// connected to them, by port.
     pub expected: Mutex<HashMap<u16, oneshot::Sender<SocketAddr>>>,
@@ -69,18 +72,21 @@ async fn route(context: &Arc<Context>, dest: SocketAddr) -> Answer {
     Answer::Direct
 }
 
-/// Opens the connection to the rock listener `dest` at `rendezvous`, and a
+/// Opens a rock to the rock listener `dest` at `rendezvous`, and a
 /// one-shot loopback listener for the program's end of it. Only the
 /// connection from the socket the library names (`from … via …`) is
-/// relayed: another local process that raced to the port gets nothing.
+/// carried: another local process that raced to the port gets nothing.
 async fn via(context: &Arc<Context>, dest: SocketAddr, rendezvous: SocketAddr) -> Option<Answer> {
-    let link = peers::open(rendezvous, dest.port()).await?;
-    let local = link.local_addr().ok()?;
+    let opened = peers::open(rendezvous, dest.port()).await?;
+    let local = opened.link.local_addr().ok()?;
     let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
         .await
         .ok()?;
     let end = listener.local_addr().ok()?;
-    tracing::debug!("connect {dest}: link from {local} to {rendezvous}");
+    tracing::debug!(
+        "connect {dest}: link from {local} to {rendezvous}: rock {}",
+        opened.session
+    );
     let entry = context.carried.insert(end, Ends { peer: dest, local });
     let (tell, told) = oneshot::channel();
     if let Ok(mut expected) = context.expected.lock() {
@@ -104,7 +110,9 @@ async fn via(context: &Arc<Context>, dest: SocketAddr, rendezvous: SocketAddr) -
             match tokio::time::timeout_at(deadline, listener.accept()).await {
                 Ok(Ok((stream, from))) if canonical(from) == program => {
                     drop(listener);
-                    carried::relay(stream, link).await;
+                    let _ = stream.set_nodelay(true);
+                    let rocks = context.rocks.clone();
+                    rocks.run_client(stream, opened, dest, rendezvous).await;
                     return;
                 }
                 Ok(Ok((_, from))) => {
@@ -229,10 +237,13 @@ mod tests {
             "[defaults]\nrock_port = 0\n",
         )
         .expect("a config");
+        let profiles = crate::settings::Profiles::from_files(vec![file]);
+        let rocks = Arc::new(Rocks::new(profiles.clone(), Default::default()));
         Arc::new(Context {
-            peers: Peers::new(crate::settings::Profiles::from_files(vec![file])),
-            rendezvous: Rendezvous::new(0, Arc::default(), std::env::temp_dir()),
+            peers: Peers::new(profiles),
+            rendezvous: Rendezvous::new(0, Arc::default(), rocks.clone(), std::env::temp_dir()),
             carried: Arc::default(),
+            rocks,
             expected: Mutex::default(),
         })
     }

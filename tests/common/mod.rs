@@ -17,6 +17,7 @@ pub mod live;
 pub mod netns;
 pub mod procstat;
 pub mod pty;
+pub mod rocked;
 mod sshd;
 pub mod transfer;
 

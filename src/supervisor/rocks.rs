@@ -1,0 +1,331 @@
+//! The rocks a supervisor runs: each connection between a rock client and a
+//! rock server is one session of the protocol engine, driven by the same
+//! relay as `rock -d` (`crate::relay`), between the program's loopback
+//! connection to the supervisor and links to the peer's rendezvous port.
+//!
+//! * Client: the rock is opened at the server's rendezvous port with a
+//!   fresh key (`super::peers::open`); that connection is its first link,
+//!   and every later link is dialled to the same rendezvous port (to
+//!   127.0.0.1's with `-l`), where the engine's authenticated resume finds
+//!   the session again.
+//! * Server: an OPEN that reached the program's listener becomes a rock
+//!   here ([`Rocks::serve`]); links that resume it arrive at the rendezvous
+//!   port, which hands them over by session id ([`Rocks::hand`]). The
+//!   server program never has to call `accept` again.
+//!
+//! Every rock ends with its session: both programs' streams finished and
+//! delivered, or a close (the peer's, the suspension timeout, or the
+//! supervisor's own when told to stop).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rock_proto::kex::{KeyShare, PublicKey};
+use rock_proto::rendezvous::{Opened, Reply};
+use rock_proto::{Config, Role, Session, SessionId};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use super::carried::Entry;
+use crate::relay::{BoxLink, DialFuture, Dialer, Outcome, Relay, RelayOptions, TcpDialer};
+use crate::settings::{CommandLine, Profiles, Settings};
+
+/// Links waiting for a rock's relay to take them, at most.
+const PENDING_LINKS: usize = 8;
+/// How long a server-side rock waits for its first link's handshake.
+const FIRST_LINK_WITHIN: Duration = Duration::from_secs(30);
+/// How long one redial of a rendezvous port may take.
+const DIAL_WITHIN: Duration = Duration::from_secs(5);
+
+/// The supervisor's rocks.
+pub struct Rocks {
+    /// Server side: the rocks links can be handed to, by session id.
+    serving: Mutex<HashMap<SessionId, mpsc::Sender<BoxLink>>>,
+    /// How many rocks are running, client and server; 0 when idle.
+    running: watch::Sender<usize>,
+    /// Set when the supervisor stops: every rock closes (aborted).
+    stop: watch::Sender<bool>,
+    profiles: Profiles,
+    cli: CommandLine,
+}
+
+/// Counts a rock as running until dropped.
+struct Running(watch::Sender<usize>);
+
+impl Running {
+    fn new(count: &watch::Sender<usize>) -> Running {
+        count.send_modify(|n| *n += 1);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+fn random<const N: usize>() -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes)
+        .inspect_err(|e| tracing::warn!("no random bytes for a rock: {e}"))
+        .ok()?;
+    Some(bytes)
+}
+
+impl Rocks {
+    /// Rocks whose engine settings come from `profiles` and the command
+    /// line (`-l`, `--suspend-timeout`).
+    pub fn new(profiles: Profiles, cli: CommandLine) -> Rocks {
+        Rocks {
+            serving: Mutex::default(),
+            running: watch::Sender::new(0),
+            stop: watch::Sender::new(false),
+            profiles,
+            cli,
+        }
+    }
+
+    /// The engine's settings for a rock with `peer` (profiles match the
+    /// peer's address as written), or `None` when the profile is invalid.
+    fn config(&self, peer: SocketAddr) -> Option<Config> {
+        Settings::resolve(&self.profiles, &peer.ip().to_string(), &self.cli)
+            .inspect_err(|e| tracing::warn!("{e}"))
+            .ok()
+            .map(|s| s.engine())
+    }
+
+    /// Whether `-l` (or the profile's `reconnect_to_localhost`) sends
+    /// redials to 127.0.0.1.
+    fn localhost(&self, peer: SocketAddr) -> bool {
+        Settings::resolve(&self.profiles, &peer.ip().to_string(), &self.cli)
+            .is_ok_and(|s| s.reconnect_to_localhost.value)
+    }
+
+    /// How many rocks are running.
+    pub fn running(&self) -> usize {
+        *self.running.borrow()
+    }
+
+    /// Waits until no rock runs.
+    pub async fn idle(&self) {
+        let mut count = self.running.subscribe();
+        let _ = count.wait_for(|n| *n == 0).await;
+    }
+
+    /// Closes every rock (each tells its peer when a link is up).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Completes when the supervisor stops.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Client: runs the rock `opened` (to `dest`, through the rendezvous
+    /// port at `rendezvous`) for the program's connection `program`, until
+    /// it ends.
+    pub async fn run_client<A>(
+        self: Arc<Self>,
+        program: A,
+        opened: super::peers::OpenedRock,
+        dest: SocketAddr,
+        rendezvous: SocketAddr,
+    ) where
+        A: AsyncRead + AsyncWrite + Unpin,
+    {
+        let _running = Running::new(&self.running);
+        let Some(config) = self.config(dest) else {
+            return;
+        };
+        let session = match Session::new(
+            Role::Client,
+            opened.session,
+            opened.key,
+            config,
+            tokio::time::Instant::now().into_std(),
+        ) {
+            Ok(session) => session,
+            Err(e) => {
+                tracing::warn!("rock to {dest}: {e}");
+                return;
+            }
+        };
+        let redial_to = if self.localhost(dest) {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), rendezvous.port())
+        } else {
+            rendezvous
+        };
+        let dialer = RockDialer {
+            first: Some(opened.link),
+            redial: TcpDialer::new(redial_to.ip().to_string(), redial_to.port(), DIAL_WITHIN),
+        };
+        let relay = Relay::client(session, program, Box::new(dialer), RelayOptions::default());
+        let id = opened.session;
+        report(
+            &format!("rock {id} to {dest}"),
+            relay.run(self.stopped()).await,
+        );
+    }
+
+    /// Server: makes the OPEN from `client` (whose key share is
+    /// `client_key`) a rock between `link`, where the reply goes and the
+    /// handshake follows, and the program's connection `program` (recorded
+    /// as carried by `entry`); runs it until it ends.
+    pub async fn serve(
+        self: Arc<Self>,
+        mut link: BoxLink,
+        program: TcpStream,
+        entry: Entry,
+        client: SocketAddr,
+        client_key: PublicKey,
+    ) {
+        let _running = Running::new(&self.running);
+        let _entry = entry;
+        let refuse = Reply::Open(None).encode();
+        let (Some(secret), Some(config)) = (random::<32>(), self.config(client)) else {
+            let _ = link.write_all(&refuse).await;
+            return;
+        };
+        let share = KeyShare::new(secret);
+        let public = share.public();
+        let (links, handed) = mpsc::channel(PENDING_LINKS);
+        let Some(id) = self.reserve(links) else {
+            let _ = link.write_all(&refuse).await;
+            return;
+        };
+        let _served = Served {
+            rocks: self.clone(),
+            id,
+        };
+        let session = share
+            .agree(Role::Server, &client_key, &id)
+            .map_err(|e| e.to_string())
+            .and_then(|key| {
+                let now = tokio::time::Instant::now().into_std();
+                Session::new(Role::Server, id, key, config, now).map_err(|e| e.to_string())
+            });
+        let session = match session {
+            Ok(session) => session,
+            Err(e) => {
+                tracing::debug!("open from {client}: refused: {e}");
+                let _ = link.write_all(&refuse).await;
+                return;
+            }
+        };
+        let reply = Reply::Open(Some(Opened {
+            session: id,
+            key: public,
+        }));
+        if link.write_all(&reply.encode()).await.is_err() {
+            return;
+        }
+        let relay = {
+            let Ok(serving) = self.serving.lock() else {
+                return;
+            };
+            let Some(sender) = serving.get(&id) else {
+                return;
+            };
+            if sender.try_send(link).is_err() {
+                return;
+            }
+            let options = RelayOptions {
+                first_link_timeout: Some(FIRST_LINK_WITHIN),
+                ..RelayOptions::default()
+            };
+            Relay::server_handed(session, program, handed, options)
+        };
+        tracing::debug!("rock {id} from {client}: open");
+        report(
+            &format!("rock {id} from {client}"),
+            relay.run(self.stopped()).await,
+        );
+    }
+
+    /// A fresh session id, registered with the sender of its links.
+    fn reserve(&self, links: mpsc::Sender<BoxLink>) -> Option<SessionId> {
+        let mut serving = self.serving.lock().ok()?;
+        loop {
+            let id = SessionId(random::<16>()?);
+            if let std::collections::hash_map::Entry::Vacant(v) = serving.entry(id) {
+                v.insert(links);
+                return Some(id);
+            }
+        }
+    }
+
+    /// Whether this supervisor serves the rock `id`.
+    pub fn serves(&self, id: &SessionId) -> bool {
+        self.serving.lock().is_ok_and(|s| s.contains_key(id))
+    }
+
+    /// Hands `link` (whose ClientHello names `id`) to the rock `id`;
+    /// whether this supervisor serves that rock. A rock with too many
+    /// links waiting drops this one (its client dials again).
+    pub fn hand(&self, id: &SessionId, link: BoxLink) -> bool {
+        let Ok(serving) = self.serving.lock() else {
+            return false;
+        };
+        match serving.get(id) {
+            Some(sender) => {
+                if sender.try_send(link).is_err() {
+                    tracing::debug!("rock {id}: too many links waiting; one dropped");
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Forgets a served rock's id when dropped.
+struct Served {
+    rocks: Arc<Rocks>,
+    id: SessionId,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(mut serving) = self.rocks.serving.lock() {
+            serving.remove(&self.id);
+        }
+    }
+}
+
+/// Says in the log how a rock ended.
+fn report(what: &str, ended: Result<Outcome, crate::relay::RelayError>) {
+    match ended {
+        Ok(Outcome::Finished { .. }) => tracing::debug!("{what}: finished"),
+        Ok(Outcome::Closed(reason)) => tracing::info!("{what}: closed ({reason:?})"),
+        Err(e) => tracing::info!("{what}: {e}"),
+    }
+}
+
+/// The client's links: the connection the OPEN made first, then a new
+/// connection to the rendezvous port for every resume.
+struct RockDialer {
+    first: Option<TcpStream>,
+    redial: TcpDialer,
+}
+
+impl Dialer for RockDialer {
+    fn dial(&mut self) -> DialFuture {
+        match self.first.take() {
+            Some(link) => Box::pin(async move { Ok(Box::new(link) as BoxLink) }),
+            None => self.redial.dial(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.redial.describe()
+    }
+}

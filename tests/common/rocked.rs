@@ -1,0 +1,142 @@
+//! Programs under `rock COMMAND` for the tests: the preload library, a
+//! configuration with a rendezvous port of the test's own, rock servers
+//! announced at it, and the rendezvous question written out byte by byte.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{ROCK, TempDir};
+
+/// Where [`rocked_server`] writes its rock's log, in the server's directory.
+pub const SERVER_LOG: &str = "rock-server.log";
+
+/// A file in `dir` for a rock's log ([`SERVER_LOG`]).
+fn log_file(dir: &Path) -> std::fs::File {
+    std::fs::File::create(dir.join(SERVER_LOG)).expect("create the rock server's log")
+}
+
+/// What the rock server in `dir` logged so far.
+pub fn server_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(SERVER_LOG)).unwrap_or_default()
+}
+
+/// The library cargo builds beside the rock binary.
+pub fn library() -> PathBuf {
+    let lib = Path::new(ROCK).with_file_name("librocks.so");
+    assert!(
+        lib.is_file(),
+        "{} is missing: build the workspace first (cargo build --release --workspace; \
+         scripts/test does)",
+        lib.display()
+    );
+    lib
+}
+
+/// A port nothing listens on now (bound, then released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// Waits until something accepts on `port`, or panics naming `what`.
+pub fn wait_listening(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not listen on port {port} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server process of the test, ended when dropped: SIGTERM (which a
+/// rock passes on to its command), then SIGKILL if it is still there.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill has no memory effects; the pid is our child's.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A configuration directory (for XDG_CONFIG_HOME) whose rock/config.toml
+/// sets `rock_port`.
+pub fn config_with_rock_port(port: u16) -> TempDir {
+    let dir = super::temp_dir();
+    std::fs::create_dir_all(dir.path().join("rock")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("rock").join("config.toml"),
+        format!("[defaults]\nrock_port = {port}\n"),
+    )
+    .expect("write the config");
+    dir
+}
+
+/// Asks the rendezvous port on loopback about `port` (the bytes of
+/// docs/PROTOCOL.md §13, written out here): `Some(is a rock listener)`, or
+/// `None` when nothing listens there.
+pub fn ask_rendezvous(rendezvous: u16, port: u16) -> Option<bool> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", rendezvous)).ok()?;
+    let [hi, lo] = port.to_be_bytes();
+    s.write_all(&[b'R', b'K', b'R', b'V', 2, 0x01, hi, lo])
+        .expect("write the question");
+    let mut reply = [0u8; 8];
+    s.read_exact(&mut reply).expect("read the reply");
+    assert_eq!(&reply[..6], b"RKRV\x02\x81", "{reply:?}");
+    assert_eq!(reply[7], 0, "{reply:?}");
+    match reply[6] {
+        0 => Some(false),
+        1 => Some(true),
+        other => panic!("answer byte {other}"),
+    }
+}
+
+/// Starts `args` under `rock -v -v` with rock's configuration under
+/// `config`, in `dir` (rock's log goes to `dir`/[`SERVER_LOG`]), and waits
+/// until `port` listens and the rendezvous port calls it a rock listener.
+pub fn rocked_server(
+    args: &[&str],
+    config: &Path,
+    port: u16,
+    rendezvous: u16,
+    dir: &Path,
+) -> Server {
+    library();
+    let server = Server(
+        Command::new(ROCK)
+            .args(["-v", "-v"])
+            .args(args)
+            .env("XDG_CONFIG_HOME", config)
+            .env_remove("RUST_LOG")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file(dir))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start rock {args:?}: {e}")),
+    );
+    wait_listening(port, args[0]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ask_rendezvous(rendezvous, port) != Some(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{args:?} under rock is not announced at the rendezvous port {rendezvous}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}

@@ -1,0 +1,437 @@
+//! `rock COMMAND` between two machines (network namespaces joined by a
+//! router: tests/common/netns.rs) through what a laptop goes through: its
+//! address changes, its link goes down for 20 s, the path blackholes, and
+//! it sleeps (every process on it stopped). Three ordinary client programs
+//! under rock on the laptop talk to three ordinary servers under rock on
+//! the server the whole time — a blocking python client counting with
+//! redis-server (epoll), another sending numbered lines to a python
+//! asyncio echo server, a third to a forking socat — and at the end each
+//! checks that every request was carried once and every line arrived once
+//! and in order; their exit statuses are their own.
+//!
+//! The three servers run under three supervisors of one user: one holds
+//! the rendezvous port and hands the others' rocks over (their links are
+//! piped through it), so resumes through the hand-over are under test too.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::netns::{Net, in_netns, pids, signal};
+use common::rocked::library;
+use common::{ROCK, TempDir, require_root};
+
+/// The rendezvous port in the server namespace.
+const ROCK_PORT: u16 = 4747;
+const REDIS_PORT: u16 = 6379;
+const ASYNCIO_PORT: u16 = 7001;
+const SOCAT_PORT: u16 = 7002;
+/// How long the programs have to show progress after a fault ends.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
+
+/// Counts with redis until the stop file exists: `INCR rock-counter` every
+/// few milliseconds, each reply checked to be the next number; prints
+/// `count N` every 25, and `ok N` at the end once GET agrees.
+const REDIS_COUNTER: &str = r#"
+import os, socket, sys, time
+host, port, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((host, port))
+f = s.makefile("rb")
+s.sendall(b"DEL rock-counter\r\n")
+f.readline()
+n = 0
+while not os.path.exists(stop):
+    n += 1
+    s.sendall(b"INCR rock-counter\r\n")
+    got = f.readline()
+    if got != b":%d\r\n" % n:
+        print("INCR number", n, "answered", got, flush=True)
+        sys.exit(1)
+    if n % 25 == 0:
+        print("count", n, flush=True)
+    time.sleep(0.004)
+s.sendall(b"GET rock-counter\r\n")
+f.readline()
+got = f.readline()
+if got != b"%d\r\n" % n:
+    print("GET answered", got, "after", n, flush=True)
+    sys.exit(1)
+print("ok", n, flush=True)
+"#;
+
+/// Sends numbered lines to an echo server until the stop file exists,
+/// half-closes, and checks that the echo was every line once and in order
+/// and then the end of the stream; prints `echo N` every 25 lines echoed,
+/// and `ok N` at the end.
+const NUMBERED_ECHO: &str = r#"
+import os, socket, sys, threading, time
+host, port, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((host, port))
+sent = [0]
+errors = []
+def line(i):
+    return b"%06d %s\n" % (i, b"y" * 57)
+def reader():
+    f = s.makefile("rb")
+    i = 0
+    while True:
+        got = f.readline()
+        if not got:
+            break
+        i += 1
+        if got != line(i):
+            errors.append("line %d: got %r" % (i, got[:20]))
+            return
+        if i % 25 == 0:
+            print("echo", i, flush=True)
+    if i != sent[0]:
+        errors.append("%d lines echoed of %d" % (i, sent[0]))
+t = threading.Thread(target=reader)
+t.start()
+while not os.path.exists(stop):
+    sent[0] += 1
+    s.sendall(line(sent[0]))
+    time.sleep(0.004)
+s.shutdown(socket.SHUT_WR)
+t.join()
+if errors:
+    print("errors:", errors, flush=True)
+    sys.exit(1)
+print("ok", sent[0], flush=True)
+"#;
+
+/// An asyncio echo server on every address, port argv[1].
+const ASYNCIO_ECHO_SERVER: &str = r#"
+import asyncio, sys
+async def echo(r, w):
+    while (data := await r.read(65536)):
+        w.write(data)
+        await w.drain()
+    w.close()
+async def main():
+    server = await asyncio.start_server(echo, "0.0.0.0", int(sys.argv[1]))
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"#;
+
+/// Asks the rendezvous port on this host whether each port in argv[2:] is
+/// a rock listener (docs/PROTOCOL.md §13); exits 0 when all are.
+const ALL_ANNOUNCED: &str = r#"
+import socket, sys
+rendezvous = int(sys.argv[1])
+for port in map(int, sys.argv[2:]):
+    try:
+        s = socket.create_connection(("127.0.0.1", rendezvous), timeout=1)
+        s.sendall(b"RKRV\x02\x01" + port.to_bytes(2, "big"))
+        if s.recv(8) != b"RKRV\x02\x81\x01\x00":
+            sys.exit(1)
+    except OSError:
+        sys.exit(1)
+"#;
+
+/// A configuration directory with the rendezvous port set.
+fn config() -> TempDir {
+    let dir = common::temp_dir();
+    std::fs::create_dir_all(dir.path().join("rock")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("rock").join("config.toml"),
+        format!("[defaults]\nrock_port = {ROCK_PORT}\n"),
+    )
+    .expect("write the config");
+    dir
+}
+
+/// `rock -v -v ARGS` in namespace `ns`, with the test's configuration and
+/// runtime directory, stderr to `log`.
+fn rock_in(ns: &str, args: &[&str], config: &Path, runtime: &Path, log: &Path) -> Command {
+    let mut command = Command::new(ROCK);
+    command
+        .args(["-v", "-v"])
+        .args(args)
+        .env("XDG_CONFIG_HOME", config)
+        .env("XDG_RUNTIME_DIR", runtime)
+        .env_remove("RUST_LOG");
+    let mut wrapped = in_netns(ns, &command);
+    wrapped.stdout(Stdio::null()).stderr(
+        std::fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display())),
+    );
+    wrapped
+}
+
+/// A client program under rock on the laptop.
+struct Client {
+    name: &'static str,
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    log: PathBuf,
+}
+
+impl Client {
+    fn start(
+        net: &Net,
+        name: &'static str,
+        args: &[&str],
+        config: &Path,
+        runtime: &Path,
+        dir: &Path,
+    ) -> Client {
+        let log = dir.join(format!("{name}.log"));
+        let mut child = rock_in(&net.laptop, args, config, runtime, &log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let lines = common::live::stdout_lines(&mut child);
+        Client {
+            name,
+            child,
+            lines,
+            seen: Vec::new(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for a new progress line; panics after `limit` with `what`.
+    fn progress(&mut self, what: &str, limit: Duration) {
+        match self.lines.recv_timeout(limit) {
+            Ok(line) => {
+                // Whatever queued up while it was stopped is old news.
+                self.seen.push(line);
+                while let Ok(line) = self.lines.try_recv() {
+                    self.seen.push(line);
+                }
+            }
+            Err(_) => panic!(
+                "{}: no progress within {limit:?} after {what}; said {:?}\n--- rock's log ---\n{}",
+                self.name,
+                self.seen.last(),
+                self.log()
+            ),
+        }
+    }
+
+    /// Waits for the program's end: its last line and status.
+    fn finish(mut self) -> (String, std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not end: {}",
+                self.name,
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+            self.seen.push(line);
+        }
+        let last = self.seen.last().cloned().unwrap_or_default();
+        (last, status, self.log())
+    }
+}
+
+/// Processes of the test in the server namespace, killed at the end by
+/// the namespace's own teardown; this only names them for messages.
+struct Servers {
+    logs: Vec<PathBuf>,
+    _children: Vec<Child>,
+}
+
+impl Servers {
+    fn logs(&self) -> String {
+        self.logs
+            .iter()
+            .map(|log| {
+                format!(
+                    "--- {} ---\n{}\n",
+                    log.display(),
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+fn start_servers(net: &Net, config: &Path, runtime: &Path, dir: &Path) -> Servers {
+    let redis = REDIS_PORT.to_string();
+    let asyncio = ASYNCIO_PORT.to_string();
+    let socat = format!("TCP-LISTEN:{SOCAT_PORT},fork,reuseaddr");
+    let programs: [(&str, Vec<&str>); 3] = [
+        (
+            "redis",
+            vec![
+                "redis-server",
+                "--port",
+                &redis,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+        ),
+        (
+            "asyncio",
+            vec!["python3", "-c", ASYNCIO_ECHO_SERVER, &asyncio],
+        ),
+        ("socat", vec!["socat", &socat, "EXEC:cat"]),
+    ];
+    let mut servers = Servers {
+        logs: Vec::new(),
+        _children: Vec::new(),
+    };
+    for (name, args) in programs {
+        let log = dir.join(format!("server-{name}.log"));
+        let child = rock_in(&net.server, &args, config, runtime, &log)
+            .current_dir(dir)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the {name} server: {e}"));
+        servers._children.push(child);
+        servers.logs.push(log);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ports = [REDIS_PORT, ASYNCIO_PORT, SOCAT_PORT].map(|p| p.to_string());
+        let mut ask = Command::new("python3");
+        ask.args(["-c", ALL_ANNOUNCED, &ROCK_PORT.to_string()])
+            .args(&ports);
+        let announced = in_netns(&net.server, &ask)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if announced {
+            return servers;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the servers were not all announced at the rendezvous port within 30 s\n{}",
+            servers.logs()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `iptables ARGS` in namespace `ns`.
+fn iptables(ns: &str, args: &[&str]) {
+    let out = in_netns(ns, Command::new("iptables").args(args))
+        .output()
+        .expect("run iptables");
+    assert!(
+        out.status.success(),
+        "iptables {args:?} in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn rocks_between_two_machines_survive_a_new_address_an_outage_a_blackhole_and_sleep() {
+    require_root("network namespaces");
+    library();
+    let mut net = Net::new();
+    let dir = common::temp_dir();
+    let config = config();
+    let server_runtime = common::temp_dir();
+    let laptop_runtime = common::temp_dir();
+    let servers = start_servers(&net, config.path(), server_runtime.path(), dir.path());
+    let stop = dir.path().join("stop");
+    let stop_arg = stop.to_str().expect("a UTF-8 path");
+    let server = net.server_addr().to_string();
+    let clients: Vec<(&'static str, u16, &str)> = vec![
+        ("counter", REDIS_PORT, REDIS_COUNTER),
+        ("asyncio-echo", ASYNCIO_PORT, NUMBERED_ECHO),
+        ("socat-echo", SOCAT_PORT, NUMBERED_ECHO),
+    ];
+    let mut running: Vec<Client> = clients
+        .iter()
+        .map(|&(name, port, script)| {
+            let port = port.to_string();
+            Client::start(
+                &net,
+                name,
+                &["python3", "-c", script, &server, &port, stop_arg],
+                config.path(),
+                laptop_runtime.path(),
+                dir.path(),
+            )
+        })
+        .collect();
+    let all_progress = |running: &mut Vec<Client>, what: &str| {
+        for client in running.iter_mut() {
+            client.progress(what, RECOVERY_LIMIT);
+        }
+    };
+    all_progress(&mut running, "the start");
+    let context = Arc::new(Mutex::new(String::new()));
+
+    // 1. A new address: the old one is gone, so is every route through it.
+    let new = net.move_laptop();
+    context
+        .lock()
+        .expect("context")
+        .push_str(&format!("laptop moved to {new}\n"));
+    all_progress(&mut running, "the address change");
+
+    // 2. The link down for 20 s.
+    net.laptop_link_down();
+    thread::sleep(Duration::from_secs(20));
+    net.laptop_link_up();
+    all_progress(&mut running, "20 s with the link down");
+
+    // 3. A blackhole on the path for 10 s: the router drops everything.
+    let rule = ["FORWARD", "-j", "DROP"];
+    iptables(&net.router, &[&["-I"][..], &rule[..]].concat());
+    thread::sleep(Duration::from_secs(10));
+    iptables(&net.router, &[&["-D"][..], &rule[..]].concat());
+    all_progress(&mut running, "a 10 s blackhole");
+
+    // 4. The laptop sleeps for 10 s: every process on it is stopped.
+    let sleepers = pids(&net.laptop);
+    assert!(sleepers.len() >= 6, "rock and the clients: {sleepers:?}");
+    for &pid in &sleepers {
+        signal(pid, libc::SIGSTOP);
+    }
+    thread::sleep(Duration::from_secs(10));
+    for &pid in &sleepers {
+        signal(pid, libc::SIGCONT);
+    }
+    all_progress(&mut running, "10 s of sleep");
+
+    std::fs::write(&stop, b"").expect("write the stop file");
+    let mut resumed = 0;
+    for client in running {
+        let name = client.name;
+        let (last, status, log) = client.finish();
+        let context = format!(
+            "{name}: {last}\n--- rock's log ---\n{log}\n{}",
+            servers.logs()
+        );
+        assert!(status.success(), "{name} exited with {status}: {context}");
+        let count: u64 = last
+            .strip_prefix("ok ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name} did not say ok: {context}"));
+        assert!(count > 100, "{name} did too little: {context}");
+        let own = log.matches("resumed=true").count();
+        assert!(own >= 1, "{name}'s rock never resumed: {context}");
+        resumed += own;
+    }
+    eprintln!(
+        "{resumed} resumes in the three rocks; {}",
+        context.lock().expect("context")
+    );
+}

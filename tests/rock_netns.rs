@@ -175,7 +175,7 @@ struct Client {
 
 impl Client {
     fn start(
-        net: &Net,
+        ns: &str,
         name: &'static str,
         args: &[&str],
         config: &Path,
@@ -183,7 +183,7 @@ impl Client {
         dir: &Path,
     ) -> Client {
         let log = dir.join(format!("{name}.log"));
-        let mut child = rock_in(&net.laptop, args, config, runtime, &log)
+        let mut child = rock_in(ns, args, config, runtime, &log)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}"));
@@ -361,7 +361,7 @@ fn rocks_between_two_machines_survive_a_new_address_an_outage_a_blackhole_and_sl
         .map(|&(name, port, script)| {
             let port = port.to_string();
             Client::start(
-                &net,
+                &net.laptop,
                 name,
                 &["python3", "-c", script, &server, &port, stop_arg],
                 config.path(),
@@ -434,4 +434,85 @@ fn rocks_between_two_machines_survive_a_new_address_an_outage_a_blackhole_and_sl
         "{resumed} resumes in the three rocks; {}",
         context.lock().expect("context")
     );
+}
+
+/// Resets every established connection to or from `port` in namespace
+/// `ns`.
+fn reset_in(ns: &str, port: u16) {
+    let filter = format!("( dport = :{port} or sport = :{port} )");
+    let out = in_netns(
+        ns,
+        Command::new("ss").args(["-K", "state", "established", &filter]),
+    )
+    .output()
+    .expect("run ss");
+    assert!(out.status.success(), "ss -K in {ns}: {out:?}");
+}
+
+/// `rock -l`, for a program that has moved next to its server: the
+/// server's own address stops answering at the rendezvous port (an
+/// iptables DROP), the rock's link is reset, and the rock comes back at
+/// once through 127.0.0.1. The same without `-l` waits for the address.
+#[test]
+fn with_dash_l_a_suspended_rock_redials_localhost() {
+    require_root("network namespaces");
+    library();
+    let net = Net::new();
+    let dir = common::temp_dir();
+    let config = config();
+    let runtime = common::temp_dir();
+    let servers = start_servers(&net, config.path(), runtime.path(), dir.path());
+    let server = net.server_addr().to_string();
+    let port = ASYNCIO_PORT.to_string();
+    let rule = [
+        "INPUT", "-d", &server, "-p", "tcp", "--dport", "4747", "-j", "DROP",
+    ];
+    let mut clients = Vec::new();
+    for (name, dash_l) in [("with -l", true), ("without -l", false)] {
+        let stop = dir.path().join(format!("stop {name}"));
+        let stop_arg = stop.to_str().expect("a UTF-8 path").to_owned();
+        let mut args = vec!["python3", "-c", NUMBERED_ECHO, &server, &port, &stop_arg];
+        if dash_l {
+            args.insert(0, "-l");
+        }
+        let mut client = Client::start(
+            &net.server,
+            name,
+            &args,
+            config.path(),
+            runtime.path(),
+            dir.path(),
+        );
+        client.progress("the start", RECOVERY_LIMIT);
+        iptables(&net.server, &[&["-I"][..], &rule[..]].concat());
+        reset_in(&net.server, ROCK_PORT);
+        let lines = client.seen.len();
+        if dash_l {
+            client.progress("the reset, through 127.0.0.1", RECOVERY_LIMIT);
+        } else {
+            // Nothing for 5 s: it redials the blackholed address.
+            while client.lines.try_recv().is_ok() {}
+            assert!(
+                client.lines.recv_timeout(Duration::from_secs(5)).is_err(),
+                "without -l, the rock came back while its server's address was dropped: {}",
+                client.log()
+            );
+        }
+        iptables(&net.server, &[&["-D"][..], &rule[..]].concat());
+        client.progress("the address answering again", RECOVERY_LIMIT);
+        assert!(client.seen.len() > lines);
+        std::fs::write(&stop, b"").expect("write the stop file");
+        clients.push(client);
+    }
+    for client in clients {
+        let name = client.name;
+        let (last, status, log) = client.finish();
+        let context = format!(
+            "{name}: {last}\n--- rock's log ---\n{log}\n{}",
+            servers.logs()
+        );
+        assert!(status.success(), "{context}");
+        assert!(last.starts_with("ok "), "{context}");
+        assert!(log.contains("resumed=true"), "{context}");
+    }
 }

@@ -129,6 +129,26 @@ fn preload_value(library: &OsStr, existing: Option<&OsStr>) -> OsString {
     value
 }
 
+/// Raises this process's soft limit on open descriptors to the hard limit
+/// (every rock holds two or three); returns the limit as it was, which
+/// the command gets back (a program using `select` needs its usual 1024).
+fn raise_descriptor_limit() -> Option<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the live struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        ..limit
+    };
+    // SAFETY: setrlimit reads the live struct it is given.
+    (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0).then_some(limit)
+}
+
 /// Runs the command under the supervisor; returns its exit status.
 pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
     let (program, args) = options
@@ -141,6 +161,16 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
         .map(|path| program::inspect(&path));
     let mut command = Command::new(program);
     command.args(args);
+    if let Some(original) = raise_descriptor_limit() {
+        // SAFETY: setrlimit is async-signal-safe and touches only the
+        // child's own limits, between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                libc::setrlimit(libc::RLIMIT_NOFILE, &original);
+                Ok(())
+            });
+        }
+    }
     match kind.as_ref().and_then(program::Kind::limit) {
         Some(why) => eprintln!("rock: {shown}'s connections stay plain TCP: {why}"),
         None => {

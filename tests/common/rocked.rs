@@ -107,7 +107,8 @@ pub fn ask_rendezvous(rendezvous: u16, port: u16) -> Option<bool> {
 
 /// Starts `args` under `rock -v -v` with rock's configuration under
 /// `config`, in `dir` (rock's log goes to `dir`/[`SERVER_LOG`]), and waits
-/// until `port` listens and the rendezvous port calls it a rock listener.
+/// until the rendezvous port calls `port` a rock listener (which it does
+/// once the program's listen succeeded).
 pub fn rocked_server(
     args: &[&str],
     config: &Path,
@@ -129,7 +130,8 @@ pub fn rocked_server(
             .spawn()
             .unwrap_or_else(|e| panic!("start rock {args:?}: {e}")),
     );
-    wait_listening(port, args[0]);
+    // Only the rendezvous port is asked: a test's connection to the port
+    // itself would use up a server that accepts once.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while ask_rendezvous(rendezvous, port) != Some(true) {
         assert!(

@@ -1,11 +1,13 @@
 //! `rock status`: what a running `rock -d` reports about its session, and
 //! how `rock status` finds every session of this user, asks each one and
-//! shows them.
+//! shows them; the rocks of `rock COMMAND` supervisors are listed the same
+//! way, one row per rock.
 //!
 //! Each session directory in the user's private runtime directory (see
 //! [`crate::rundir`]) holds the session's control socket. Asked
 //! `status`, it answers with a [`Report`] as `key value` lines and closes
-//! (see [`crate::control_socket`]). Nothing is written to disk, so a report
+//! (see [`crate::control_socket`]); a supervisor (`supervisor-PID`)
+//! answers one report per rock, each followed by an empty line. Nothing is written to disk, so a report
 //! is never stale; what can be stale is a directory left by a rock that
 //! was killed before it could remove it. Its socket then refuses
 //! connections — no process listens on it any more — and `rock status`
@@ -290,14 +292,23 @@ pub fn list(dir: &Path) -> Result<Listing, ListError> {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        if !meta.is_dir() || !is_session_name(&entry.file_name().to_string_lossy()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let supervisor = is_supervisor_name(&name);
+        if !meta.is_dir() || !(is_session_name(&name) || supervisor) {
             continue;
         }
         match ask(&path) {
-            Asked::Report(report) => listing.sessions.push(Report {
-                dir: Some(path),
-                ..report
-            }),
+            // A `rock -d` session answers its one report; a supervisor one
+            // per rock it runs, maybe none.
+            Asked::Reports(reports) if !reports.is_empty() || supervisor => {
+                listing
+                    .sessions
+                    .extend(reports.into_iter().map(|report| Report {
+                        dir: Some(path.clone()),
+                        ..report
+                    }));
+            }
+            Asked::Reports(_) => listing.unresponsive.push(path),
             Asked::Silent => listing.unresponsive.push(path),
             Asked::Starting => {}
             Asked::Gone => {
@@ -318,9 +329,16 @@ fn is_session_name(name: &str) -> bool {
     name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The directory of a `rock COMMAND` supervisor is `supervisor-PID`.
+fn is_supervisor_name(name: &str) -> bool {
+    name.strip_prefix("supervisor-")
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// What a session directory says.
 enum Asked {
-    Report(Report),
+    /// What it answered: reports, each followed by an empty line.
+    Reports(Vec<Report>),
     /// Its rock accepted but did not answer.
     Silent,
     /// Too young to judge.
@@ -363,9 +381,17 @@ fn ask(dir: &Path) -> Asked {
         stream.take(64 * 1024).read_to_string(&mut text)?;
         Ok(text)
     })();
-    match answer.ok().map(|t| Report::decode(&t)) {
-        Some(Ok(report)) => Asked::Report(report),
-        _ => Asked::Silent,
+    let Ok(text) = answer else {
+        return Asked::Silent;
+    };
+    let reports: Result<Vec<Report>, ReportError> = text
+        .split("\n\n")
+        .filter(|part| !part.trim().is_empty())
+        .map(Report::decode)
+        .collect();
+    match reports {
+        Ok(reports) => Asked::Reports(reports),
+        Err(_) => Asked::Silent,
     }
 }
 

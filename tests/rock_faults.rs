@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::rocked::{Server, config_with_rock_port, free_port, rocked_server, server_log};
+use common::rocked::{
+    Server, config_with_rock_port, free_port, rocked_server, server_log, server_runtime,
+};
 use common::{ROCK, TempDir, assert_exit, faults, require_root, run_with_timeout};
 
 /// Resets the rocks' links every `every` on a thread, until dropped.
@@ -411,4 +413,122 @@ fn nothing_is_left_behind_after_the_command() {
         "the connection was no rock: {}",
         text(&out)
     );
+}
+
+/// `rock status` with XDG_RUNTIME_DIR `runtime`: its table's lines.
+fn status(runtime: &std::path::Path) -> String {
+    let out = run_with_timeout(
+        Command::new(ROCK)
+            .arg("status")
+            .env("XDG_RUNTIME_DIR", runtime)
+            .stdin(Stdio::null()),
+        Duration::from_secs(20),
+    );
+    assert_exit(&out, 0, &text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The row of `listing` whose DESTINATION column contains `peer`, split
+/// into columns: PID, COMMAND, DESTINATION, STATE…, RTT, REPLAY,
+/// RECONNECTS.
+fn row(listing: &str, peer: &str) -> Option<Vec<String>> {
+    let line = listing.lines().find(|l| l.contains(peer))?;
+    Some(line.split_whitespace().map(str::to_owned).collect())
+}
+
+/// A client that sends one line, reads its echo, says `ready`, and keeps
+/// its connection until the stop file argv[2] exists; then says `ok`.
+const WAITING_CLIENT: &str = r#"
+import os, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"hello\n")
+assert s.recv(100) == b"hello\n"
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+s.sendall(b"bye\n")
+assert s.recv(100) == b"bye\n"
+s.close()
+print("ok", flush=True)
+"#;
+
+#[test]
+fn rock_status_lists_each_rock_at_both_ends() {
+    let setup = Setup::new();
+    let port = free_port();
+    let _server = setup.server(
+        &["python3", "-c", ASYNCIO_ECHO_SERVER, &port.to_string()],
+        port,
+    );
+    let stop = setup.dir.path().join("stop");
+    let mut client = Command::new(ROCK)
+        .args(["python3", "-c", WAITING_CLIENT, &port.to_string()])
+        .arg(&stop)
+        .env("XDG_CONFIG_HOME", setup.config.path())
+        .env("XDG_RUNTIME_DIR", setup.runtime.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the client under rock");
+    let lines = common::live::stdout_lines(&mut client);
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(30)).ok().as_deref(),
+        Some("ready"),
+        "{}",
+        setup.server_log()
+    );
+    let server_run = server_runtime(setup.dir.path());
+    let dest = format!("127.0.0.1:{port}");
+    let listing = status(setup.runtime.path());
+    let mine = row(&listing, &dest).unwrap_or_else(|| panic!("no row for {dest}:\n{listing}"));
+    assert_eq!(mine[1], "python3", "{listing}");
+    assert_eq!(mine[3], "connected", "{listing}");
+    assert_eq!(mine.last().map(String::as_str), Some("0"), "{listing}");
+    let theirs = status(&server_run);
+    let to_port = format!("to port {port}");
+    let server_row =
+        row(&theirs, &to_port).unwrap_or_else(|| panic!("no row for the server:\n{theirs}"));
+    assert_eq!(server_row[1], "python3", "{theirs}");
+    assert!(server_row.contains(&"connected".to_owned()), "{theirs}");
+
+    // After a reset the client's rock has reconnected.
+    faults::reset_link(setup.rendezvous);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let listing = status(setup.runtime.path());
+        let again = row(&listing, &dest);
+        // At least one: the reset may also catch the new link, made
+        // within a millisecond while `ss` is still at work.
+        let reconnected = |r: &Vec<String>| {
+            r[3] == "connected" && r.last().and_then(|n| n.parse::<u32>().ok()) >= Some(1)
+        };
+        if again.as_ref().is_some_and(reconnected) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconnection shown:\n{listing}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    std::fs::write(&stop, b"").expect("write the stop file");
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(30)).ok().as_deref(),
+        Some("ok")
+    );
+    let status_code = client.wait().expect("wait for the client");
+    assert!(status_code.success());
+    assert_eq!(status(setup.runtime.path()), "no rock sessions\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while status(&server_run) != "no rock sessions\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server's rock is still listed:\n{}",
+            status(&server_run)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -105,7 +105,7 @@ async fn handle(mut stream: UnixStream, state: State) {
             let _ = stream.write_all(&Reply::Probe { rock }.encode()).await;
         }
         Some(Handed::Question(
-            Question::Open { key, .. },
+            Question::Open { port, key },
             Decision::Opened(program, entry),
             from,
         )) => {
@@ -114,6 +114,7 @@ async fn handle(mut stream: UnixStream, state: State) {
                 program,
                 entry,
                 from,
+                port,
                 key,
             };
             rock.run(&state).await;

@@ -202,7 +202,11 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
             s.close_timeout.value
         });
     let carried = std::sync::Arc::new(carried::Carried::default());
+    let name = std::path::Path::new(program)
+        .file_name()
+        .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
     let rocks = std::sync::Arc::new(rocks::Rocks::new(
+        &name,
         options.profiles.clone(),
         options.cli.clone(),
     ));

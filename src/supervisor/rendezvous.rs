@@ -9,10 +9,13 @@
 //! supervisor on this host), it is tried again every [`RETRY_BIND`], and
 //! this command's listeners stay unannounced meanwhile — its clients then
 //! connect as ordinary ones. A PROBE gets one answer, then the connection
-//! closes; an OPEN that succeeds turns the connection into a plain relay
-//! to the program's listener (`super::carried`), which the supervisor
-//! connects to over loopback. A caller has [`QUESTION_WITHIN`] to ask and
-//! be answered, and at most [`MAX_PENDING`] questions are open at once.
+//! closes; an OPEN that succeeds makes the connection the first link of a
+//! rock (`super::rocks`) to the program's listener, which the supervisor
+//! connects to over loopback; a link that resumes a rock is handed to it
+//! by session id. A caller has [`QUESTION_WITHIN`] to ask and
+//! be answered; at most [`MAX_PENDING`] questions are open at once, and
+//! [`MAX_PENDING_PER_ADDRESS`] from one address (a caller past either is
+//! closed at once).
 //!
 //! The library hears of `listen`, not of `close`: a port whose listener
 //! refuses the supervisor's connection is forgotten.
@@ -21,7 +24,7 @@
 //! to 127.0.0.1 is no rock listener for a question that came in on another
 //! address, so the rendezvous port never exposes a loopback-only server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +39,6 @@ use rock_proto::kex::PublicKey;
 use rock_proto::rendezvous::{self, Question, Reply};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
-use tokio::sync::Semaphore;
 
 use super::carried::{self, Carried, Ends, Entry};
 use super::handover;
@@ -49,7 +51,9 @@ pub const RETRY_BIND: Duration = Duration::from_secs(2);
 /// How long a caller has to ask its question.
 pub const QUESTION_WITHIN: Duration = Duration::from_secs(2);
 /// The most questions answered at once.
-pub const MAX_PENDING: usize = 64;
+pub const MAX_PENDING: usize = 256;
+/// The most questions answered at once from one address.
+pub const MAX_PENDING_PER_ADDRESS: usize = 16;
 
 /// The command's TCP listeners: the addresses each port listens on.
 #[derive(Debug, Default)]
@@ -197,13 +201,16 @@ async fn run(state: State) {
         }
     };
     tracing::info!("rendezvous port {port}: listening");
-    let pending = Arc::new(Semaphore::new(MAX_PENDING));
+    let pending = Arc::new(Pending::default());
     loop {
-        let Ok(permit) = pending.clone().acquire_owned().await else {
-            return;
-        };
         match listener.accept().await {
             Ok((stream, from)) => {
+                let Some(place) = pending.enter(from.ip()) else {
+                    // Closed at once: too many questions open, from this
+                    // address or in all.
+                    tracing::debug!("rendezvous port {port}: {from} turned away: too many open");
+                    continue;
+                };
                 let state = state.clone();
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
@@ -211,7 +218,7 @@ async fn run(state: State) {
                         tokio::time::timeout(QUESTION_WITHIN, answer(stream, from, &state)).await;
                     // A rock or a pipe does not hold a place among the
                     // questions.
-                    drop(permit);
+                    drop(place);
                     match answered {
                         Ok(Next::Rock(rock)) => rock.run(&state).await,
                         Ok(Next::Piped(link, other)) => carried::relay(link, other).await,
@@ -222,6 +229,57 @@ async fn run(state: State) {
             Err(e) => {
                 tracing::debug!("rendezvous port {port}: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The questions being answered: at most [`MAX_PENDING`] in all and
+/// [`MAX_PENDING_PER_ADDRESS`] from one address, so that callers that say
+/// nothing, from one address, cannot keep everyone else's questions out.
+#[derive(Debug, Default)]
+struct Pending {
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One open question's place, given back when dropped.
+struct Place {
+    pending: Arc<Pending>,
+    from: IpAddr,
+}
+
+impl Pending {
+    /// A place for a question from `from`, if there is one.
+    fn enter(self: &Arc<Self>, from: IpAddr) -> Option<Place> {
+        let from = from.to_canonical();
+        let mut open = self.open.lock().ok()?;
+        let (total, by_address) = &mut *open;
+        let mine = by_address.entry(from).or_default();
+        if *total >= MAX_PENDING || *mine >= MAX_PENDING_PER_ADDRESS {
+            if *mine == 0 {
+                by_address.remove(&from);
+            }
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(Place {
+            pending: self.clone(),
+            from,
+        })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.pending.open.lock() {
+            let (total, by_address) = &mut *open;
+            *total = total.saturating_sub(1);
+            if let Some(mine) = by_address.get_mut(&self.from) {
+                *mine -= 1;
+                if *mine == 0 {
+                    by_address.remove(&self.from);
+                }
             }
         }
     }
@@ -358,6 +416,8 @@ pub(super) struct NewRock {
     pub(super) entry: Entry,
     /// The rock client.
     pub(super) from: SocketAddr,
+    /// The listener's port the OPEN asked for.
+    pub(super) port: u16,
     /// The rock client's key share.
     pub(super) key: PublicKey,
 }
@@ -367,7 +427,14 @@ impl NewRock {
     pub(super) async fn run(self, state: &State) {
         let rocks = state.rocks.clone();
         rocks
-            .serve(self.link, self.program, self.entry, self.from, self.key)
+            .serve(
+                self.link,
+                self.program,
+                self.entry,
+                self.from,
+                self.port,
+                self.key,
+            )
             .await;
     }
 }
@@ -395,7 +462,7 @@ async fn answer(mut stream: TcpStream, from: SocketAddr, state: &State) -> Next 
     let reply = match decide(state, question, from, arrived).await {
         Decision::Probe(true) => Reply::Probe { rock: true },
         Decision::Opened(program, entry) => {
-            let Question::Open { key, .. } = question else {
+            let Question::Open { port, key } = question else {
                 return Next::Done;
             };
             return Next::Rock(NewRock {
@@ -403,6 +470,7 @@ async fn answer(mut stream: TcpStream, from: SocketAddr, state: &State) -> Next 
                 program,
                 entry,
                 from,
+                port,
                 key,
             });
         }
@@ -498,7 +566,7 @@ mod tests {
     use crate::supervisor::peers::{Finding, probe};
 
     fn rocks() -> Arc<Rocks> {
-        Arc::new(Rocks::new(Default::default(), Default::default()))
+        Arc::new(Rocks::new("test", Default::default(), Default::default()))
     }
 
     fn free_port() -> u16 {
@@ -561,7 +629,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn callers_that_never_ask_hold_a_place_for_question_within_only() {
+    async fn callers_that_never_ask_hold_places_of_their_own_address_only() {
         let port = free_port();
         let rendezvous = Rendezvous::new(port, Arc::default(), rocks(), std::env::temp_dir());
         let at: SocketAddr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
@@ -577,18 +645,37 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(finding, Finding::Rock);
-        // More silent callers than places: a question now waits for a place
-        // (a rock client's probe gives up and goes direct)...
+        // More silent callers from 127.0.0.1 than it may hold places...
         let mut silent = Vec::new();
-        for _ in 0..MAX_PENDING + 8 {
+        for _ in 0..MAX_PENDING_PER_ADDRESS + 8 {
             silent.push(TcpStream::connect(at).await.expect("connect"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(probe(at, a).await, Finding::Silent);
-        // ...until the silent ones are dropped, QUESTION_WITHIN later.
+        // ...keep its own further questions out (turned away at once)...
+        assert_eq!(probe(at, a).await, Finding::Other);
+        // ...but not another address's.
+        let other = IpAddr::from(Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(probe_from(other, at, a).await, Some(true));
+        // Once QUESTION_WITHIN has passed, the silent ones are gone.
         tokio::time::sleep(QUESTION_WITHIN + Duration::from_millis(300)).await;
         assert_eq!(probe(at, a).await, Finding::Rock);
         drop(silent);
+    }
+
+    /// A PROBE for `asked` at `at`, from source address `from`.
+    async fn probe_from(from: IpAddr, at: SocketAddr, asked: u16) -> Option<bool> {
+        let socket = TcpSocket::new_v4().ok()?;
+        socket.bind(SocketAddr::new(from, 0)).ok()?;
+        let mut stream = socket.connect(at).await.ok()?;
+        stream
+            .write_all(&Question::Probe(asked).encode())
+            .await
+            .ok()?;
+        let bytes = read_message(&mut stream, Vec::new()).await.ok()?;
+        match Reply::parse(&bytes).ok()? {
+            Reply::Probe { rock } => Some(rock),
+            Reply::Open(_) => None,
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! Only processes of the same user may ask (`crate::control_socket`). A
 //! line that does not parse closes that line and nothing else; every other
-//! line, and the command, go on.
+//! line, and the command, go on. `rock status` asks here too
+//! ([`STATUS_REQUEST`]), and is answered every rock's report.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use super::carried::{Carried, Ends};
 use super::peers::{self, Known, Peers};
 use super::rendezvous::Rendezvous;
 use super::rocks::Rocks;
-use crate::control_socket;
+use crate::control_socket::{self, STATUS_REQUEST};
 
 /// What the answers depend on: what is known of peers (the client side)
 /// and the command's listeners (the server side).
@@ -185,6 +186,11 @@ async fn answer(mut stream: UnixStream, context: Arc<Context>) {
     let mut piece = [0u8; MAX_LINE];
     loop {
         match supervise::check(&buf) {
+            Ok(Some(end)) if buf[..end] == *format!("{STATUS_REQUEST}\n").as_bytes() => {
+                // `rock status`: every rock's report, then the end.
+                let _ = stream.write_all(context.rocks.reports().as_bytes()).await;
+                return;
+            }
             Ok(Some(end)) => {
                 let reply = match Request::parse(&buf[..end]) {
                     Ok(request) => reply(&context, request).await,
@@ -238,7 +244,7 @@ mod tests {
         )
         .expect("a config");
         let profiles = crate::settings::Profiles::from_files(vec![file]);
-        let rocks = Arc::new(Rocks::new(profiles.clone(), Default::default()));
+        let rocks = Arc::new(Rocks::new("test", profiles.clone(), Default::default()));
         Arc::new(Context {
             peers: Peers::new(profiles),
             rendezvous: Rendezvous::new(0, Arc::default(), rocks.clone(), std::env::temp_dir()),

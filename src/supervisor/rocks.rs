@@ -13,13 +13,16 @@
 //!   port, which hands them over by session id ([`Rocks::hand`]). The
 //!   server program never has to call `accept` again.
 //!
+//! Each running rock is a row of `rock status` ([`Rocks::reports`]).
+//!
 //! Every rock ends with its session: both programs' streams finished and
 //! delivered, or a close (the peer's, the suspension timeout, or the
 //! supervisor's own when told to stop).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,8 +34,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use super::carried::Entry;
-use crate::relay::{BoxLink, DialFuture, Dialer, Outcome, Relay, RelayOptions, TcpDialer};
+use crate::relay::{
+    BoxLink, DialFuture, Dialer, Outcome, Relay, RelayOptions, StatusWatch, TcpDialer,
+};
 use crate::settings::{CommandLine, Profiles, Settings};
+use crate::status::{Report, SessionInfo};
 
 /// Links waiting for a rock's relay to take them, at most.
 const PENDING_LINKS: usize = 8;
@@ -43,6 +49,12 @@ const DIAL_WITHIN: Duration = Duration::from_secs(5);
 
 /// The supervisor's rocks.
 pub struct Rocks {
+    /// What `rock status` shows of each running rock, by a number of its
+    /// own.
+    rows: Mutex<BTreeMap<u64, (SessionInfo, StatusWatch)>>,
+    next_row: AtomicU64,
+    /// The command's name, for `rock status`.
+    program: String,
     /// Server side: the rocks links can be handed to, by session id.
     serving: Mutex<HashMap<SessionId, mpsc::Sender<BoxLink>>>,
     /// How many rocks are running, client and server; 0 when idle.
@@ -51,6 +63,20 @@ pub struct Rocks {
     stop: watch::Sender<bool>,
     profiles: Profiles,
     cli: CommandLine,
+}
+
+/// A rock's row in `rock status`, removed when dropped.
+struct Row<'a> {
+    rocks: &'a Rocks,
+    number: u64,
+}
+
+impl Drop for Row<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut rows) = self.rocks.rows.lock() {
+            rows.remove(&self.number);
+        }
+    }
 }
 
 /// Counts a rock as running until dropped.
@@ -78,10 +104,13 @@ fn random<const N: usize>() -> Option<[u8; N]> {
 }
 
 impl Rocks {
-    /// Rocks whose engine settings come from `profiles` and the command
-    /// line (`-l`, `--suspend-timeout`).
-    pub fn new(profiles: Profiles, cli: CommandLine) -> Rocks {
+    /// Rocks of the command `program` whose engine settings come from
+    /// `profiles` and the command line (`-l`, `--suspend-timeout`).
+    pub fn new(program: &str, profiles: Profiles, cli: CommandLine) -> Rocks {
         Rocks {
+            rows: Mutex::default(),
+            next_row: AtomicU64::new(0),
+            program: program.to_owned(),
             serving: Mutex::default(),
             running: watch::Sender::new(0),
             stop: watch::Sender::new(false),
@@ -104,6 +133,34 @@ impl Rocks {
     fn localhost(&self, peer: SocketAddr) -> bool {
         Settings::resolve(&self.profiles, &peer.ip().to_string(), &self.cli)
             .is_ok_and(|s| s.reconnect_to_localhost.value)
+    }
+
+    /// Shows a running rock in `rock status` (peer as `peer`) until the
+    /// returned row is dropped.
+    fn show(&self, peer: &str, status: StatusWatch) -> Row<'_> {
+        let number = self.next_row.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut rows) = self.rows.lock() {
+            rows.insert(number, (SessionInfo::new(&self.program, peer), status));
+        }
+        Row {
+            rocks: self,
+            number,
+        }
+    }
+
+    /// Every running rock's report for `rock status`, oldest first, each
+    /// followed by an empty line (`crate::status`).
+    pub fn reports(&self) -> String {
+        let now = tokio::time::Instant::now().into_std();
+        let Ok(rows) = self.rows.lock() else {
+            return String::new();
+        };
+        rows.values()
+            .map(|(info, status)| {
+                let status = status.borrow().clone();
+                Report::new(info, Some(&status), now).encode() + "\n"
+            })
+            .collect()
     }
 
     /// How many rocks are running.
@@ -169,6 +226,7 @@ impl Rocks {
             redial: TcpDialer::new(redial_to.ip().to_string(), redial_to.port(), DIAL_WITHIN),
         };
         let relay = Relay::client(session, program, Box::new(dialer), RelayOptions::default());
+        let _row = self.show(&dest.to_string(), relay.status());
         let id = opened.session;
         report(
             &format!("rock {id} to {dest}"),
@@ -176,8 +234,8 @@ impl Rocks {
         );
     }
 
-    /// Server: makes the OPEN from `client` (whose key share is
-    /// `client_key`) a rock between `link`, where the reply goes and the
+    /// Server: makes the OPEN from `client` for the listener on `port`
+    /// (the client's key share being `client_key`) a rock between `link`, where the reply goes and the
     /// handshake follows, and the program's connection `program` (recorded
     /// as carried by `entry`); runs it until it ends.
     pub async fn serve(
@@ -186,6 +244,7 @@ impl Rocks {
         program: TcpStream,
         entry: Entry,
         client: SocketAddr,
+        port: u16,
         client_key: PublicKey,
     ) {
         let _running = Running::new(&self.running);
@@ -245,6 +304,7 @@ impl Rocks {
             Relay::server_handed(session, program, handed, options)
         };
         tracing::debug!("rock {id} from {client}: open");
+        let _row = self.show(&format!("{client} to port {port}"), relay.status());
         report(
             &format!("rock {id} from {client}"),
             relay.run(self.stopped()).await,

@@ -16,6 +16,14 @@ fn log_file(dir: &Path) -> std::fs::File {
     std::fs::File::create(dir.join(SERVER_LOG)).expect("create the rock server's log")
 }
 
+/// The runtime directory (XDG_RUNTIME_DIR) of the rock server in `dir`:
+/// its own, so that `rock status` there lists its rocks only.
+pub fn server_runtime(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).expect("create the server's runtime directory");
+    run
+}
+
 /// What the rock server in `dir` logged so far.
 pub fn server_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join(SERVER_LOG)).unwrap_or_default()
@@ -106,7 +114,8 @@ pub fn ask_rendezvous(rendezvous: u16, port: u16) -> Option<bool> {
 }
 
 /// Starts `args` under `rock -v -v` with rock's configuration under
-/// `config`, in `dir` (rock's log goes to `dir`/[`SERVER_LOG`]), and waits
+/// `config`, in `dir` (rock's log goes to `dir`/[`SERVER_LOG`], its runtime
+/// directory is [`server_runtime`]), and waits
 /// until the rendezvous port calls `port` a rock listener (which it does
 /// once the program's listen succeeded).
 pub fn rocked_server(
@@ -122,6 +131,7 @@ pub fn rocked_server(
             .args(["-v", "-v"])
             .args(args)
             .env("XDG_CONFIG_HOME", config)
+            .env("XDG_RUNTIME_DIR", server_runtime(dir))
             .env_remove("RUST_LOG")
             .current_dir(dir)
             .stdin(Stdio::null())

@@ -233,6 +233,14 @@ impl Target {
     }
 }
 
+impl Drop for Target {
+    fn drop(&mut self) {
+        // A test that failed leaves no client behind.
+        let _ = self.client.kill();
+        let _ = self.client.wait();
+    }
+}
+
 /// Reads until the peer closes (or resets): what it sent first.
 fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();

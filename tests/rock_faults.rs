@@ -461,18 +461,21 @@ fn rock_status_lists_each_rock_at_both_ends() {
         port,
     );
     let stop = setup.dir.path().join("stop");
-    let mut client = Command::new(ROCK)
-        .args(["python3", "-c", WAITING_CLIENT, &port.to_string()])
-        .arg(&stop)
-        .env("XDG_CONFIG_HOME", setup.config.path())
-        .env("XDG_RUNTIME_DIR", setup.runtime.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the client under rock");
-    let lines = common::live::stdout_lines(&mut client);
+    // Ended when dropped, also when the test fails.
+    let mut client = Server(
+        Command::new(ROCK)
+            .args(["python3", "-c", WAITING_CLIENT, &port.to_string()])
+            .arg(&stop)
+            .env("XDG_CONFIG_HOME", setup.config.path())
+            .env("XDG_RUNTIME_DIR", setup.runtime.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the client under rock"),
+    );
+    let lines = common::live::stdout_lines(&mut client.0);
     assert_eq!(
         lines.recv_timeout(Duration::from_secs(30)).ok().as_deref(),
         Some("ready"),
@@ -519,7 +522,7 @@ fn rock_status_lists_each_rock_at_both_ends() {
         lines.recv_timeout(Duration::from_secs(30)).ok().as_deref(),
         Some("ok")
     );
-    let status_code = client.wait().expect("wait for the client");
+    let status_code = client.0.wait().expect("wait for the client");
     assert!(status_code.success());
     assert_eq!(status(setup.runtime.path()), "no rock sessions\n");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

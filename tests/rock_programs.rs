@@ -329,3 +329,181 @@ print(s.makefile("rb").readline().decode().split("_")[0])
     );
     eprintln!("the probe: {probed}");
 }
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Open descriptors of process `pid`.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Waits for the next line of `lines` that is `want`, within 60 s.
+#[track_caller]
+fn expect_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    want: &str,
+    context: &dyn Fn() -> String,
+) {
+    match lines.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) if line == want => {}
+        other => panic!("wanted {want:?}, got {other:?}: {}", context()),
+    }
+}
+
+/// A client under rock, its stdout lines read as they come; ended when
+/// dropped.
+fn spawn_client(
+    echo: &Echo,
+    script: &str,
+    args: &[&str],
+) -> (Server, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(ROCK)
+        .args(["python3", "-c", script, &echo.port.to_string()])
+        .args(args)
+        .env("XDG_CONFIG_HOME", echo.config.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the client under rock");
+    let lines = common::live::stdout_lines(&mut child);
+    (Server(child), lines)
+}
+
+#[test]
+fn rocks_opened_and_closed_by_the_hundred_leak_no_descriptor() {
+    let echo = Echo::start();
+    let go = echo.dir.path().join("go");
+    let stop = echo.dir.path().join("stop");
+    let (client, lines) = spawn_client(
+        &echo,
+        r#"
+import os, socket, sys, time
+port, go, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def cycles(n):
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"x")
+        assert s.recv(1) == b"x"
+        s.close()
+cycles(200)
+print("half", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.02)
+cycles(200)
+print("done", flush=True)
+while not os.path.exists(stop):
+    time.sleep(0.02)
+"#,
+        &[go.to_str().expect("UTF-8"), stop.to_str().expect("UTF-8")],
+    );
+    let supervisor = client.0.id();
+    let server_supervisor = echo._server.0.id();
+    let context = || server_log(echo.dir.path());
+    expect_line(&lines, "half", &context);
+    // Every rock of the first 200 has ended at both ends.
+    std::thread::sleep(Duration::from_secs(2));
+    let (mine, theirs) = (descriptors(supervisor), descriptors(server_supervisor));
+    std::fs::write(&go, b"").expect("write the go file");
+    expect_line(&lines, "done", &context);
+    std::thread::sleep(Duration::from_secs(2));
+    let (mine_after, theirs_after) = (descriptors(supervisor), descriptors(server_supervisor));
+    assert!(
+        mine_after <= mine + 2,
+        "the client's supervisor went from {mine} to {mine_after} descriptors over 200 rocks"
+    );
+    assert!(
+        theirs_after <= theirs + 2,
+        "the server's supervisor went from {theirs} to {theirs_after} descriptors over 200 rocks"
+    );
+    std::fs::write(&stop, b"").expect("write the stop file");
+}
+
+/// A server that accepts one connection, reads nothing until the file GO
+/// exists, then reads everything and writes how many bytes to the file
+/// OUT (both put in by the test).
+const SLOW_READER: &str = r#"
+import os, socket, sys, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen(1)
+c, _ = l.accept()
+while not os.path.exists(GO):
+    time.sleep(0.02)
+total = 0
+while (b := c.recv(1 << 20)):
+    total += len(b)
+with open(OUT + ".part", "w") as f:
+    f.write(str(total))
+os.rename(OUT + ".part", OUT)
+"#;
+
+#[test]
+fn a_reader_that_stops_holds_the_writer_back_and_memory_stays_bounded() {
+    let dir = common::temp_dir();
+    let go = dir.path().join("go");
+    let out = dir.path().join("out");
+    let script = SLOW_READER
+        .replace("GO", &format!("{:?}", go.display().to_string()))
+        .replace("OUT", &format!("{:?}", out.display().to_string()));
+    let echo = Echo::start_with(&script);
+    let (client, lines) = spawn_client(
+        &echo,
+        r#"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+chunk = b"\x42" * (1 << 20)
+for _ in range(256):
+    s.sendall(chunk)
+s.close()
+print("sent", flush=True)
+"#,
+        &[],
+    );
+    // While the reader reads nothing, the writer is held back: 256 MiB do
+    // not fit, and neither supervisor holds more than its bounds.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        lines.try_recv().is_err(),
+        "the writer was never held back: {}",
+        server_log(echo.dir.path())
+    );
+    let bound_kib = 64 * 1024;
+    for (who, pid) in [
+        ("client's", client.0.id()),
+        ("server's", echo._server.0.id()),
+    ] {
+        let rss = rss_kib(pid);
+        assert!(
+            rss > 0 && rss < bound_kib,
+            "the {who} supervisor holds {rss} KiB while its peer reads nothing"
+        );
+        eprintln!("the {who} supervisor: {rss} KiB resident while held back");
+    }
+    std::fs::write(&go, b"").expect("write the go file");
+    expect_line(&lines, "sent", &|| server_log(echo.dir.path()));
+    drop(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !out.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader never got to the end: {}",
+            server_log(echo.dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let total = std::fs::read_to_string(&out).expect("the reader's count");
+    assert_eq!(total, (256u64 << 20).to_string(), "bytes read");
+}

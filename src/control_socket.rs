@@ -24,6 +24,10 @@ pub const CONTROL_SOCKET: &str = "ctl.sock";
 pub const MAX_REQUEST: usize = 1024;
 /// The request every session answers with its status report.
 pub const STATUS_REQUEST: &str = "status";
+/// What `rock checkpoint` asks a `rock COMMAND` supervisor before a dump:
+/// let every link go and make none for the next MILLISECONDS (`hold MS`),
+/// so that the dump finds no connection to a peer. Answered `ok`.
+pub const HOLD_REQUEST: &str = "hold";
 
 /// Binds the control socket in `dir`, readable and writable by its owner
 /// only.

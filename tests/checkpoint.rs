@@ -282,7 +282,16 @@ fn a_checkpointed_session_comes_back_with_every_line_once() {
     }
     assert!(
         listed(&listing),
-        "rock status should list the restored session:\n{listing}"
+        "rock status should list the restored session:\n{listing}\nin {}:\n{}",
+        place.path("run").display(),
+        String::from_utf8_lossy(
+            &Command::new("ls")
+                .args(["-laR", "--time-style=full-iso"])
+                .arg(place.path("run"))
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default()
+        )
     );
     let status = wait_exit(&mut restore, "rock restore");
     let all = format!("{before}{}", place.read("after"));
@@ -412,7 +421,7 @@ fn an_old_criu_is_named_and_refused() {
 }
 
 #[test]
-fn without_privileges_or_without_d_rock_says_why() {
+fn without_privileges_rock_says_why() {
     require_root("running rock as the unprivileged test user");
     assert!(
         common::user_exists(common::PASSWORD_USER),
@@ -426,9 +435,131 @@ fn without_privileges_or_without_d_rock_says_why() {
         LIMIT,
     );
     says(&out, 1, "needs root or CAP_CHECKPOINT_RESTORE");
+}
+
+/// Counts with redis until the stop file argv[2] exists: `INCR` every few
+/// milliseconds, each reply checked to be the next number (a request lost
+/// or carried twice breaks the count); prints `count N` every 25, then `ok
+/// N` once GET agrees.
+const REDIS_COUNTER: &str = r#"
+import os, socket, sys, time
+port, stop = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port))
+f = s.makefile("rb")
+s.sendall(b"DEL rock-counter\r\n")
+f.readline()
+n = 0
+while not os.path.exists(stop):
+    n += 1
+    s.sendall(b"INCR rock-counter\r\n")
+    got = f.readline()
+    if got != b":%d\r\n" % n:
+        print("INCR number", n, "answered", got, flush=True)
+        sys.exit(1)
+    if n % 25 == 0:
+        print("count", n, flush=True)
+    time.sleep(0.004)
+s.sendall(b"GET rock-counter\r\n")
+f.readline()
+got = f.readline()
+if got != b"%d\r\n" % n:
+    print("GET answered", got, "after", n, flush=True)
+    sys.exit(1)
+print("ok", n, flush=True)
+"#;
+
+/// `rock -k COMMAND`: a redis client under rock, counting through a rock
+/// to a redis-server under rock, is checkpointed (its rock lets its link
+/// go first; its own loopback connection to its supervisor is dumped with
+/// its state), gone for a while, and restored: its rock resumes at the
+/// server's rendezvous port and the count goes on, every request answered
+/// once.
+#[test]
+fn a_rock_command_client_is_restored_and_its_rock_resumes() {
+    use common::rocked::{config_with_rock_port, free_port, rocked_server};
+    require_root("CRIU dumps and restores other processes");
     let place = Place::new();
-    let out = run_with_timeout(&mut place.rock(&["-k", "true"]), LIMIT);
-    says(&out, 255, "-k works with -d for now");
+    let rendezvous = free_port();
+    let config = config_with_rock_port(rendezvous);
+    let port = free_port();
+    let p = port.to_string();
+    let server_dir = place.path("server");
+    std::fs::create_dir(&server_dir).expect("mkdir");
+    let _redis = rocked_server(
+        &[
+            "redis-server",
+            "--port",
+            &p,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        config.path(),
+        port,
+        rendezvous,
+        &server_dir,
+    );
+    let stop = place.path("stop");
+    let mut cmd = place.rock(&["-k", "-v", "-v", "python3", "-c", REDIS_COUNTER, &p]);
+    cmd.arg(&stop).env("XDG_CONFIG_HOME", config.path());
+    let mut rock = cmd
+        .stdout(place.file("before"))
+        .stderr(place.file("before.err"))
+        .spawn()
+        .expect("start rock -k");
+    place.wait_lines("before", 4);
+    assert!(
+        place.read("before.err").contains(": rock "),
+        "the client's connection is no rock: {}",
+        place.read("before.err")
+    );
+
+    let cp = place.path("cp");
+    let cp_arg = cp.to_str().expect("utf-8");
+    let out = run_with_timeout(&mut place.rock(&["checkpoint", "--dir", cp_arg]), LIMIT);
+    assert_exit(&out, 0, &text(&out));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("checkpointed the python3 session"), "{said}");
+    let status = wait_exit(&mut rock, "rock -k after the checkpoint");
+    assert_eq!(status.code(), Some(0), "{}", place.read("before.err"));
+    let pids = checkpoint_pids(&cp);
+    wait_gone(&pids);
+    let before = place.read("before");
+    std::thread::sleep(Duration::from_secs(5));
+
+    let mut restore = place
+        .rock(&["restore", cp_arg])
+        .stdout(place.file("after"))
+        .stderr(place.file("after.err"))
+        .spawn()
+        .expect("start rock restore");
+    place.wait_lines("after", 4);
+    std::fs::write(&stop, b"").expect("write the stop file");
+    let status = wait_exit(&mut restore, "rock restore");
+    let all = format!("{before}{}", place.read("after"));
+    let context = format!(
+        "{all}\n--- rock -k ---\n{}\n--- rock restore ---\n{}",
+        place.read("before.err"),
+        place.read("after.err")
+    );
+    assert_eq!(status.code(), Some(0), "{context}");
+    let lines: Vec<&str> = all.lines().collect();
+    let (last, counts) = lines.split_last().expect("lines");
+    for (i, line) in counts.iter().enumerate() {
+        assert_eq!(*line, format!("count {}", 25 * (i + 1)), "{context}");
+    }
+    let total: usize = last
+        .strip_prefix("ok ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ok line: {context}"));
+    assert!(total >= 25 * counts.len(), "{context}");
+    assert!(
+        place.read("after.err").contains("resumed=true"),
+        "the restored rock did not resume: {context}"
+    );
 }
 
 /// Every `tick N` line in `text` (a terminal's output), in order.

@@ -164,9 +164,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args, argv: &[OsString]) -> anyhow::Result<u8> {
-    if args.checkpoint && args.daemon.is_none() {
-        return Err(checkpoint::CheckpointError::OnlyWithD.into());
-    }
     if args.checkpoint && !args.checkpoint_root {
         return Ok(checkpoint::run_checkpointable(argv)?);
     }
@@ -180,6 +177,7 @@ fn run(args: Args, argv: &[OsString]) -> anyhow::Result<u8> {
                 localhost: args.localhost,
                 ..CommandLine::default()
             },
+            checkpointable: args.checkpoint_root,
         };
         return Ok(runtime()?.block_on(supervisor::run(options))?);
     };

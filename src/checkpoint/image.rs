@@ -92,6 +92,11 @@ pub struct Meta {
     pub stdio: Vec<(u32, String)>,
     /// When the checkpoint was taken.
     pub taken: SystemTime,
+    /// A `rock COMMAND` supervisor, whose program's TCP connections to it
+    /// were dumped with their state (CRIU's `--tcp-established`; its rocks'
+    /// links were let go first); otherwise a `rock -d` session, whose one
+    /// TCP connection, the link, is restored closed (`--tcp-close`).
+    pub tcp_established: bool,
 }
 
 impl Meta {
@@ -107,7 +112,7 @@ impl Meta {
         let one_line = |s: &str| s.replace(['\n', '\r'], " ");
         format!(
             "{MAGIC}\nversion {}\nexe {}\nexe_sha256 {}\nroot {}\npids {}\nsession_dir {}\n\
-             program {}\ndestination {}\ninteractive {}\ntaken {secs}\n{}",
+             program {}\ndestination {}\ninteractive {}\ntaken {secs}\ntcp {}\n{}",
             one_line(&self.version),
             one_line(&self.exe.display().to_string()),
             self.exe_sha256,
@@ -117,6 +122,11 @@ impl Meta {
             one_line(&self.program),
             one_line(&self.destination),
             if self.interactive { "yes" } else { "no" },
+            if self.tcp_established {
+                "established"
+            } else {
+                "close"
+            },
             self.stdio
                 .iter()
                 .map(|(fd, res)| format!("stdio {fd} {}\n", one_line(res)))
@@ -178,6 +188,8 @@ impl Meta {
             interactive: field("interactive")? == "yes",
             stdio,
             taken: UNIX_EPOCH + Duration::from_secs(taken),
+            // Written by every version that dumps supervisors.
+            tcp_established: field("tcp").is_ok_and(|t| t == "established"),
         })
     }
 }
@@ -298,6 +310,7 @@ mod tests {
             interactive: true,
             stdio: vec![(1, "tmp/out log".into()), (2, "pipe:[77]".into())],
             taken: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            tcp_established: true,
         }
     }
 

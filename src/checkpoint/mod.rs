@@ -1,5 +1,6 @@
-//! `rock -k`, `rock checkpoint` and `rock restore`: a `rock -d` session
-//! that outlives its processes — dumped with CRIU, killed, and restored
+//! `rock -k`, `rock checkpoint` and `rock restore`: a `rock -d` session,
+//! or a `rock COMMAND` supervisor with its command, that outlives its
+//! processes — dumped with CRIU, killed, and restored
 //! later or on another machine, its link to rockd redialled at once while
 //! rockd saw only a suspension.
 //!
@@ -128,9 +129,6 @@ pub enum CheckpointError {
         /// Who has it.
         by: String,
     },
-    /// `-k` was given without `-d`.
-    #[error("-k works with -d for now (rock -k -d ssh …); rock COMMAND cannot be checkpointed yet")]
-    OnlyWithD,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CheckpointError {
@@ -248,7 +246,8 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<Checkpointed, Checkpoin
             what: format!("{} to {}", report.info.program, report.info.destination),
         });
     }
-    let root = session_root(report.info.pid)?;
+    let supervisor = name.starts_with("supervisor-");
+    let root = session_root(report.info.pid, supervisor)?;
     let exe = std::env::current_exe().map_err(io("finding rock's own executable"))?;
     let (_, exe_sha256) =
         crate::digest::sha256_file(&exe).map_err(io(format!("reading {}", exe.display())))?;
@@ -269,7 +268,11 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<Checkpointed, Checkpoin
         interactive: on_terminal(root),
         stdio: stdio_of(root),
         taken: SystemTime::now(),
+        tcp_established: supervisor,
     };
+    if supervisor {
+        hold_links(&meta.session_dir)?;
+    }
     let dumped = dump(&criu, &dir, &meta, options.leave_running);
     if dumped.is_err() {
         // Half an image holds the session's memory and restores nothing.
@@ -297,7 +300,7 @@ fn dump(
         .arg(meta.root.to_string())
         .arg("-D")
         .arg(dir)
-        .args(["--tcp-close", "-o", image::DUMP_LOG, "-v2"])
+        .args([tcp_option(meta), "-o", image::DUMP_LOG, "-v2"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -315,6 +318,56 @@ fn dump(
         return Err(failed("dump", status, &dir.join(image::DUMP_LOG)));
     }
     Ok(took)
+}
+
+/// How CRIU is to treat the session's TCP connections: a `rock -d`
+/// session's one, the link, is restored closed and redialled; a
+/// supervisor's, its program's connections to it over loopback, are dumped
+/// and restored with their state (its links were let go first).
+fn tcp_option(meta: &Meta) -> &'static str {
+    if meta.tcp_established {
+        "--tcp-established"
+    } else {
+        "--tcp-close"
+    }
+}
+
+/// How long a supervisor's rocks hold their links off for a dump: longer
+/// than any dump takes; after a restore, whatever is left of it passes
+/// (the session's clock continues where the dump stopped it).
+const HOLD_FOR: Duration = Duration::from_secs(3);
+
+/// Asks the supervisor whose session directory is `session_dir` to let
+/// every link go and make none for [`HOLD_FOR`], and waits until no link
+/// of it is left: CRIU must find no connection to a peer.
+fn hold_links(session_dir: &Path) -> Result<(), CheckpointError> {
+    use std::io::{Read, Write};
+    let socket = session_dir.join(crate::control_socket::CONTROL_SOCKET);
+    let asked = (|| -> std::io::Result<String> {
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let request = format!(
+            "{} {}\n",
+            crate::control_socket::HOLD_REQUEST,
+            HOLD_FOR.as_millis()
+        );
+        stream.write_all(request.as_bytes())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    })();
+    match asked {
+        Ok(answer) if answer == "ok\n" => {
+            // The relays let their links go at their next turn.
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(())
+        }
+        Ok(answer) => Err(CheckpointError::Tree(format!(
+            "the supervisor at {} did not agree to hold its links ({answer:?})",
+            socket.display()
+        ))),
+        Err(error) => Err(io(format!("asking the supervisor at {}", socket.display()))(error)),
+    }
 }
 
 /// The error for a failed criu run, with the end of its log.
@@ -348,6 +401,18 @@ fn select(listing: status::Listing, wanted: Option<&str>) -> Result<Report, Chec
             r.info.pid
         )
     };
+    // A supervisor answers a report per rock, all with its directory: one
+    // session.
+    let mut seen = std::collections::HashSet::new();
+    let sessions: Vec<Report> = listing
+        .sessions
+        .into_iter()
+        .filter(|r| seen.insert(r.dir.clone()))
+        .collect();
+    let listing = status::Listing {
+        sessions,
+        ..listing
+    };
     let mut found: Vec<Report> = match wanted {
         Some(w) => listing
             .sessions
@@ -377,19 +442,34 @@ fn select(listing: status::Listing, wanted: Option<&str>) -> Result<Report, Chec
 
 /// The root of a `-k` session's tree: its worker's parent, started as
 /// `rock --checkpoint-root`.
-fn session_root(worker: u32) -> Result<u32, CheckpointError> {
+fn session_root(worker: u32, supervisor: bool) -> Result<u32, CheckpointError> {
+    // A `rock -k COMMAND` supervisor is the root itself (a `rock -d`
+    // worker, forked from its root, has the same command line).
+    if supervisor {
+        return if has_root_flag(worker) {
+            Ok(worker)
+        } else {
+            Err(CheckpointError::Tree(format!(
+                "rock process {worker} is not the root of a -k session"
+            )))
+        };
+    }
     let parent = parent_of(worker)
         .ok_or_else(|| CheckpointError::Tree(format!("rock process {worker} is gone")))?;
-    let cmdline = std::fs::read(format!("/proc/{parent}/cmdline")).unwrap_or_default();
-    if !cmdline
-        .split(|&b| b == 0)
-        .any(|a| a == ROOT_FLAG.as_bytes())
-    {
+    if !has_root_flag(parent) {
         return Err(CheckpointError::Tree(format!(
             "rock process {worker}'s parent ({parent}) is not the root of a -k session"
         )));
     }
     Ok(parent)
+}
+
+/// Whether process `pid` was started as the root of a `-k` session.
+fn has_root_flag(pid: u32) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmdline
+        .split(|&b| b == 0)
+        .any(|a| a == ROOT_FLAG.as_bytes())
 }
 
 /// The parent of `pid`, from `/proc/PID/stat`.
@@ -525,6 +605,11 @@ fn start_restore(
         rundir::private_dir(parent)?;
     }
     rundir::private_dir(&meta.session_dir)?;
+    // The control socket file the dumped session left is stale: CRIU binds
+    // the restored listener anew, and `rock status` must never take an old
+    // file for the restored session's (an old socket that refuses is a
+    // dead rock's, and its directory is removed).
+    let _ = std::fs::remove_file(meta.session_dir.join(crate::control_socket::CONTROL_SOCKET));
     let flag = meta.session_dir.join(rundir::LOCALHOST_FLAG);
     if localhost {
         std::fs::write(&flag, "").map_err(io(format!("writing {}", flag.display())))?;
@@ -537,7 +622,7 @@ fn start_restore(
         .arg("-D")
         .arg(dir)
         .args([
-            "--tcp-close",
+            tcp_option(meta),
             "--restore-detached",
             "--restore-sibling",
             "-o",

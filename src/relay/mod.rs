@@ -239,6 +239,10 @@ pub struct Relay<A> {
     status: status::StatusTx,
     /// Client: network change notices, when the platform gives them.
     netwatch: Option<NetWatch>,
+    /// Where holds come from ([`Relay::with_hold`]).
+    holds: Option<mpsc::UnboundedReceiver<Instant>>,
+    /// Until when links are held off: none kept, none made.
+    held_until: Option<Instant>,
 }
 
 fn now() -> Instant {
@@ -302,7 +306,50 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             rejections: 0,
             status,
             netwatch: None,
+            holds: None,
+            held_until: None,
         }
+    }
+
+    /// Lets `holds` tell the relay to hold its links off until a moment:
+    /// every link is let go at once, and none is dialled (client) or taken
+    /// (server) before that moment. For a checkpoint, which must find no
+    /// connection to the peer.
+    pub fn with_hold(mut self, holds: mpsc::UnboundedReceiver<Instant>) -> Self {
+        self.holds = Some(holds);
+        self
+    }
+
+    /// Applies holds that arrived; whether one did.
+    fn poll_holds(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let Some(holds) = &mut self.holds else {
+            return false;
+        };
+        let mut progress = false;
+        while let Poll::Ready(Some(until)) = holds.poll_recv(cx) {
+            progress = true;
+            if until <= now {
+                continue;
+            }
+            self.held_until = Some(until);
+            let links: Vec<LinkId> = self.links.iter().map(|(id, _)| *id).collect();
+            tracing::debug!("links held off for {:?}", until - now);
+            for id in links {
+                self.session.link_failed(now, id);
+            }
+            if let Source::Dial(d) = &mut self.source {
+                d.connecting = None;
+            }
+        }
+        if self.held_until.is_some_and(|t| t <= now) {
+            self.held_until = None;
+            progress = true;
+        }
+        progress
+    }
+
+    fn held(&self, now: Instant) -> bool {
+        self.held_until.is_some_and(|t| t > now)
     }
 
     /// A live view of the session's state, for status displays.
@@ -336,6 +383,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 self.on_network_change(now);
                 progress = true;
             }
+            progress |= self.poll_holds(cx, now);
             progress |= self.poll_source(cx, now)?;
             progress |= self.poll_links(cx, now);
             progress |= self.poll_app(cx, now);
@@ -361,6 +409,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 self.farewell_until,
                 self.first_link_until,
                 self.handshake_deadline(),
+                self.held_until,
             ]
             .into_iter()
             .flatten()
@@ -471,10 +520,11 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
     /// Makes new links: dials (client) or accepts (server).
     fn poll_source(&mut self, cx: &mut Context<'_>, now: Instant) -> Result<bool, RelayError> {
         let mut progress = false;
+        let held = self.held(now);
         match &mut self.source {
             Source::Dial(d) => {
                 let open = self.session.close_reason().is_none() || self.session.has_farewell();
-                let wanted = self.links.is_empty() && open;
+                let wanted = self.links.is_empty() && open && !held;
                 if wanted && d.connecting.is_none() && now >= d.next_attempt {
                     d.start();
                     progress = true;
@@ -533,6 +583,10 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 // the session goes on with those it has.
                 while let Poll::Ready(Some(io)) = links.poll_recv(cx) {
                     progress = true;
+                    if held {
+                        // Dropped: the client dials again.
+                        continue;
+                    }
                     let id = self.session.accept_link(now, nonce()?);
                     self.links.push((id, io));
                 }

@@ -64,6 +64,8 @@ pub struct SupervisorOptions {
     /// What the command line sets for every rock (`-l`,
     /// `--suspend-timeout`).
     pub cli: CommandLine,
+    /// Started by `rock -k` as the root of a checkpointable session.
+    pub checkpointable: bool,
 }
 
 /// Why the supervisor could not run the command.
@@ -205,11 +207,11 @@ pub async fn run(options: SupervisorOptions) -> Result<u8, SupervisorError> {
     let name = std::path::Path::new(program)
         .file_name()
         .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
-    let rocks = std::sync::Arc::new(rocks::Rocks::new(
-        &name,
-        options.profiles.clone(),
-        options.cli.clone(),
-    ));
+    let mut rocks = rocks::Rocks::new(&name, options.profiles.clone(), options.cli.clone());
+    if options.checkpointable {
+        rocks = rocks.checkpointable(dir.path().to_path_buf());
+    }
+    let rocks = std::sync::Arc::new(rocks);
     let context = requests::Context {
         peers: peers::Peers::new(options.profiles),
         rendezvous: rendezvous::Rendezvous::new(

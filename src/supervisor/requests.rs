@@ -6,7 +6,8 @@
 //! Only processes of the same user may ask (`crate::control_socket`). A
 //! line that does not parse closes that line and nothing else; every other
 //! line, and the command, go on. `rock status` asks here too
-//! ([`STATUS_REQUEST`]), and is answered every rock's report.
+//! ([`STATUS_REQUEST`]), and is answered every rock's report; and `rock
+//! checkpoint` asks the rocks to hold their links off ([`HOLD_REQUEST`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +22,10 @@ use super::carried::{Carried, Ends};
 use super::peers::{self, Known, Peers};
 use super::rendezvous::Rendezvous;
 use super::rocks::Rocks;
-use crate::control_socket::{self, STATUS_REQUEST};
+use crate::control_socket::{self, HOLD_REQUEST, STATUS_REQUEST};
+
+/// The longest hold `rock checkpoint` may ask for.
+const MAX_HOLD_MS: u64 = 60_000;
 
 /// What the answers depend on: what is known of peers (the client side)
 /// and the command's listeners (the server side).
@@ -189,6 +193,17 @@ async fn answer(mut stream: UnixStream, context: Arc<Context>) {
             Ok(Some(end)) if buf[..end] == *format!("{STATUS_REQUEST}\n").as_bytes() => {
                 // `rock status`: every rock's report, then the end.
                 let _ = stream.write_all(context.rocks.reports().as_bytes()).await;
+                return;
+            }
+            Ok(Some(end)) if buf.starts_with(format!("{HOLD_REQUEST} ").as_bytes()) => {
+                // `rock checkpoint`: links held off for a moment.
+                let millis = std::str::from_utf8(&buf[HOLD_REQUEST.len() + 1..end])
+                    .ok()
+                    .and_then(|t| t.trim_end().parse::<u64>().ok());
+                if let Some(ms) = millis.filter(|&ms| ms <= MAX_HOLD_MS) {
+                    context.rocks.hold(std::time::Duration::from_millis(ms));
+                    let _ = stream.write_all(b"ok\n").await;
+                }
                 return;
             }
             Ok(Some(end)) => {

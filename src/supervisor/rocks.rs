@@ -55,6 +55,14 @@ pub struct Rocks {
     next_row: AtomicU64,
     /// The command's name, for `rock status`.
     program: String,
+    /// Where each running rock hears of holds ([`Rocks::hold`]), by row.
+    holds: Mutex<HashMap<u64, mpsc::UnboundedSender<std::time::Instant>>>,
+    /// Started with `-k`: `rock checkpoint` may dump the supervisor.
+    checkpointable: bool,
+    /// The supervisor's session directory; while it holds
+    /// [`crate::rundir::LOCALHOST_FLAG`], rocks redial 127.0.0.1 (set by
+    /// `rock restore -l`).
+    session_dir: Option<std::path::PathBuf>,
     /// Server side: the rocks links can be handed to, by session id.
     serving: Mutex<HashMap<SessionId, mpsc::Sender<BoxLink>>>,
     /// How many rocks are running, client and server; 0 when idle.
@@ -75,6 +83,9 @@ impl Drop for Row<'_> {
     fn drop(&mut self) {
         if let Ok(mut rows) = self.rocks.rows.lock() {
             rows.remove(&self.number);
+        }
+        if let Ok(mut holds) = self.rocks.holds.lock() {
+            holds.remove(&self.number);
         }
     }
 }
@@ -111,6 +122,9 @@ impl Rocks {
             rows: Mutex::default(),
             next_row: AtomicU64::new(0),
             program: program.to_owned(),
+            holds: Mutex::default(),
+            checkpointable: false,
+            session_dir: None,
             serving: Mutex::default(),
             running: watch::Sender::new(0),
             stop: watch::Sender::new(false),
@@ -135,16 +149,52 @@ impl Rocks {
             .is_ok_and(|s| s.reconnect_to_localhost.value)
     }
 
+    /// The same, checkpointable (`rock -k`), its session directory being
+    /// `session_dir`.
+    pub fn checkpointable(mut self, session_dir: std::path::PathBuf) -> Rocks {
+        self.checkpointable = true;
+        self.session_dir = Some(session_dir);
+        self
+    }
+
     /// Shows a running rock in `rock status` (peer as `peer`) until the
-    /// returned row is dropped.
-    fn show(&self, peer: &str, status: StatusWatch) -> Row<'_> {
+    /// returned row is dropped; its relay hears of holds through the
+    /// receiver returned.
+    fn show(
+        &self,
+        peer: &str,
+        status: StatusWatch,
+    ) -> (Row<'_>, mpsc::UnboundedReceiver<std::time::Instant>) {
         let number = self.next_row.fetch_add(1, Ordering::Relaxed);
+        let info = SessionInfo {
+            checkpointable: self.checkpointable,
+            ..SessionInfo::new(&self.program, peer)
+        };
         if let Ok(mut rows) = self.rows.lock() {
-            rows.insert(number, (SessionInfo::new(&self.program, peer), status));
+            rows.insert(number, (info, status));
         }
-        Row {
-            rocks: self,
-            number,
+        let (tell, hear) = mpsc::unbounded_channel();
+        if let Ok(mut holds) = self.holds.lock() {
+            holds.insert(number, tell);
+        }
+        (
+            Row {
+                rocks: self,
+                number,
+            },
+            hear,
+        )
+    }
+
+    /// Holds every rock's links off for `length`: each lets its link go at
+    /// once and makes or takes none before that time (for a checkpoint,
+    /// which must find no connection to a peer).
+    pub fn hold(&self, length: Duration) {
+        let until = tokio::time::Instant::now().into_std() + length;
+        if let Ok(holds) = self.holds.lock() {
+            for tell in holds.values() {
+                let _ = tell.send(until);
+            }
         }
     }
 
@@ -221,12 +271,17 @@ impl Rocks {
         } else {
             rendezvous
         };
+        let mut redial = TcpDialer::new(redial_to.ip().to_string(), redial_to.port(), DIAL_WITHIN);
+        if let Some(dir) = &self.session_dir {
+            redial = redial.localhost_while(dir.join(crate::rundir::LOCALHOST_FLAG));
+        }
         let dialer = RockDialer {
             first: Some(opened.link),
-            redial: TcpDialer::new(redial_to.ip().to_string(), redial_to.port(), DIAL_WITHIN),
+            redial,
         };
         let relay = Relay::client(session, program, Box::new(dialer), RelayOptions::default());
-        let _row = self.show(&dest.to_string(), relay.status());
+        let (_row, holds) = self.show(&dest.to_string(), relay.status());
+        let relay = relay.with_hold(holds);
         let id = opened.session;
         report(
             &format!("rock {id} to {dest}"),
@@ -304,7 +359,8 @@ impl Rocks {
             Relay::server_handed(session, program, handed, options)
         };
         tracing::debug!("rock {id} from {client}: open");
-        let _row = self.show(&format!("{client} to port {port}"), relay.status());
+        let (_row, holds) = self.show(&format!("{client} to port {port}"), relay.status());
+        let relay = relay.with_hold(holds);
         report(
             &format!("rock {id} from {client}"),
             relay.run(self.stopped()).await,

@@ -41,10 +41,46 @@ pub fn library() -> PathBuf {
     lib
 }
 
-/// A port nothing listens on now (bound, then released).
+/// A port nothing listens on now.
+///
+/// Chosen outside the kernel's ephemeral range (`ip_local_port_range`):
+/// a port the kernel handed out for `:0` may be handed out again, as the
+/// source port of any connection on the machine, before the test's
+/// program binds it — and a rendezvous port taken that way is never
+/// announced. Outside the range, only another test's choice can collide,
+/// and the bind below checks that it is free now.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static TURN: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            let mut it = r.split_whitespace().map(|p| p.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    // Below the range if there is room there, else above it.
+    let (first, span) = if low > 11_000 {
+        (10_000, low - 10_000)
+    } else {
+        (high + 1, 65_535 - high)
+    };
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..1000 {
+        let turn = TURN.fetch_add(1, Ordering::Relaxed);
+        let pick = seed.wrapping_add(turn.wrapping_mul(7_919)) % span;
+        let Ok(port) = u16::try_from(first + pick) else {
+            continue;
+        };
+        let free = |addr: &str| std::net::TcpListener::bind((addr, port)).is_ok();
+        if free("0.0.0.0") && free("127.0.0.1") {
+            return port;
+        }
+    }
+    panic!("no free port between {first} and {}", first + span)
 }
 
 /// Waits until something accepts on `port`, or panics naming `what`.

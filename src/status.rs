@@ -347,9 +347,17 @@ enum Asked {
     Gone,
 }
 
+/// How long ago `path`'s inode last changed (its ctime): not its mtime,
+/// which CRIU sets back to the dumped one when it restores a session's
+/// control socket, so that a restored socket would look as old as the
+/// dumped one while the restore finishes, and be taken for a dead rock's.
 fn age(path: &Path) -> Option<Duration> {
-    let modified = std::fs::symlink_metadata(path).ok()?.modified().ok()?;
-    SystemTime::now().duration_since(modified).ok()
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let changed = UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(meta.ctime()).ok()?)
+        + Duration::from_nanos(u64::try_from(meta.ctime_nsec()).ok()?);
+    SystemTime::now().duration_since(changed).ok()
 }
 
 fn ask(dir: &Path) -> Asked {

@@ -437,37 +437,6 @@ fn without_privileges_rock_says_why() {
     says(&out, 1, "needs root or CAP_CHECKPOINT_RESTORE");
 }
 
-/// Counts with redis until the stop file argv[2] exists: `INCR` every few
-/// milliseconds, each reply checked to be the next number (a request lost
-/// or carried twice breaks the count); prints `count N` every 25, then `ok
-/// N` once GET agrees.
-const REDIS_COUNTER: &str = r#"
-import os, socket, sys, time
-port, stop = int(sys.argv[1]), sys.argv[2]
-s = socket.create_connection(("127.0.0.1", port))
-f = s.makefile("rb")
-s.sendall(b"DEL rock-counter\r\n")
-f.readline()
-n = 0
-while not os.path.exists(stop):
-    n += 1
-    s.sendall(b"INCR rock-counter\r\n")
-    got = f.readline()
-    if got != b":%d\r\n" % n:
-        print("INCR number", n, "answered", got, flush=True)
-        sys.exit(1)
-    if n % 25 == 0:
-        print("count", n, flush=True)
-    time.sleep(0.004)
-s.sendall(b"GET rock-counter\r\n")
-f.readline()
-got = f.readline()
-if got != b"%d\r\n" % n:
-    print("GET answered", got, "after", n, flush=True)
-    sys.exit(1)
-print("ok", n, flush=True)
-"#;
-
 /// `rock -k COMMAND`: a redis client under rock, counting through a rock
 /// to a redis-server under rock, is checkpointed (its rock lets its link
 /// go first; its own loopback connection to its supervisor is dumped with
@@ -476,7 +445,7 @@ print("ok", n, flush=True)
 /// once.
 #[test]
 fn a_rock_command_client_is_restored_and_its_rock_resumes() {
-    use common::rocked::{config_with_rock_port, free_port, rocked_server};
+    use common::rocked::{REDIS_COUNTER, config_with_rock_port, free_port, rocked_server};
     require_root("CRIU dumps and restores other processes");
     let place = Place::new();
     let rendezvous = free_port();
@@ -503,7 +472,16 @@ fn a_rock_command_client_is_restored_and_its_rock_resumes() {
         &server_dir,
     );
     let stop = place.path("stop");
-    let mut cmd = place.rock(&["-k", "-v", "-v", "python3", "-c", REDIS_COUNTER, &p]);
+    let mut cmd = place.rock(&[
+        "-k",
+        "-v",
+        "-v",
+        "python3",
+        "-c",
+        REDIS_COUNTER,
+        "127.0.0.1",
+        &p,
+    ]);
     cmd.arg(&stop).env("XDG_CONFIG_HOME", config.path());
     let mut rock = cmd
         .stdout(place.file("before"))

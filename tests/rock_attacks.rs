@@ -13,64 +13,15 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::rocked::{Server, config_with_rock_port, free_port, rocked_server, server_log};
+use common::rocked::{
+    ASYNCIO_ECHO_SERVER, NUMBERED_ECHO, Server, config_with_rock_port, free_port, rocked_server,
+    server_log,
+};
 use common::{ROCK, TempDir, assert_exit};
 use rock_proto::SessionId;
 use rock_proto::handshake::{
     CLIENT_AUTH_LEN, ClientHello, REJECT_LEN, SERVER_HELLO_LEN, SUPPORTED_VERSIONS,
 };
-
-/// An asyncio echo server on 127.0.0.1, port argv[1].
-const ASYNCIO_ECHO_SERVER: &str = r#"
-import asyncio, sys
-async def echo(r, w):
-    while (data := await r.read(65536)):
-        w.write(data)
-        await w.drain()
-    w.close()
-async def main():
-    server = await asyncio.start_server(echo, "127.0.0.1", int(sys.argv[1]))
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"#;
-
-/// Sends numbered lines until the stop file argv[2] exists, half-closes,
-/// checks that the echo was every line once and in order; prints `echo N`
-/// every 50 lines echoed and `ok N` at the end.
-const NUMBERED_ECHO: &str = r#"
-import os, socket, sys, threading, time
-port, stop = int(sys.argv[1]), sys.argv[2]
-s = socket.create_connection(("127.0.0.1", port))
-sent = [0]
-errors = []
-def line(i):
-    return b"%06d %s\n" % (i, b"z" * 57)
-def reader():
-    f = s.makefile("rb")
-    i = 0
-    while (got := f.readline()):
-        i += 1
-        if got != line(i):
-            errors.append("line %d: got %r" % (i, got[:20]))
-            return
-        if i % 50 == 0:
-            print("echo", i, flush=True)
-    if i != sent[0]:
-        errors.append("%d lines echoed of %d" % (i, sent[0]))
-t = threading.Thread(target=reader)
-t.start()
-while not os.path.exists(stop):
-    sent[0] += 1
-    s.sendall(line(sent[0]))
-    time.sleep(0.002)
-s.shutdown(socket.SHUT_WR)
-t.join()
-if errors:
-    print("errors:", errors, flush=True)
-    sys.exit(1)
-print("ok", sent[0], flush=True)
-"#;
 
 /// A live rock between a client and an echo server, both under rock.
 struct Target {
@@ -105,6 +56,7 @@ impl Target {
                 "python3",
                 "-c",
                 NUMBERED_ECHO,
+                "127.0.0.1",
                 &port.to_string(),
             ])
             .arg(dir.path().join("stop"))
@@ -217,6 +169,7 @@ impl Target {
                     "python3",
                     "-c",
                     NUMBERED_ECHO,
+                    "127.0.0.1",
                     &self.port.to_string(),
                 ])
                 .arg(self.dir.path().join("stop"))

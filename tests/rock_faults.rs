@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::rocked::{
-    Server, config_with_rock_port, free_port, rocked_server, server_log, server_runtime,
+    ASYNCIO_ECHO_SERVER, Server, config_with_rock_port, free_port, rocked_server, server_log,
+    server_runtime,
 };
 use common::{ROCK, TempDir, assert_exit, faults, require_root, run_with_timeout};
 
@@ -171,21 +172,6 @@ if errors:
     print("errors:", errors)
     sys.exit(1)
 print("ok", n)
-"#;
-
-/// An asyncio echo server on `127.0.0.1:PORT`.
-const ASYNCIO_ECHO_SERVER: &str = r#"
-import asyncio, sys
-async def echo(r, w):
-    while (data := await r.read(65536)):
-        w.write(data)
-        await w.drain()
-    w.close()
-async def main():
-    server = await asyncio.start_server(echo, "127.0.0.1", int(sys.argv[1]))
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
 "#;
 
 /// Runs the numbered-lines client against the rock server on `port` while

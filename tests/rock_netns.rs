@@ -23,8 +23,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::netns::{Net, in_netns, pids, signal};
-use common::rocked::library;
-use common::{ROCK, TempDir, require_root};
+use common::rocked::{
+    ASYNCIO_ECHO_SERVER, NUMBERED_ECHO, REDIS_COUNTER, config_with_rock_port, library,
+};
+use common::{ROCK, require_root};
 
 /// The rendezvous port in the server namespace.
 const ROCK_PORT: u16 = 4747;
@@ -33,92 +35,6 @@ const ASYNCIO_PORT: u16 = 7001;
 const SOCAT_PORT: u16 = 7002;
 /// How long the programs have to show progress after a fault ends.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
-
-/// Counts with redis until the stop file exists: `INCR rock-counter` every
-/// few milliseconds, each reply checked to be the next number; prints
-/// `count N` every 25, and `ok N` at the end once GET agrees.
-const REDIS_COUNTER: &str = r#"
-import os, socket, sys, time
-host, port, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-s = socket.create_connection((host, port))
-f = s.makefile("rb")
-s.sendall(b"DEL rock-counter\r\n")
-f.readline()
-n = 0
-while not os.path.exists(stop):
-    n += 1
-    s.sendall(b"INCR rock-counter\r\n")
-    got = f.readline()
-    if got != b":%d\r\n" % n:
-        print("INCR number", n, "answered", got, flush=True)
-        sys.exit(1)
-    if n % 25 == 0:
-        print("count", n, flush=True)
-    time.sleep(0.004)
-s.sendall(b"GET rock-counter\r\n")
-f.readline()
-got = f.readline()
-if got != b"%d\r\n" % n:
-    print("GET answered", got, "after", n, flush=True)
-    sys.exit(1)
-print("ok", n, flush=True)
-"#;
-
-/// Sends numbered lines to an echo server until the stop file exists,
-/// half-closes, and checks that the echo was every line once and in order
-/// and then the end of the stream; prints `echo N` every 25 lines echoed,
-/// and `ok N` at the end.
-const NUMBERED_ECHO: &str = r#"
-import os, socket, sys, threading, time
-host, port, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-s = socket.create_connection((host, port))
-sent = [0]
-errors = []
-def line(i):
-    return b"%06d %s\n" % (i, b"y" * 57)
-def reader():
-    f = s.makefile("rb")
-    i = 0
-    while True:
-        got = f.readline()
-        if not got:
-            break
-        i += 1
-        if got != line(i):
-            errors.append("line %d: got %r" % (i, got[:20]))
-            return
-        if i % 25 == 0:
-            print("echo", i, flush=True)
-    if i != sent[0]:
-        errors.append("%d lines echoed of %d" % (i, sent[0]))
-t = threading.Thread(target=reader)
-t.start()
-while not os.path.exists(stop):
-    sent[0] += 1
-    s.sendall(line(sent[0]))
-    time.sleep(0.004)
-s.shutdown(socket.SHUT_WR)
-t.join()
-if errors:
-    print("errors:", errors, flush=True)
-    sys.exit(1)
-print("ok", sent[0], flush=True)
-"#;
-
-/// An asyncio echo server on every address, port argv[1].
-const ASYNCIO_ECHO_SERVER: &str = r#"
-import asyncio, sys
-async def echo(r, w):
-    while (data := await r.read(65536)):
-        w.write(data)
-        await w.drain()
-    w.close()
-async def main():
-    server = await asyncio.start_server(echo, "0.0.0.0", int(sys.argv[1]))
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"#;
 
 /// Asks the rendezvous port on this host whether each port in argv[2:] is
 /// a rock listener (docs/PROTOCOL.md §13); exits 0 when all are.
@@ -134,18 +50,6 @@ for port in map(int, sys.argv[2:]):
     except OSError:
         sys.exit(1)
 "#;
-
-/// A configuration directory with the rendezvous port set.
-fn config() -> TempDir {
-    let dir = common::temp_dir();
-    std::fs::create_dir_all(dir.path().join("rock")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("rock").join("config.toml"),
-        format!("[defaults]\nrock_port = {ROCK_PORT}\n"),
-    )
-    .expect("write the config");
-    dir
-}
 
 /// `rock -v -v ARGS` in namespace `ns`, with the test's configuration and
 /// runtime directory, stderr to `log`.
@@ -286,7 +190,7 @@ fn start_servers(net: &Net, config: &Path, runtime: &Path, dir: &Path) -> Server
         ),
         (
             "asyncio",
-            vec!["python3", "-c", ASYNCIO_ECHO_SERVER, &asyncio],
+            vec!["python3", "-c", ASYNCIO_ECHO_SERVER, &asyncio, "0.0.0.0"],
         ),
         ("socat", vec!["socat", &socat, "EXEC:cat"]),
     ];
@@ -344,7 +248,7 @@ fn rocks_between_two_machines_survive_a_new_address_an_outage_a_blackhole_and_sl
     library();
     let mut net = Net::new();
     let dir = common::temp_dir();
-    let config = config();
+    let config = config_with_rock_port(ROCK_PORT);
     let server_runtime = common::temp_dir();
     let laptop_runtime = common::temp_dir();
     let servers = start_servers(&net, config.path(), server_runtime.path(), dir.path());
@@ -459,7 +363,7 @@ fn with_dash_l_a_suspended_rock_redials_localhost() {
     library();
     let net = Net::new();
     let dir = common::temp_dir();
-    let config = config();
+    let config = config_with_rock_port(ROCK_PORT);
     let runtime = common::temp_dir();
     let servers = start_servers(&net, config.path(), runtime.path(), dir.path());
     let server = net.server_addr().to_string();

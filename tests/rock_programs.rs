@@ -11,23 +11,10 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::rocked::{Server, config_with_rock_port, free_port, rocked_server, server_log};
+use common::rocked::{
+    ASYNCIO_ECHO_SERVER, Server, config_with_rock_port, free_port, rocked_server, server_log,
+};
 use common::{ROCK, Sshd, TempDir, assert_exit, faults, run_with_timeout};
-
-/// An asyncio echo server on 127.0.0.1, port argv[1].
-const ASYNCIO_ECHO_SERVER: &str = r#"
-import asyncio, sys
-async def echo(r, w):
-    while (data := await r.read(65536)):
-        w.write(data)
-        await w.drain()
-    w.close()
-async def main():
-    server = await asyncio.start_server(echo, "127.0.0.1", int(sys.argv[1]), backlog=1024)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"#;
 
 /// A rendezvous port of the test's own and an echo server under rock.
 struct Echo {

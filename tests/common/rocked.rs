@@ -1,12 +1,101 @@
 //! Programs under `rock COMMAND` for the tests: the preload library, a
 //! configuration with a rendezvous port of the test's own, rock servers
-//! announced at it, and the rendezvous question written out byte by byte.
+//! announced at it, the rendezvous question written out byte by byte, and
+//! the python programs several tests run under rock.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::{ROCK, TempDir};
+
+/// An asyncio echo server (python): `python3 -c ASYNCIO_ECHO_SERVER PORT
+/// [HOST]`, on HOST (127.0.0.1 unless given), with a backlog of 1024.
+pub const ASYNCIO_ECHO_SERVER: &str = r#"
+import asyncio, sys
+host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+async def echo(r, w):
+    while (data := await r.read(65536)):
+        w.write(data)
+        await w.drain()
+    w.close()
+async def main():
+    server = await asyncio.start_server(echo, host, int(sys.argv[1]), backlog=1024)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"#;
+
+/// A client (python, blocking sockets): `python3 -c NUMBERED_ECHO HOST PORT
+/// STOP` sends numbered lines to an echo server until the file STOP
+/// exists, half-closes, and checks that the echo was every line once and
+/// in order, then the end of the stream; prints `echo N` every 25 lines
+/// echoed, and `ok N` at the end (exit 1 and `errors: …` otherwise).
+pub const NUMBERED_ECHO: &str = r#"
+import os, socket, sys, threading, time
+host, port, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((host, port))
+sent = [0]
+errors = []
+def line(i):
+    return b"%06d %s\n" % (i, b"y" * 57)
+def reader():
+    f = s.makefile("rb")
+    i = 0
+    while (got := f.readline()):
+        i += 1
+        if got != line(i):
+            errors.append("line %d: got %r" % (i, got[:20]))
+            return
+        if i % 25 == 0:
+            print("echo", i, flush=True)
+    if i != sent[0]:
+        errors.append("%d lines echoed of %d" % (i, sent[0]))
+t = threading.Thread(target=reader)
+t.start()
+while not os.path.exists(stop):
+    sent[0] += 1
+    s.sendall(line(sent[0]))
+    time.sleep(0.003)
+s.shutdown(socket.SHUT_WR)
+t.join()
+if errors:
+    print("errors:", errors, flush=True)
+    sys.exit(1)
+print("ok", sent[0], flush=True)
+"#;
+
+/// A redis client (python, blocking sockets): `python3 -c REDIS_COUNTER HOST
+/// PORT STOP` sends `INCR rock-counter` every few milliseconds until the
+/// file STOP exists, each reply checked to be the next number (a request
+/// lost or carried twice breaks the count); prints `count N` every 25, and
+/// `ok N` at the end once GET agrees.
+pub const REDIS_COUNTER: &str = r#"
+import os, socket, sys, time
+host, port, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((host, port))
+f = s.makefile("rb")
+s.sendall(b"DEL rock-counter\r\n")
+f.readline()
+n = 0
+while not os.path.exists(stop):
+    n += 1
+    s.sendall(b"INCR rock-counter\r\n")
+    got = f.readline()
+    if got != b":%d\r\n" % n:
+        print("INCR number", n, "answered", got, flush=True)
+        sys.exit(1)
+    if n % 25 == 0:
+        print("count", n, flush=True)
+    time.sleep(0.004)
+s.sendall(b"GET rock-counter\r\n")
+f.readline()
+got = f.readline()
+if got != b"%d\r\n" % n:
+    print("GET answered", got, "after", n, flush=True)
+    sys.exit(1)
+print("ok", n, flush=True)
+"#;
 
 /// Where [`rocked_server`] writes its rock's log, in the server's directory.
 pub const SERVER_LOG: &str = "rock-server.log";

@@ -196,24 +196,35 @@ fn rockd_pid(sshd: &Sshd) -> u32 {
     }
 }
 
-/// Where rockd `pid` listens.
+/// Where rockd `pid` listens, once it does (rockd is found as soon as it
+/// runs, which on a loaded machine can be well before it listens).
 fn listen_addr(pid: u32) -> SocketAddr {
-    let out = Command::new("ss")
-        .args(["-H", "-tlnp"])
-        .output()
-        .expect("run ss");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&format!("pid={pid},")))
-        .find_map(|l| {
-            // ss writes a dual-stack wildcard as `*`.
-            let local = l.split_whitespace().nth(3)?;
-            match local.strip_prefix("*:") {
-                Some(port) => format!("[::]:{port}").parse().ok(),
-                None => local.parse().ok(),
-            }
-        })
-        .unwrap_or_else(|| panic!("rockd {pid} listens nowhere"))
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new("ss")
+            .args(["-H", "-tlnp"])
+            .output()
+            .expect("run ss");
+        let found = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!("pid={pid},")))
+            .find_map(|l| {
+                // ss writes a dual-stack wildcard as `*`.
+                let local = l.split_whitespace().nth(3)?;
+                match local.strip_prefix("*:") {
+                    Some(port) => format!("[::]:{port}").parse().ok(),
+                    None => local.parse().ok(),
+                }
+            });
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            Instant::now() < end,
+            "rockd {pid} listens nowhere after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The local port of rockd's connection to sshd (the bridge).
@@ -786,8 +797,10 @@ fn a_host_profile_selects_ssh_mode_and_rockds_port_range() {
     require_root("iptables");
     let sshd = Sshd::builder().listen_address(own_address()).start();
     let _firewall = only_ssh_open(&sshd, Block::Reject);
-    // Twenty ports somewhere above 40000: one is free.
-    let first = 40000 + (std::process::id() % 2000) as u16 * 10;
+    // Twenty ports between 10000 and 30000, below the kernel's ephemeral
+    // range (so no connection on the machine takes them meanwhile): one is
+    // free.
+    let first = 10000 + (std::process::id() % 2000) as u16 * 10;
     let last = first + 19;
     let home = common::temp_dir();
     std::fs::create_dir_all(home.path().join("rock")).expect("mkdir");

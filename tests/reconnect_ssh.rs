@@ -814,7 +814,9 @@ fn a_host_profile_selects_ssh_mode_and_rockds_port_range() {
     .expect("write the profile");
     let mut cmd = rock_command(&sshd, ROCKD, &[], "ssh");
     cmd.env("XDG_CONFIG_HOME", home.path());
-    let stream = Stream::start(&mut cmd, "echo one; sleep 1; echo two");
+    // Long enough for the test to look at rockd's listener and link on a
+    // loaded machine: rockd ends with the session.
+    let stream = Stream::start(&mut cmd, "echo one; sleep 5; echo two");
     let listening = listen_addr(rockd_pid(&sshd));
     assert_eq!(
         listening.ip(),

@@ -174,13 +174,20 @@ pub fn run_checkpointable(argv: &[OsString]) -> Result<u8, CheckpointError> {
         if let Ok(dir) = dumped
             && std::os::unix::process::ExitStatusExt::signal(&ended) == Some(libc::SIGKILL)
         {
-            eprintln!(
-                "rock: the session was checkpointed into {dir}; `rock restore {dir}` resumes it"
-            );
+            say_whole(&format!(
+                "rock: the session was checkpointed into {dir}; `rock restore {dir}` resumes it\n"
+            ));
             return Ok(0);
         }
     }
     Ok(crate::exit_status::shell_byte(ended))
+}
+
+/// Writes `line` to stderr in one write, so that output of the session
+/// sharing the terminal cannot land inside it.
+fn say_whole(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// Where `rock checkpoint` tells the `rock -k` that waits for `root` that
@@ -576,13 +583,15 @@ pub fn restore(dir: Option<&Path>, localhost: bool) -> Result<u8, CheckpointErro
             return Err(e);
         }
     };
-    eprintln!(
-        "rock: restored the {} session to {} from {} in {:.2} s",
+    // One write: the restored session shares the terminal and is already
+    // printing, and a line written in pieces would be cut by its output.
+    say_whole(&format!(
+        "rock: restored the {} session to {} from {} in {:.2} s\n",
         restored.meta.program,
         restored.meta.destination,
         dir.display(),
         restored.took.as_secs_f64()
-    );
+    ));
     if let Some(size) = size {
         // Setting it back tells the foreground job (SIGWINCH), and ssh
         // tells the remote side, as on any resize.

@@ -51,9 +51,9 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 const VIA_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where a connection to `dest` goes: directly to an ordinary peer; to a
-/// rock listener, through a connection the supervisor opens at its host's
-/// rendezvous port and carries (a plain relay until rocks are made), the
-/// program connecting to the supervisor's loopback end.
+/// rock listener, through a rock the supervisor opens at its host's
+/// rendezvous port and carries (`super::rocks`), the program connecting to
+/// the supervisor's loopback end.
 async fn route(context: &Arc<Context>, dest: SocketAddr) -> Answer {
     let (rock, how) = match context.peers.find(dest).await {
         Known::Probed(finding, took) => (

@@ -359,14 +359,6 @@ fn echo_server() -> u16 {
     port
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
 /// One round trip through the forwarded port.
 fn echo_through(port: u16) {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("the forwarded port");
@@ -388,7 +380,7 @@ fn ssh_dash_f_goes_to_the_background_with_rock() {
     let echo = echo_server();
 
     // Plain ssh, for the time it takes to give the shell back.
-    let plain_port = free_port();
+    let plain_port = common::rocked::free_port();
     let started = Instant::now();
     let plain = run_with_timeout(
         sshd.command("ssh").args([
@@ -407,7 +399,7 @@ fn ssh_dash_f_goes_to_the_background_with_rock() {
     common::netns::signal(plain_ssh, libc::SIGTERM);
 
     let dirs = Dirs::new();
-    let port = free_port();
+    let port = common::rocked::free_port();
     let mut cmd = common::rock_command(&sshd, ROCKD, &[], "ssh");
     dirs.apply(&mut cmd);
     cmd.args([

@@ -787,20 +787,12 @@ fn echo_server() -> u16 {
     port
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_forwarded_port_keeps_its_connection_across_a_reset() {
     use std::io::{Read, Write};
     require_root("ss -K on the rock link");
     let sshd = Sshd::start();
-    let (echo, local) = (echo_server(), free_port());
+    let (echo, local) = (echo_server(), common::rocked::free_port());
     let mut child = rock(&sshd, &[], "ssh")
         .args(["-o", "ExitOnForwardFailure=yes", "-L"])
         .arg(format!("127.0.0.1:{local}:127.0.0.1:{echo}"))
@@ -956,7 +948,7 @@ fn a_quick_status_255_after_a_login_is_not_taken_for_a_refusal() {
 
 #[test]
 fn an_unreachable_host_exits_255_naming_it() {
-    let port = free_port(); // nothing listens there
+    let port = common::rocked::free_port(); // nothing listens there
     let dir = common::temp_dir();
     let config = dir.path().join("config");
     std::fs::write(

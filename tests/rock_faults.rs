@@ -121,6 +121,20 @@ impl Setup {
     fn server_log(&self) -> String {
         server_log(self.dir.path())
     }
+
+    /// Runs the client `args` while the rocks' links are reset every
+    /// `every`; checks that it exited 0, that resets were made and that a
+    /// rock resumed. Returns its output and a context for messages.
+    fn client_through_resets(&self, args: &[&str], every: Duration) -> (Output, String) {
+        let resets = Resets::start(self.rendezvous, every);
+        let out = self.client(args, Duration::from_secs(120));
+        let made = resets.stop();
+        let context = format!("{}\n--- server ---\n{}", text(&out), self.server_log());
+        assert_exit(&out, 0, &context);
+        assert!(made >= 3, "only {made} resets were made: {context}");
+        assert!(resumes(&out) >= 1, "no link was resumed: {context}");
+        (out, context)
+    }
 }
 
 fn text(out: &Output) -> String {
@@ -177,8 +191,7 @@ print("ok", n)
 /// Runs the numbered-lines client against the rock server on `port` while
 /// the links are reset every 150 ms; checks everything.
 fn numbered_lines_through_resets(setup: &Setup, port: u16) {
-    let resets = Resets::start(setup.rendezvous, Duration::from_millis(150));
-    let out = setup.client(
+    let (out, context) = setup.client_through_resets(
         &[
             "python3",
             "-c",
@@ -186,18 +199,13 @@ fn numbered_lines_through_resets(setup: &Setup, port: u16) {
             &port.to_string(),
             "4000",
         ],
-        Duration::from_secs(120),
+        Duration::from_millis(150),
     );
-    let made = resets.stop();
-    let context = format!("{}\n--- server ---\n{}", text(&out), setup.server_log());
-    assert_exit(&out, 0, &context);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "ok 4000\n",
         "{context}"
     );
-    assert!(made >= 3, "only {made} resets were made: {context}");
-    assert!(resumes(&out) >= 1, "no link was resumed: {context}");
 }
 
 #[test]
@@ -265,21 +273,15 @@ fn redis_counts_every_request_once_through_resets() {
         ],
         port,
     );
-    let resets = Resets::start(setup.rendezvous, Duration::from_millis(150));
-    let out = setup.client(
+    let (out, context) = setup.client_through_resets(
         &["python3", "-c", REDIS_COUNTER_CLIENT, &p, "5000"],
-        Duration::from_secs(120),
+        Duration::from_millis(150),
     );
-    let made = resets.stop();
-    let context = format!("{}\n--- server ---\n{}", text(&out), setup.server_log());
-    assert_exit(&out, 0, &context);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "ok 5000\n",
         "{context}"
     );
-    assert!(made >= 3, "only {made} resets were made: {context}");
-    assert!(resumes(&out) >= 1, "no link was resumed: {context}");
 }
 
 #[test]
@@ -302,9 +304,8 @@ fn curl_downloads_a_whole_file_from_a_threaded_server_through_resets() {
         port,
     );
     let got = setup.dir.path().join("got");
-    let resets = Resets::start(setup.rendezvous, Duration::from_millis(200));
     let url = format!("http://127.0.0.1:{port}/big");
-    let out = setup.client(
+    let (_, context) = setup.client_through_resets(
         &[
             "curl",
             "--silent",
@@ -316,14 +317,9 @@ fn curl_downloads_a_whole_file_from_a_threaded_server_through_resets() {
             got.to_str().expect("a UTF-8 path"),
             &url,
         ],
-        Duration::from_secs(120),
+        Duration::from_millis(200),
     );
-    let made = resets.stop();
-    let context = format!("{}\n--- server ---\n{}", text(&out), setup.server_log());
-    assert_exit(&out, 0, &context);
     assert_eq!(common::sha256_file(&got), want, "{context}");
-    assert!(made >= 3, "only {made} resets were made: {context}");
-    assert!(resumes(&out) >= 1, "no link was resumed: {context}");
 }
 
 /// The rock link is blackholed (every packet to and from the rendezvous

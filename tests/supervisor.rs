@@ -662,6 +662,22 @@ while True:
     print("accepted", a[0], a[1], "peer", p[0], p[1], "local", m[0], m[1], flush=True)
     threading.Thread(target=echo, args=(c,), daemon=True).start()
 "#;
+    rocked_script(config, script)
+}
+
+/// A python `script` under `rock -v -v` (configuration under `config`)
+/// that prints the port it listens on as its first line: that port, the
+/// rock process (ended when dropped), rock's stderr, and the script's
+/// further lines.
+fn rocked_script(
+    config: &Path,
+    script: &str,
+) -> (
+    u16,
+    Server,
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = Command::new(ROCK)
         .args(["-v", "-v", "python3", "-c", script])
         .env("XDG_CONFIG_HOME", config)
@@ -974,23 +990,7 @@ l.close()
 print("closed", flush=True)
 time.sleep(60)
 "#;
-    let mut child = Command::new(ROCK)
-        .args(["-v", "-v", "python3", "-c", script])
-        .env("XDG_CONFIG_HOME", config.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let log = common::live::stderr_text(&mut child);
-    let lines = common::live::stdout_lines(&mut child);
-    let _server = Server(child);
-    let port: u16 = lines
-        .recv_timeout(Duration::from_secs(20))
-        .ok()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port: {}", log.lock().expect("log")));
+    let (port, _server, log, lines) = rocked_script(config.path(), script);
     assert_eq!(
         lines.recv_timeout(Duration::from_secs(10)).ok().as_deref(),
         Some("closed")
@@ -1183,23 +1183,7 @@ while True:
     c.sendall(c.recv(100))
     c.close()
 "#;
-    let mut child = Command::new(ROCK)
-        .args(["-v", "-v", "python3", "-c", script])
-        .env("XDG_CONFIG_HOME", config.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rock");
-    let log = common::live::stderr_text(&mut child);
-    let lines = common::live::stdout_lines(&mut child);
-    let _server = Server(child);
-    let port: u16 = lines
-        .recv_timeout(Duration::from_secs(20))
-        .ok()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port: {}", log.lock().expect("log")));
+    let (port, _server, log, lines) = rocked_script(config.path(), script);
     let client = r#"
 import socket, sys
 s = socket.create_connection(("::1", int(sys.argv[1])))

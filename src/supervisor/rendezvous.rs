@@ -569,6 +569,21 @@ mod tests {
         Arc::new(Rocks::new("test", Default::default(), Default::default()))
     }
 
+    /// The first probe of `port` at `at` that is not refused: the
+    /// rendezvous port is bound by a task of its own, a moment after the
+    /// first listener registers.
+    async fn once_bound(at: SocketAddr, port: u16) -> Finding {
+        let mut finding = Finding::Refused;
+        for _ in 0..100 {
+            finding = probe(at, port).await;
+            if finding != Finding::Refused {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        finding
+    }
+
     fn free_port() -> u16 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("address").port()
@@ -593,15 +608,7 @@ mod tests {
         if let Some(b) = b {
             rendezvous.register(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), b));
         }
-        let mut finding = Finding::Refused;
-        for _ in 0..100 {
-            finding = probe(at, a).await;
-            if finding != Finding::Refused {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(finding, Finding::Rock);
+        assert_eq!(once_bound(at, a).await, Finding::Rock);
         assert_eq!(probe(at, free_port()).await, Finding::NotRock);
         if let Some(b) = b {
             // [::] takes both families; 0.0.0.0 only IPv4.
@@ -636,15 +643,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let a = l.local_addr().expect("address").port();
         rendezvous.register(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), a));
-        let mut finding = Finding::Refused;
-        for _ in 0..100 {
-            finding = probe(at, a).await;
-            if finding != Finding::Refused {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(finding, Finding::Rock);
+        assert_eq!(once_bound(at, a).await, Finding::Rock);
         // More silent callers from 127.0.0.1 than it may hold places...
         let mut silent = Vec::new();
         for _ in 0..MAX_PENDING_PER_ADDRESS + 8 {

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use rock_proto::kex::{KeyShare, PublicKey};
 use rock_proto::rendezvous::{Opened, Reply};
-use rock_proto::{Config, Role, Session, SessionId};
+use rock_proto::{Role, Session, SessionId};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -133,20 +133,12 @@ impl Rocks {
         }
     }
 
-    /// The engine's settings for a rock with `peer` (profiles match the
+    /// The settings for a rock with `peer` (profiles match the
     /// peer's address as written), or `None` when the profile is invalid.
-    fn config(&self, peer: SocketAddr) -> Option<Config> {
+    fn settings(&self, peer: SocketAddr) -> Option<Settings> {
         Settings::resolve(&self.profiles, &peer.ip().to_string(), &self.cli)
             .inspect_err(|e| tracing::warn!("{e}"))
             .ok()
-            .map(|s| s.engine())
-    }
-
-    /// Whether `-l` (or the profile's `reconnect_to_localhost`) sends
-    /// redials to 127.0.0.1.
-    fn localhost(&self, peer: SocketAddr) -> bool {
-        Settings::resolve(&self.profiles, &peer.ip().to_string(), &self.cli)
-            .is_ok_and(|s| s.reconnect_to_localhost.value)
     }
 
     /// The same, checkpointable (`rock -k`), its session directory being
@@ -250,14 +242,14 @@ impl Rocks {
         A: AsyncRead + AsyncWrite + Unpin,
     {
         let _running = Running::new(&self.running);
-        let Some(config) = self.config(dest) else {
+        let Some(settings) = self.settings(dest) else {
             return;
         };
         let session = match Session::new(
             Role::Client,
             opened.session,
             opened.key,
-            config,
+            settings.engine(),
             tokio::time::Instant::now().into_std(),
         ) {
             Ok(session) => session,
@@ -266,7 +258,8 @@ impl Rocks {
                 return;
             }
         };
-        let redial_to = if self.localhost(dest) {
+        // `-l`, or the profile's `reconnect_to_localhost`.
+        let redial_to = if settings.reconnect_to_localhost.value {
             SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), rendezvous.port())
         } else {
             rendezvous
@@ -305,7 +298,9 @@ impl Rocks {
         let _running = Running::new(&self.running);
         let _entry = entry;
         let refuse = Reply::Open(None).encode();
-        let (Some(secret), Some(config)) = (random::<32>(), self.config(client)) else {
+        let (Some(secret), Some(config)) =
+            (random::<32>(), self.settings(client).map(|s| s.engine()))
+        else {
             let _ = link.write_all(&refuse).await;
             return;
         };

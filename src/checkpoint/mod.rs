@@ -277,10 +277,26 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<Checkpointed, Checkpoin
         taken: SystemTime::now(),
         tcp_established: supervisor,
     };
-    if supervisor {
-        hold_links(&meta.session_dir)?;
-    }
-    let dumped = dump(&criu, &dir, &meta, options.leave_running);
+    let mut attempt = 1;
+    let dumped = loop {
+        let dumped = if supervisor {
+            hold_links(&meta.session_dir)
+                .and_then(|()| dump(&criu, &dir, &meta, options.leave_running))
+        } else {
+            dump(&criu, &dir, &meta, options.leave_running)
+        };
+        match dumped {
+            Err(CheckpointError::CriuFailed { ref log, .. })
+                if attempt < DUMP_ATTEMPTS && caught_a_network_notice(log) =>
+            {
+                // CRIU left the session running; its relay reads the
+                // notice at its next turn.
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            dumped => break dumped,
+        }
+    };
     if dumped.is_err() {
         // Half an image holds the session's memory and restores nothing.
         let _ = std::fs::remove_dir_all(&dir);
@@ -325,6 +341,21 @@ fn dump(
         return Err(failed("dump", status, &dir.join(image::DUMP_LOG)));
     }
     Ok(took)
+}
+
+/// How many times a dump is tried when it only failed on a network
+/// change notice (see [`caught_a_network_notice`]).
+const DUMP_ATTEMPTS: u32 = 4;
+
+/// Whether a dump failed only because a relay's network watch (a netlink
+/// socket, `relay::NetWatch`) had a notice queued when CRIU froze it: CRIU
+/// cannot dump a netlink socket holding data. The kernel sends such
+/// notices whenever an address or route changes (an IPv6 address leaving
+/// its tentative state, a route added), so any dump may meet one; the
+/// relay drains them as soon as it runs again.
+fn caught_a_network_notice(log: &Path) -> bool {
+    std::fs::read_to_string(log)
+        .is_ok_and(|text| text.contains("netlink: The socket has data to read"))
 }
 
 /// How CRIU is to treat the session's TCP connections: a `rock -d`
@@ -764,6 +795,24 @@ fn only_checkpoint() -> Result<PathBuf, CheckpointError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_dump_that_met_a_network_notice_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("dump.log");
+        // The end of a real failed dump's log.
+        std::fs::write(
+            &log,
+            "Warn  (compel/arch/x86/src/lib/infect.c:419): Will restore 14080 with interrupted \
+             system call\nError (criu/sk-netlink.c:77): netlink: The socket has data to read\n\
+             Error (criu/cr-dump.c:1545): Dump files (pid: 14081) failed with -1\n",
+        )
+        .unwrap();
+        assert!(caught_a_network_notice(&log));
+        std::fs::write(&log, "Error (criu/sk-inet.c:210): inet: Can't dump\n").unwrap();
+        assert!(!caught_a_network_notice(&log));
+        assert!(!caught_a_network_notice(&dir.path().join("none.log")));
+    }
 
     #[test]
     fn a_process_tree_is_found_from_its_root() {

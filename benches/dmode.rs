@@ -50,6 +50,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "dmode/moves.rs"]
+mod moves;
 
 use common::{ROCK, ROCKD};
 
@@ -140,7 +142,7 @@ impl Options {
                 Err(_) => default,
             }
         }
-        const KNOWN: [&str; 5] = ["scp", "link", "echo", "startup", "recovery"];
+        const KNOWN: [&str; 6] = ["scp", "link", "echo", "startup", "recovery", "moves"];
         // cargo bench passes `--bench`; anything else not an option selects.
         let sections: Vec<String> = std::env::args()
             .skip(1)
@@ -1210,14 +1212,24 @@ struct Stream {
 
 impl Stream {
     fn start(sshd: &Sshd, who: Client, stop: &Path) -> Stream {
+        Stream::start_via(sshd, who, stop, |cmd| cmd)
+    }
+
+    /// The same, the client command made by `via` (run elsewhere, say).
+    fn start_via(
+        sshd: &Sshd,
+        who: Client,
+        stop: &Path,
+        via: impl FnOnce(Command) -> Command,
+    ) -> Stream {
         let script = format!(
             "i=0; while [ ! -e {} ]; do i=$((i+1)); echo $i; sleep 0.01; done",
             stop.display()
         );
         let mut cmd = client(sshd, who, "ssh");
-        cmd.args(["rocktest", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        cmd.args(["rocktest", &script]);
+        let mut cmd = via(cmd);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = Guard(cmd.spawn().expect("start the streaming session"));
         let out = child.0.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
@@ -1255,8 +1267,13 @@ impl Stream {
 
     /// Time from `since` to the first line that arrives after it.
     fn first_after(&mut self, since: Instant) -> Option<Duration> {
+        self.first_within(since, Duration::from_secs(60))
+    }
+
+    /// The same, giving up when no line came for `limit`.
+    fn first_within(&mut self, since: Instant, limit: Duration) -> Option<Duration> {
         loop {
-            let at = self.next(Duration::from_secs(60))?;
+            let at = self.next(limit)?;
             if at > since {
                 return Some(at - since);
             }
@@ -1532,6 +1549,9 @@ fn main() {
     }
     if opts.wants("recovery") {
         bench_recovery(&sshd, &mut report);
+    }
+    if opts.wants("moves") {
+        moves::bench_moves(&mut report);
     }
     report.notes.push(format!("loadavg at end: {}", loadavg()));
     report.print();

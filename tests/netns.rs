@@ -601,6 +601,14 @@ fn the_server_moves_and_its_name_follows() {
     fault.report(&format!("4 ({old} -> {new})"), &done.lines);
     figure(&format!("4: rock made {} links in all", done.links()));
     done.check(&[]);
+    // Make before break: the link to the old address fell silent, a spare
+    // was dialled beside it, and it was let go only once the spare stood
+    // (not after its own timeout, which says "nothing arrived").
+    assert!(
+        done.stderr.contains("superseded by a newer link"),
+        "the silent link should have been superseded by a spare:\n{}",
+        done.stderr
+    );
 }
 
 /// A fault during a transfer, and when the copy moved on.

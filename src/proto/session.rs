@@ -333,9 +333,24 @@ impl Session {
     /// Client: a transport connected; the engine starts its handshake.
     /// Any older link is abandoned (reported down as superseded).
     pub fn open_link(&mut self, now: Instant, nonce: Nonce) -> LinkId {
+        self.open_link_keeping(now, nonce, None)
+    }
+
+    /// Client: a transport connected while the current link still carries
+    /// the stream but has gone silent ([`Session::is_stalled`]): make
+    /// before break. The new link's handshake runs beside the current
+    /// link, which goes on carrying the stream until the new one is
+    /// established and supersedes it — or until it dies of its own
+    /// timeout, and the new one simply takes over. Any other link still in
+    /// its handshake is abandoned.
+    pub fn open_spare_link(&mut self, now: Instant, nonce: Nonce) -> LinkId {
+        self.open_link_keeping(now, nonce, self.current)
+    }
+
+    fn open_link_keeping(&mut self, now: Instant, nonce: Nonce, keep: Option<LinkId>) -> LinkId {
         assert_eq!(self.role, Role::Client, "only a client opens links");
         self.tick(now);
-        let old: Vec<LinkId> = self.links().collect();
+        let old: Vec<LinkId> = self.links().filter(|&id| Some(id) != keep).collect();
         for id in old {
             self.drop_link(id, LinkError::Superseded);
         }
@@ -627,6 +642,34 @@ impl Session {
         }
     }
 
+    /// Client: whether the current link has been silent for longer than
+    /// a healthy peer ever leaves it — the peer's own heartbeats come
+    /// every heartbeat interval — while we read it: for one and a half
+    /// heartbeat intervals, or four round trips if longer. A client then
+    /// dials a spare link ([`Session::open_spare_link`]) without waiting
+    /// for the link timeout: a path that died silently, or a server that
+    /// moved, costs about that long instead of the whole timeout.
+    pub fn is_stalled(&self, now: Instant) -> bool {
+        self.stall_deadline().is_some_and(|t| now >= t)
+    }
+
+    /// When the current link counts as stalled if nothing arrives before.
+    fn stall_deadline(&self) -> Option<Instant> {
+        if self.role != Role::Client || self.closed.is_some() {
+            return None;
+        }
+        let l = self.link(self.current?)?;
+        let Phase::Established(flow) = &l.phase else {
+            return None;
+        };
+        if flow.rx_blocked {
+            return None;
+        }
+        let silence =
+            (self.config.heartbeat_interval * 3 / 2).max(self.stream.rtt.unwrap_or_default() * 4);
+        Some(l.last_rx + silence)
+    }
+
     // ----- time -----
 
     /// When [`Session::handle_timeout`] must be called next.
@@ -649,7 +692,10 @@ impl Session {
         });
         let suspend = (self.closed.is_none() && self.current.is_none())
             .then(|| self.suspended_since + c.suspend_timeout);
-        links.chain(suspend).min()
+        // A stall is no timer of the engine's, but the shell must look
+        // when one begins (and only then: once passed, it is not due again).
+        let stall = self.stall_deadline().filter(|&t| t > self.now);
+        links.chain(suspend).chain(stall).min()
     }
 
     /// Runs the timers that are due at `now`: heartbeats, delayed acks,

@@ -404,7 +404,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             }
             let wake = [
                 self.session.poll_timeout(),
-                self.next_dial(),
+                self.next_dial(now),
                 self.linger_until,
                 self.farewell_until,
                 self.first_link_until,
@@ -508,11 +508,11 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         }
     }
 
-    fn next_dial(&self) -> Option<Instant> {
+    fn next_dial(&self, now: Instant) -> Option<Instant> {
+        let wanted =
+            self.links.is_empty() || (self.links.len() == 1 && self.session.is_stalled(now));
         match &self.source {
-            Source::Dial(d) if self.links.is_empty() && d.connecting.is_none() => {
-                Some(d.next_attempt)
-            }
+            Source::Dial(d) if wanted && d.connecting.is_none() => Some(d.next_attempt),
             _ => None,
         }
     }
@@ -524,7 +524,10 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         match &mut self.source {
             Source::Dial(d) => {
                 let open = self.session.close_reason().is_none() || self.session.has_farewell();
-                let wanted = self.links.is_empty() && open && !held;
+                // A silent link gets a spare dialled beside it (make before
+                // break); one at a time.
+                let spare = self.links.len() == 1 && self.session.is_stalled(now);
+                let wanted = (self.links.is_empty() || spare) && open && !held;
                 if wanted && d.connecting.is_none() && now >= d.next_attempt {
                     d.start();
                     progress = true;
@@ -536,7 +539,12 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                     progress = true;
                     match result {
                         Ok(io) => {
-                            let id = self.session.open_link(now, nonce()?);
+                            let id = if self.links.is_empty() {
+                                self.session.open_link(now, nonce()?)
+                            } else {
+                                tracing::debug!("the link is silent; trying a spare beside it");
+                                self.session.open_spare_link(now, nonce()?)
+                            };
                             d.opened(id, now);
                             self.links.push((id, io));
                         }

@@ -269,6 +269,18 @@ impl Net {
         );
     }
 
+    /// Silently drops everything the router forwards between the laptop
+    /// and the server, both ways (iptables FORWARD DROP in the router
+    /// namespace), while the guard lives: a path that dies without a
+    /// word, as when a NAT forgets a connection or a cable is pulled two
+    /// hops away.
+    pub fn blackhole_path(&self) -> PathBlackhole<'_> {
+        for rule in PathBlackhole::RULES {
+            iptables_in(&self.router, "-I", &rule);
+        }
+        PathBlackhole { net: self }
+    }
+
     /// `cmd` as it would run on the laptop: `ip netns exec LAPTOP …`, which
     /// also puts the laptop's hosts file in place. Keeps `cmd`'s arguments,
     /// environment changes and directory; set stdio on the result.
@@ -601,4 +613,41 @@ fn remove_leftovers() {
         let _ = ip_status(&["netns", "del", &name]);
         let _ = fs::remove_dir_all(etc_netns(&name));
     }
+}
+
+/// A blackhole between the laptop and the server ([`Net::blackhole_path`]);
+/// lifted when dropped.
+pub struct PathBlackhole<'a> {
+    net: &'a Net,
+}
+
+impl PathBlackhole<'_> {
+    const RULES: [[&'static str; 6]; 2] = [
+        ["-s", "10.1.0.0/16", "-d", "10.2.0.0/16", "-j", "DROP"],
+        ["-s", "10.2.0.0/16", "-d", "10.1.0.0/16", "-j", "DROP"],
+    ];
+}
+
+impl Drop for PathBlackhole<'_> {
+    fn drop(&mut self) {
+        for rule in Self::RULES {
+            iptables_in(&self.net.router, "-D", &rule);
+        }
+    }
+}
+
+/// `iptables OP FORWARD RULE…` in namespace `ns`.
+fn iptables_in(ns: &str, op: &str, rule: &[&str]) {
+    let out = in_netns(
+        ns,
+        Command::new("iptables").arg(op).arg("FORWARD").args(rule),
+    )
+    .output()
+    .expect("run iptables in a namespace (install iptables: scripts/setup)");
+    assert!(
+        out.status.success() || std::thread::panicking(),
+        "iptables {op} FORWARD {} in {ns} failed: {}",
+        rule.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

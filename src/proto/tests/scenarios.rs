@@ -525,3 +525,77 @@ fn an_answer_carries_the_ack_of_what_it_answers() {
         "the server's ACK timer was cleared"
     );
 }
+
+/// A link that falls silent is stalled after one and a half heartbeat
+/// intervals (no sooner), and the engine says when to look; a spare link
+/// opened beside it leaves it carrying the stream until the spare is
+/// established, then supersedes it — with the old link's held data
+/// arriving in the middle of the switch, nothing is lost or delivered
+/// twice.
+#[test]
+fn a_spare_link_takes_over_from_a_silent_one() {
+    let now = std::time::Instant::now();
+    let config = Config::default();
+    let beat = config.heartbeat_interval;
+    let mut client = Session::new(Role::Client, ID, key(), config.clone(), now).unwrap();
+    let mut server = Session::new(Role::Server, ID, key(), config, now).unwrap();
+    let c1 = client.open_link(now, [1; 32]);
+    let s1 = server.accept_link(now, [2; 32]);
+    for _ in 0..3 {
+        let out = transmit_all(&mut client, c1);
+        server.handle_link_input(now, s1, &out);
+        let out = transmit_all(&mut server, s1);
+        client.handle_link_input(now, c1, &out);
+    }
+    assert_eq!(client.current_link(), Some(c1));
+    assert!(!client.is_stalled(now));
+    assert!(!server.is_stalled(now + beat * 10), "only a client dials");
+
+    // Data goes out on link 1 and is held in the network: silence.
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i * 13) as u8).collect();
+    assert_eq!(client.write(&data), data.len());
+    let held = transmit_all(&mut client, c1);
+    let stall = now + beat * 3 / 2;
+    assert!(!client.is_stalled(stall - Duration::from_millis(1)));
+    assert!(
+        client.poll_timeout().is_some_and(|t| t <= stall),
+        "the engine asks to be looked at when the stall begins"
+    );
+    assert!(client.is_stalled(stall));
+
+    let c2 = client.open_spare_link(stall, [3; 32]);
+    assert_eq!(
+        client.current_link(),
+        Some(c1),
+        "the old link still carries"
+    );
+    let s2 = server.accept_link(stall, [4; 32]);
+    let hello = transmit_all(&mut client, c2);
+    server.handle_link_input(stall, s2, &hello);
+    // Half the held data reaches the server on the old link now.
+    server.handle_link_input(stall, s1, &held[..held.len() / 2]);
+    for _ in 0..10 {
+        let out = transmit_all(&mut server, s2);
+        client.handle_link_input(stall, c2, &out);
+        let out = transmit_all(&mut client, c2);
+        server.handle_link_input(stall, s2, &out);
+    }
+    assert_eq!(client.current_link(), Some(c2));
+    assert_eq!(server.current_link(), Some(s2));
+    let mut superseded = false;
+    while let Some(e) = client.poll_event() {
+        superseded |= e
+            == Event::LinkDown {
+                link: c1,
+                error: LinkError::Superseded,
+            };
+    }
+    assert!(superseded, "the silent link is let go once the spare is up");
+    assert!(
+        !client.is_stalled(stall + beat),
+        "the new link heard lately"
+    );
+    let mut got = vec![0u8; 200_000];
+    let n = server.read(&mut got);
+    assert_eq!(&got[..n], &data[..], "delivered twice or lost");
+}

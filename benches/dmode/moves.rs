@@ -1,0 +1,152 @@
+//! Section `moves`: a session whose network changes under it, over network
+//! namespaces (the test harness's laptop ↔ router ↔ server, real veth
+//! links, the server named through the laptop's hosts file). A line every
+//! 10 ms; each figure is the time from the change — or from the moment the
+//! path is usable again — to the next line:
+//!
+//! * the laptop's address changes (the old one removed, a new one and its
+//!   default route added: a laptop that roamed);
+//! * the laptop's link is down 3 s and comes back with its default route
+//!   (Wi-Fi lost and found; the address stays);
+//! * the server moves to another address and its name follows;
+//! * the path between them drops everything for 10–10.8 s (a router's
+//!   iptables DROP), timed from when it lifts.
+//!
+//! Plain OpenSSH meets the blackholes too (TCP's retransmission brings it
+//! back) and one address change (after which it stands still for good).
+
+use super::*;
+use common::netns::Net;
+
+/// Trials of each change.
+const MOVES: usize = 5;
+/// How long the laptop's link stays down.
+const LINK_DOWN: Duration = Duration::from_secs(3);
+/// How long plain ssh is watched after its address changed.
+const STALL: Duration = Duration::from_secs(10);
+
+/// Waits until the stream flows again after a change (and proves it does).
+fn flowing(s: &mut Stream) {
+    assert!(
+        s.drain_for(Duration::from_millis(1500)) > 20,
+        "the stream is not flowing"
+    );
+}
+
+fn record(
+    figures: &mut BTreeMap<&'static str, Vec<f64>>,
+    what: &'static str,
+    who: &str,
+    i: usize,
+    d: Option<Duration>,
+) {
+    let d = d.unwrap_or_else(|| panic!("{who}'s stream never came back after: {what}"));
+    println!("  {who} {what} #{}: next line after {:.0} ms", i + 1, ms(d));
+    figures.entry(what).or_default().push(ms(d));
+}
+
+pub(crate) fn bench_moves(report: &mut Report) {
+    println!(
+        "\n== moves: a line every 10 ms between namespaces laptop ↔ router ↔ server, \
+         {MOVES} of each change =="
+    );
+    report.quiet.settle("moves");
+    let mut net = Net::new();
+    let sshd = net.start_sshd(Sshd::builder());
+    let mut rock: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    let mut plain: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+
+    let stop = sshd.dir().join("stop-moves-rock");
+    let mut s = Stream::start_via(&sshd, Client::Rock, &stop, |c| net.on_laptop(&c));
+    for i in 0..MOVES {
+        flowing(&mut s);
+        let t = Instant::now();
+        net.move_laptop();
+        record(&mut rock, "address", "rock", i, s.first_after(t));
+
+        flowing(&mut s);
+        net.laptop_link_down();
+        thread::sleep(LINK_DOWN);
+        let t = Instant::now();
+        net.laptop_link_up();
+        record(&mut rock, "link", "rock", i, s.first_after(t));
+
+        flowing(&mut s);
+        let t = Instant::now();
+        net.move_server();
+        record(&mut rock, "server", "rock", i, s.first_after(t));
+
+        flowing(&mut s);
+        let hole = net.blackhole_path();
+        thread::sleep(hole_length(i));
+        drop(hole);
+        let t = Instant::now();
+        record(&mut rock, "hole", "rock", i, s.first_after(t));
+    }
+    flowing(&mut s);
+    std::fs::write(&stop, "").expect("write the stop file");
+    while s.next(Duration::from_secs(30)).is_some() {}
+    let status = s.child.0.wait().expect("wait for rock");
+    let rock_intact = if s.broken.is_empty() && status.success() {
+        format!("{} lines, all once and in order, exit 0", s.last)
+    } else {
+        format!("BROKEN: {:?}, exit {status:?}", s.broken)
+    };
+
+    let stop = sshd.dir().join("stop-moves-plain");
+    let mut p = Stream::start_via(&sshd, Client::Plain, &stop, |c| net.on_laptop(&c));
+    for i in 0..MOVES {
+        flowing(&mut p);
+        let hole = net.blackhole_path();
+        thread::sleep(hole_length(i));
+        drop(hole);
+        let t = Instant::now();
+        record(&mut plain, "hole", "ssh", i, p.first_after(t));
+    }
+    flowing(&mut p);
+    let t = Instant::now();
+    net.move_laptop();
+    let plain_move = match p.first_within(t, STALL) {
+        Some(d) => format!("{:.0}", ms(d)),
+        None => format!("stalls (no line in {} s)", STALL.as_secs()),
+    };
+    println!("  ssh address: {plain_move}");
+    drop(p);
+
+    let rows: [(&str, &str, String, &str); 4] = [
+        (
+            "address",
+            "bytes flowing after the laptop's address changes, ms",
+            plain_move,
+            "≤ 100 ms",
+        ),
+        (
+            "link",
+            "bytes flowing after a 3 s link-down, from the route's return, ms",
+            "-".into(),
+            "≤ 100 ms",
+        ),
+        (
+            "server",
+            "bytes flowing after the server moves, ms",
+            "dies".into(),
+            "≤ 2000 ms",
+        ),
+        (
+            "hole",
+            "bytes flowing after a 10–10.8 s path blackhole lifts, ms",
+            spread(&plain["hole"], 0),
+            "≤ 2000 ms",
+        ),
+    ];
+    for (key, what, plain_cell, target) in rows {
+        let ratio = match key {
+            "hole" => format!("{:.2} ×", median(&rock[key]) / median(&plain[key])),
+            _ => "-".into(),
+        };
+        report.row(what, plain_cell, spread(&rock[key], 0), ratio, target);
+    }
+    report
+        .notes
+        .push(format!("moves: rock stream {rock_intact}"));
+}

@@ -501,12 +501,15 @@ fn client(sshd: &Sshd, who: Client, program: &str) -> Command {
 
 // ---------------------------------------------------------------------
 // The reference relay: rock's layout without rock's protocol. ssh gets,
-// through `ProxyUseFdpass`, a Unix socket to a relay thread of this program
-// (as ssh gets a socketpair to rock); that relay copies to a second one over
-// loopback TCP (as rock's link to rockd); the second copies to sshd over TCP
-// (as rockd). Same buffer size as rock's relay (64 KiB), plain read and
-// write (no splice), TCP_NODELAY like rock's links. Both relays run in this
-// process, so their CPU time counts as this program's ("bench").
+// through `ProxyUseFdpass`, a Unix socket to a relay process (this program
+// started again, as ssh gets a socketpair to rock); that relay copies to a
+// second relay process over loopback TCP (as rock's link to rockd); the
+// second copies to sshd over TCP (as rockd). Blocking read and write with
+// 64 KiB buffers on a pair of threads per connection (no splice, no
+// event loop), TCP_NODELAY like rock's links. Processes of their own, as
+// rock and rockd are: a hop between processes costs more than one
+// between threads of one process (an address-space switch per wakeup),
+// and the reference should pay what rock pays for its layout.
 
 /// argv[1] that makes this program the reference's `ProxyCommand`.
 const RELAY_FDPASS: &str = "--relay-fdpass";
@@ -575,40 +578,86 @@ fn relay_helper(socket: &str) -> ! {
     std::process::exit(0);
 }
 
-/// Starts the two relays (once) and returns the local one's socket path.
+/// argv[1] that makes this program one of the reference's two relays, a
+/// process of its own as rock and rockd are: `--relay-remote TARGET_PORT`
+/// (in rockd's place: prints the port it listens on, bridges each
+/// connection to sshd) or `--relay-local SOCKET REMOTE_PORT` (in rock's
+/// place: bridges each connection on the Unix socket to the remote relay).
+const RELAY_PROCESS: &str = "--relay-process";
+
+/// Runs one reference relay process (see [`RELAY_PROCESS`]); never returns.
+fn relay_process(args: &[String]) -> ! {
+    // Ends with the benchmark, however that ends.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let port = |s: &str| -> u16 { s.parse().unwrap_or_else(|_| fail(&format!("bad port {s}"))) };
+    match args {
+        [role, target] if role == "remote" => {
+            let target = port(target);
+            let remote = TcpListener::bind(("127.0.0.1", 0)).expect("bind the relay's port");
+            let listening = remote.local_addr().expect("relay address").port();
+            println!("{listening}");
+            let _ = std::io::stdout().flush();
+            for conn in remote.incoming().flatten() {
+                thread::spawn(move || {
+                    if let Ok(up) = TcpStream::connect(("127.0.0.1", target)) {
+                        let _ = (conn.set_nodelay(true), up.set_nodelay(true));
+                        bridge(conn, up);
+                    }
+                });
+            }
+        }
+        [role, socket, remote] if role == "local" => {
+            let remote = port(remote);
+            let local = UnixListener::bind(socket).expect("bind the relay's socket");
+            println!("ready");
+            let _ = std::io::stdout().flush();
+            for conn in local.incoming().flatten() {
+                thread::spawn(move || {
+                    if let Ok(link) = TcpStream::connect(("127.0.0.1", remote)) {
+                        let _ = link.set_nodelay(true);
+                        bridge(conn, link);
+                    }
+                });
+            }
+        }
+        _ => fail(&format!("{RELAY_PROCESS}: bad arguments {args:?}")),
+    }
+    std::process::exit(0);
+}
+
+/// Starts a reference relay process and returns it with the first line
+/// it printed.
+fn start_relay(args: &[&str]) -> (Child, String) {
+    let exe = std::env::current_exe().expect("this benchmark's own path");
+    let mut child = Command::new(exe)
+        .arg(RELAY_PROCESS)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start a reference relay process");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("read the relay's first line");
+    (child, line.trim().to_owned())
+}
+
+/// Starts the two relay processes (once, for the whole run) and returns
+/// the local one's socket path.
 fn relay_socket(sshd: &Sshd) -> PathBuf {
-    static SOCKET: OnceLock<PathBuf> = OnceLock::new();
+    static SOCKET: OnceLock<(PathBuf, [Guard; 2])> = OnceLock::new();
     SOCKET
         .get_or_init(|| {
-            let target = sshd.port();
-            // The remote relay, in rockd's place.
-            let remote = TcpListener::bind(("127.0.0.1", 0)).expect("bind the relay's port");
-            let port = remote.local_addr().expect("relay address").port();
-            thread::spawn(move || {
-                for conn in remote.incoming().flatten() {
-                    thread::spawn(move || {
-                        if let Ok(up) = TcpStream::connect(("127.0.0.1", target)) {
-                            let _ = (conn.set_nodelay(true), up.set_nodelay(true));
-                            bridge(conn, up);
-                        }
-                    });
-                }
-            });
-            // The local relay, in rock's place.
+            let (remote, port) = start_relay(&["remote", &sshd.port().to_string()]);
             let path = sshd.dir().join("relay.sock");
-            let local = UnixListener::bind(&path).expect("bind the relay's socket");
-            thread::spawn(move || {
-                for conn in local.incoming().flatten() {
-                    thread::spawn(move || {
-                        if let Ok(link) = TcpStream::connect(("127.0.0.1", port)) {
-                            let _ = link.set_nodelay(true);
-                            bridge(conn, link);
-                        }
-                    });
-                }
-            });
-            path
+            let path_arg = path.to_str().expect("a UTF-8 socket path");
+            let (local, ready) = start_relay(&["local", path_arg, &port]);
+            assert_eq!(ready, "ready", "the local relay did not start");
+            (path, [Guard(remote), Guard(local)])
         })
+        .0
         .clone()
 }
 
@@ -1473,6 +1522,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 3 && args[1] == RELAY_FDPASS {
         relay_helper(&args[2]);
+    }
+    if args.len() > 2 && args[1] == RELAY_PROCESS {
+        relay_process(&args[2..]);
     }
     let opts = Options::from_env();
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -50,6 +50,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "dmode/idle.rs"]
+mod idle;
 #[path = "dmode/moves.rs"]
 mod moves;
 
@@ -142,7 +144,9 @@ impl Options {
                 Err(_) => default,
             }
         }
-        const KNOWN: [&str; 6] = ["scp", "link", "echo", "startup", "recovery", "moves"];
+        const KNOWN: [&str; 7] = [
+            "scp", "link", "echo", "startup", "idle", "recovery", "moves",
+        ];
         // cargo bench passes `--bench`; anything else not an option selects.
         let sections: Vec<String> = std::env::args()
             .skip(1)
@@ -1598,6 +1602,9 @@ fn main() {
     }
     if opts.wants("startup") {
         bench_startup(&sshd, &mut report);
+    }
+    if opts.wants("idle") {
+        idle::bench_idle(&sshd, &mut report);
     }
     if opts.wants("recovery") {
         bench_recovery(&sshd, &mut report);

@@ -98,6 +98,8 @@ impl Work {
 }
 
 type Run = ((f64, f64), (f64, f64), Duration, Vec<f64>);
+/// A kind of relay pair: its name and how to run it.
+type Kind = (&'static str, fn(Work) -> Run);
 
 /// One run through client relay → server relay; returns the CPU times of
 /// both relays, the wall time and any round trips.
@@ -350,7 +352,7 @@ fn main() {
     let picked = |names: &[&str], name: &str| {
         !only.iter().any(|a| names.contains(&a.as_str())) || only.iter().any(|a| a == name)
     };
-    let kinds: Vec<(&str, fn(Work) -> Run)> = [
+    let kinds: Vec<Kind> = [
         ("rock", relay_run as fn(Work) -> Run),
         ("bare", bare_run),
         ("threads", threads_run),

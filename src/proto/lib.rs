@@ -40,5 +40,5 @@ pub use config::{Config, ConfigError};
 pub use error::{DecodeError, HandshakeError, LinkError, ProtocolViolation};
 pub use handshake::{Nonce, SessionId, SessionKey, VersionRange};
 pub use link::LinkId;
-pub use session::{CloseReason, Event, Role, Session, State, Stats};
+pub use session::{CloseReason, Event, MIN_SEND_WINDOW, Role, Session, State, Stats};
 pub use wire::CloseCode;

@@ -3,9 +3,10 @@
 //! `VecDeque` cannot do — its free space is lent out so that the shell can
 //! read application bytes straight into it, with no copy in between.
 //!
-//! Storage grows by doubling, up to a fixed limit, only as the bytes held
-//! need it; it never shrinks (a session that once needed the room is
-//! likely to need it again).
+//! Storage grows by doubling, up to the limit, only as the bytes held
+//! need it; it shrinks only when the limit was lowered to well below it,
+//! and then only once the ring is empty (a session that once needed the
+//! room is likely to need it again).
 
 /// The smallest storage a ring allocates once it holds anything.
 const MIN_STORAGE: usize = 64 * 1024;
@@ -37,7 +38,19 @@ impl Ring {
 
     /// Room for more bytes, within the limit.
     pub(crate) fn room(&self) -> usize {
-        self.limit - self.len
+        self.limit.saturating_sub(self.len)
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Changes the most bytes the ring may hold. Bytes held beyond a
+    /// lowered limit stay (nothing is dropped): there is no room until
+    /// they are freed; storage larger than the limit needs is given back
+    /// the next time the ring is empty.
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
     }
 
     /// Appends as much of `data` as there is room for; returns how much.
@@ -95,6 +108,11 @@ impl Ring {
         self.len -= n;
         if self.len == 0 {
             self.head = 0;
+            // Storage from a larger limit: its bytes would cycle through
+            // more memory than the limit needs. It grows again on demand.
+            if self.storage.len() > 2 * self.limit.max(MIN_STORAGE) {
+                self.storage = Box::default();
+            }
         }
     }
 

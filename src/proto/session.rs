@@ -51,6 +51,12 @@ use crate::wire::{self, CloseCode, Frame, MAX_DATA};
 /// Client hello nonces a server remembers, to refuse replayed hellos early.
 const REMEMBERED_NONCES: usize = 256;
 
+/// The smallest send window [`Session::set_send_window`] sets (unless the
+/// replay bound itself is smaller): enough for about 40 Mbit/s at 100 ms
+/// before the window has to grow, and small enough to stay in a CPU's
+/// second-level cache.
+pub const MIN_SEND_WINDOW: usize = 512 << 10;
+
 /// Which end of the session this is. The client starts every link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -537,6 +543,27 @@ impl Session {
         } else {
             self.stream.send.capacity()
         }
+    }
+
+    /// Limits the replay buffer to `bytes` (within `replay_bound`, and no
+    /// less than [`MIN_SEND_WINDOW`] unless the bound is smaller): the
+    /// application may have at most this many bytes unacknowledged. A
+    /// shell that knows how much its path holds (the bandwidth-delay
+    /// product) keeps the window a few times that, so that the bytes in
+    /// flight stay in the CPU's cache instead of cycling through
+    /// megabytes; the default window is the whole bound. Lowering it drops
+    /// nothing: the application waits until acknowledgements bring the
+    /// bytes held below it.
+    pub fn set_send_window(&mut self, bytes: usize) {
+        let bound = self.config.replay_bound;
+        self.stream
+            .send
+            .set_window(bytes.clamp(MIN_SEND_WINDOW.min(bound), bound));
+    }
+
+    /// The replay buffer's current limit ([`Session::set_send_window`]).
+    pub fn send_window(&self) -> usize {
+        self.stream.send.window()
     }
 
     /// Takes as much of `data` as the replay buffer has room for and

@@ -57,6 +57,15 @@ impl SendHalf {
         n
     }
 
+    /// Limits the bytes held to `bytes` (see `Session::set_send_window`).
+    pub(crate) fn set_window(&mut self, bytes: usize) {
+        self.replay.set_limit(bytes);
+    }
+
+    pub(crate) fn window(&self) -> usize {
+        self.replay.limit()
+    }
+
     /// Room to write up to `want` bytes into, in place; empty when none.
     /// Report what was filled with [`SendHalf::commit`].
     pub(crate) fn write_buf(&mut self, want: usize) -> &mut [u8] {

@@ -12,7 +12,10 @@
 
 mod dial;
 mod netwatch;
+mod path;
 mod status;
+#[cfg(test)]
+mod window_tests;
 
 use std::future::Future;
 use std::io::IoSlice;
@@ -30,6 +33,7 @@ use tokio::time::Sleep;
 
 pub use dial::{Backoff, DialFuture, Dialer, TcpDialer};
 pub use netwatch::NetWatch;
+pub use path::PathEstimate;
 pub use status::{Status, StatusWatch, suspended_for};
 
 /// A byte stream a link can run over.
@@ -40,11 +44,26 @@ pub trait LinkIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn local_ip(&self) -> Option<IpAddr> {
         None
     }
+    /// Whether the link can estimate its path ([`LinkIo::path`]); a link
+    /// that cannot gets the whole replay bound as its send window.
+    fn measures_path(&self) -> bool {
+        false
+    }
+    /// The kernel's figures for the link's path, when it has them.
+    fn path(&self) -> Option<PathEstimate> {
+        None
+    }
 }
 
 impl LinkIo for TcpStream {
     fn local_ip(&self) -> Option<IpAddr> {
         self.local_addr().ok().map(|a| a.ip())
+    }
+    fn measures_path(&self) -> bool {
+        true
+    }
+    fn path(&self) -> Option<PathEstimate> {
+        path::estimate(self)
     }
 }
 
@@ -124,6 +143,12 @@ impl<S: LinkIo> LinkIo for Prefixed<S> {
     fn local_ip(&self) -> Option<IpAddr> {
         self.inner.local_ip()
     }
+    fn measures_path(&self) -> bool {
+        self.inner.measures_path()
+    }
+    fn path(&self) -> Option<PathEstimate> {
+        self.inner.path()
+    }
 }
 
 /// Most bytes the relay reads at once, from a link (into its own buffer) or
@@ -132,6 +157,12 @@ const BUF: usize = 256 * 1024;
 /// Slices handed to one vectored write: a data frame is a header and one
 /// or two runs of the replay buffer.
 const WRITE_SLICES: usize = 16;
+/// The send window is kept this many times the path's bandwidth-delay
+/// product: room for the acknowledgements' own delay and for the rate to
+/// grow (the window can at most quadruple per round trip).
+const WINDOW_BDPS: usize = 4;
+/// How often a window that holds the application back is reconsidered.
+const WINDOW_EVERY: Duration = Duration::from_millis(5);
 /// Consecutive "no such session" answers after which a client gives up.
 const REJECTIONS_BEFORE_GIVING_UP: u32 = 3;
 
@@ -243,6 +274,8 @@ pub struct Relay<A> {
     holds: Option<mpsc::UnboundedReceiver<Instant>>,
     /// Until when links are held off: none kept, none made.
     held_until: Option<Instant>,
+    /// When the send window was last reconsidered.
+    window_checked: Option<Instant>,
 }
 
 fn now() -> Instant {
@@ -287,7 +320,10 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         Self::new(session, app, Source::Handed(links), options)
     }
 
-    fn new(session: Session, app: A, source: Source, options: RelayOptions) -> Self {
+    fn new(mut session: Session, app: A, source: Source, options: RelayOptions) -> Self {
+        // Small until a link shows that its path holds more (see
+        // `widen_window`), or that it cannot tell (see `drain_events`).
+        session.set_send_window(rock_proto::MIN_SEND_WINDOW);
         let status = status::StatusTx::new(&session);
         Relay {
             session,
@@ -308,6 +344,7 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
             netwatch: None,
             holds: None,
             held_until: None,
+            window_checked: None,
         }
     }
 
@@ -671,9 +708,50 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         progress
     }
 
+    /// The application is held back while the link's path could carry
+    /// more than the send window lets it have in flight: widens the window
+    /// to [`WINDOW_BDPS`] bandwidth-delay products (a power of two, within
+    /// the replay bound). Only widens: a window that fits the path once
+    /// will fit it again. Returns whether it widened.
+    fn widen_window(&mut self, now: Instant) -> bool {
+        let window = self.session.send_window();
+        if window >= self.session.config().replay_bound
+            || self.window_checked.is_some_and(|t| now < t + WINDOW_EVERY)
+        {
+            return false;
+        }
+        self.window_checked = Some(now);
+        let Some(current) = self.session.current_link() else {
+            return false;
+        };
+        let Some(path) = self
+            .links
+            .iter()
+            .find(|(id, _)| *id == current)
+            .and_then(|(_, io)| io.path())
+        else {
+            return false;
+        };
+        let want = path.bdp().saturating_mul(WINDOW_BDPS);
+        if want <= window {
+            return false;
+        }
+        let wider = want.checked_next_power_of_two().unwrap_or(usize::MAX);
+        self.session.set_send_window(wider);
+        tracing::debug!(
+            ?path,
+            "send window {window} -> {}",
+            self.session.send_window()
+        );
+        true
+    }
+
     /// Moves bytes between the application and the engine.
     fn poll_app(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut progress = false;
+        if !self.app_eof && self.session.write_capacity() == 0 {
+            progress |= self.widen_window(now);
+        }
         // Read straight into the replay buffer: no copy on the way in.
         let room = if self.app_eof {
             &mut [][..]
@@ -744,6 +822,14 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
                 Event::LinkUp { link, resumed } => {
                     tracing::info!(%link, resumed, "link up");
                     self.rejections = 0;
+                    let measures = self
+                        .links
+                        .iter()
+                        .any(|(id, io)| *id == link && io.measures_path());
+                    if !measures {
+                        // No way to size the window to the path: all of it.
+                        self.session.set_send_window(usize::MAX);
+                    }
                     if let Source::Dial(d) = &mut self.source {
                         d.connected(link);
                     }

@@ -599,3 +599,28 @@ fn a_spare_link_takes_over_from_a_silent_one() {
     let n = server.read(&mut got);
     assert_eq!(&got[..n], &data[..], "delivered twice or lost");
 }
+
+/// The send window limits what the application may have unacknowledged,
+/// within the replay bound and no lower than MIN_SEND_WINDOW; lowering it
+/// below what is held drops nothing, it only holds the application back.
+#[test]
+fn the_send_window_bounds_the_replay_buffer_and_drops_nothing() {
+    use crate::MIN_SEND_WINDOW;
+    let mut pair = Pair::new(Config::default());
+    let bound = Config::default().replay_bound;
+    let s = &mut pair.client.session;
+    assert_eq!(s.send_window(), bound, "the whole bound by default");
+    s.set_send_window(1);
+    assert_eq!(s.send_window(), MIN_SEND_WINDOW, "never below the minimum");
+    s.set_send_window(usize::MAX);
+    assert_eq!(s.send_window(), bound, "never above the bound");
+    let data = vec![5u8; bound];
+    assert_eq!(s.write(&data), bound);
+    s.set_send_window(MIN_SEND_WINDOW);
+    assert_eq!(s.write_capacity(), 0);
+    assert_eq!(s.stats().replay_buffered, bound, "nothing dropped");
+    pair.connect();
+    pair.settle_reading();
+    assert_eq!(pair.server.delivered.len(), bound, "every byte arrives");
+    assert_eq!(pair.client.session.write_capacity(), MIN_SEND_WINDOW);
+}

@@ -1,9 +1,11 @@
 //! The exec channel that starts rockd: the remote command, the
 //! [`BootRequest`] (with the session key) on stdin and EOF, then stdout
-//! read line by line until the channel ends. Start-up noise before rockd's
-//! `rockd-` line is skipped up to a limit, and the channel is read no
-//! longer than [`ANSWER_TIMEOUT`] for the answer and [`DRAIN_TIMEOUT`]
-//! after it.
+//! read line by line until rockd's answer. Start-up noise before rockd's
+//! `rockd-` line is skipped up to a limit; a ready answer ends the reading
+//! at once; after an error the channel is read on, for its stderr and exit
+//! status, until it ends. The answer is waited for no longer than
+//! [`ANSWER_TIMEOUT`], the end after an error no longer than
+//! [`DRAIN_TIMEOUT`].
 
 use std::time::Duration;
 
@@ -18,7 +20,8 @@ use crate::boot::{BootError, BootReady, BootRequest};
 
 /// How long rockd may take to answer once the channel is open.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long to wait for the channel to end after rockd answered.
+/// How long to wait for the channel to end after rockd answered with an
+/// error.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of other output (shell start-up noise) skipped before giving up.
 pub const MAX_NOISE_LINES: usize = 200;
@@ -180,7 +183,15 @@ async fn read_channel(channel: &mut Channel<Msg>, output: &mut Output) -> Result
             }
         };
         match msg {
-            ChannelMsg::Data { data } => output.stdout(&data)?,
+            ChannelMsg::Data { data } => {
+                output.stdout(&data)?;
+                if matches!(output.answer, Some(Ok(_))) {
+                    // Ready: rockd detaches now, and nothing after its
+                    // answer changes what it means. Waiting for the channel
+                    // to end would only delay the session.
+                    return Ok(());
+                }
+            }
             ChannelMsg::ExtendedData { data, ext: 1 } => output.stderr(&data),
             ChannelMsg::ExitStatus { exit_status } => output.exit_status = Some(exit_status),
             ChannelMsg::ExitSignal { signal_name, .. } => {

@@ -123,7 +123,7 @@ async fn start(
     plan: Option<&InstallPlan>,
 ) -> Result<Bootstrapped, BootstrapError> {
     // The proxy process, if any, lives until the bootstrap is done.
-    let (mut handle, peer_addr, _proxy) = match &target.proxy {
+    let (mut handle, peer_addr, proxy) = match &target.proxy {
         None => {
             let stream = connect_tcp(target).await?;
             let peer_addr = stream.peer_addr().map_err(|e| {
@@ -141,8 +141,18 @@ async fn start(
         }
     };
     let result = log_in_and_start(&mut handle, target, rockd, request, prompter, plan).await;
-    // The bootstrap connection has done its job, whatever the outcome.
-    let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+    // The bootstrap connection has done its job, whatever the outcome. It
+    // is closed beside what comes next (the proxy, if any, lives until
+    // then); a failure waits for it, so that the process can end.
+    let goodbye = async move {
+        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        drop(proxy);
+    };
+    if result.is_ok() {
+        tokio::spawn(goodbye);
+    } else {
+        goodbye.await;
+    }
     let (ready, secrets) = result?;
     Ok(Bootstrapped {
         ready,

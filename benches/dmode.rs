@@ -26,15 +26,20 @@
 //!   100 Mbit/s), where the network rather than this machine's CPU limits;
 //! * `echo`: round trips of one byte through `ssh rocktest cat`;
 //! * `startup`: wall time of `ssh rocktest true`;
+//! * `idle`: CPU time of rock and rockd while a session carries nothing;
 //! * `recovery`: a session printing a line every 10 ms; the time from
 //!   lifting a 10–10.8 s blackhole (iptables DROP), or from a reset
-//!   (`ss -K`), to the next line.
+//!   (`ss -K`), to the next line;
+//! * `moves` (`dmode/moves.rs`): the same stream between network
+//!   namespaces while the laptop's address changes, its link goes down
+//!   and up, the server moves, and the path between them is blackholed.
 //!
 //! The clients take turns (AB, BA, …) so that drift hits them alike. The
 //! scp and echo rows also run a reference: OpenSSH through two bare copy
-//! relays (threads of this program, handed to ssh by `ProxyUseFdpass` as
-//! rock is), laid out like rock and rockd but with no protocol, to show
-//! what two extra hops cost on this machine whoever makes them.
+//! relays (two processes running this program, handed to ssh by
+//! `ProxyUseFdpass` as rock is), laid out like rock and rockd but with no
+//! protocol, to show what two extra hops cost on this machine whoever
+//! makes them.
 //!
 //! During every run the CPU time used by processes outside this program's
 //! own process tree is read from `/proc`. A round in which others used more
@@ -44,7 +49,7 @@
 //! `ROCK_BENCH_WAIT_MINUTES` (default 30) for the whole run.
 //!
 //! Arguments select sections: `cargo bench --bench dmode -- scp echo`
-//! (`scp`, `link`, `echo`, `startup`, `recovery`).
+//! (`scp`, `link`, `echo`, `startup`, `idle`, `recovery`, `moves`).
 //! `ROCK_BENCH_MIB` (default 1024) sets the file size, `ROCK_BENCH_REPS`
 //! (default 5) the number of transfers per direction and client.
 

@@ -34,11 +34,11 @@ pub(crate) fn bench_idle(sshd: &Sshd, report: &mut Report) {
     );
     report.quiet.settle("idle");
     let mut cmd = client(sshd, Client::Rock, "ssh");
-    cmd.args(["rocktest", &format!("sleep {}", WATCHED.as_secs() + 30)])
+    cmd.args(["rocktest", &format!("sleep {}", WATCHED.as_secs() + 15)])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let _session = Guard(cmd.spawn().expect("start the idle session"));
+    let mut session = Guard(cmd.spawn().expect("start the idle session"));
     // Until rockd runs and the login is over.
     let end = Instant::now() + Duration::from_secs(30);
     while !rock_processes().iter().any(|(_, name)| name == "rockd") {
@@ -57,6 +57,10 @@ pub(crate) fn bench_idle(sshd: &Sshd, report: &mut Report) {
         (after - before) as f64 / 1e6,
         WATCHED.as_secs()
     );
+    // The session ends by itself, and leaves nothing behind at sshd.
+    let status = session.0.wait().expect("wait for the idle session");
+    assert!(status.success(), "the idle session ended with {status}");
+    quiesce(sshd);
     report.row(
         "CPU of an idle session (rock + rockd), % of a core",
         "-".into(),

@@ -545,11 +545,18 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
         }
     }
 
+    /// Whether a client needs a link dialled: it has none, or only a
+    /// silent one, which gets a spare beside it (make before break; one
+    /// spare at a time).
+    fn wants_link(&self, now: Instant) -> bool {
+        self.links.is_empty() || (self.links.len() == 1 && self.session.is_stalled(now))
+    }
+
     fn next_dial(&self, now: Instant) -> Option<Instant> {
-        let wanted =
-            self.links.is_empty() || (self.links.len() == 1 && self.session.is_stalled(now));
         match &self.source {
-            Source::Dial(d) if wanted && d.connecting.is_none() => Some(d.next_attempt),
+            Source::Dial(d) if self.wants_link(now) && d.connecting.is_none() => {
+                Some(d.next_attempt)
+            }
             _ => None,
         }
     }
@@ -558,13 +565,11 @@ impl<A: AsyncRead + AsyncWrite + Unpin> Relay<A> {
     fn poll_source(&mut self, cx: &mut Context<'_>, now: Instant) -> Result<bool, RelayError> {
         let mut progress = false;
         let held = self.held(now);
+        let wants_link = self.wants_link(now);
         match &mut self.source {
             Source::Dial(d) => {
                 let open = self.session.close_reason().is_none() || self.session.has_farewell();
-                // A silent link gets a spare dialled beside it (make before
-                // break); one at a time.
-                let spare = self.links.len() == 1 && self.session.is_stalled(now);
-                let wanted = (self.links.is_empty() || spare) && open && !held;
+                let wanted = wants_link && open && !held;
                 if wanted && d.connecting.is_none() && now >= d.next_attempt {
                     d.start();
                     progress = true;

@@ -4,10 +4,28 @@
 use std::time::Duration;
 
 use super::util::{Cut, ID, Pair, key, transmit_all};
-use crate::{CloseCode, CloseReason, Config, Event, LinkError, Role, Session, State, VersionRange};
+use crate::{
+    CloseCode, CloseReason, Config, Event, LinkError, LinkId, Role, Session, State, VersionRange,
+};
 
 fn events_of(events: &[Event], f: impl Fn(&Event) -> bool) -> usize {
     events.iter().filter(|e| f(e)).count()
+}
+
+/// A client and a server session with link 1 established between them
+/// (three rounds of handshake shuttled by hand, at `now`).
+fn linked(now: std::time::Instant, config: Config) -> (Session, Session, LinkId, LinkId) {
+    let mut client = Session::new(Role::Client, ID, key(), config.clone(), now).unwrap();
+    let mut server = Session::new(Role::Server, ID, key(), config, now).unwrap();
+    let c1 = client.open_link(now, [1; 32]);
+    let s1 = server.accept_link(now, [2; 32]);
+    for _ in 0..3 {
+        let out = transmit_all(&mut client, c1);
+        server.handle_link_input(now, s1, &out);
+        let out = transmit_all(&mut server, s1);
+        client.handle_link_input(now, c1, &out);
+    }
+    (client, server, c1, s1)
 }
 
 #[test]
@@ -440,16 +458,7 @@ fn a_probe_keeps_a_healthy_link_and_condemns_a_silent_one_fast() {
 #[test]
 fn an_ack_arriving_mid_frame_does_not_cut_the_frame() {
     let now = std::time::Instant::now();
-    let mut client = Session::new(Role::Client, ID, key(), Config::default(), now).unwrap();
-    let mut server = Session::new(Role::Server, ID, key(), Config::default(), now).unwrap();
-    let c1 = client.open_link(now, [1; 32]);
-    let s1 = server.accept_link(now, [2; 32]);
-    for _ in 0..3 {
-        let out = transmit_all(&mut client, c1);
-        server.handle_link_input(now, s1, &out);
-        let out = transmit_all(&mut server, s1);
-        client.handle_link_input(now, c1, &out);
-    }
+    let (mut client, mut server, c1, s1) = linked(now, Config::default());
     let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7) as u8).collect();
     assert_eq!(client.write(&data), data.len());
     let held = transmit_all(&mut client, c1);
@@ -537,16 +546,7 @@ fn a_spare_link_takes_over_from_a_silent_one() {
     let now = std::time::Instant::now();
     let config = Config::default();
     let beat = config.heartbeat_interval;
-    let mut client = Session::new(Role::Client, ID, key(), config.clone(), now).unwrap();
-    let mut server = Session::new(Role::Server, ID, key(), config, now).unwrap();
-    let c1 = client.open_link(now, [1; 32]);
-    let s1 = server.accept_link(now, [2; 32]);
-    for _ in 0..3 {
-        let out = transmit_all(&mut client, c1);
-        server.handle_link_input(now, s1, &out);
-        let out = transmit_all(&mut server, s1);
-        client.handle_link_input(now, c1, &out);
-    }
+    let (mut client, mut server, c1, s1) = linked(now, config);
     assert_eq!(client.current_link(), Some(c1));
     assert!(!client.is_stalled(now));
     assert!(!server.is_stalled(now + beat * 10), "only a client dials");

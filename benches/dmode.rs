@@ -1065,9 +1065,15 @@ fn bench_link(opts: &Options, report: &mut Report) {
 
 /// Round trips of one byte through `<client> rocktest cat`, in µs.
 fn echo_session(sshd: &Sshd, who: Client) -> Vec<f64> {
+    echo_session_via(sshd, who, |cmd| cmd)
+}
+
+/// The same, the client command made by `via` (run elsewhere, say).
+fn echo_session_via(sshd: &Sshd, who: Client, via: impl FnOnce(Command) -> Command) -> Vec<f64> {
     let mut cmd = client(sshd, who, "ssh");
-    cmd.args(["rocktest", "cat"])
-        .stdin(Stdio::piped())
+    cmd.args(["rocktest", "cat"]);
+    let mut cmd = via(cmd);
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = Guard(cmd.spawn().expect("start the echo session"));

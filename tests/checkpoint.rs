@@ -735,6 +735,19 @@ fn server_sshd(net: &common::netns::Net) -> Sshd {
 /// from inside the session's network namespace, and restores into the one
 /// it runs in) and waits for the `rock -k` to end; returns the checkpoint.
 fn checkpoint_on_laptop(net: &common::netns::Net, sshd: &Sshd, place: &Place) -> PathBuf {
+    checkpoint_on_laptop_amid(net, sshd, place, Duration::ZERO)
+}
+
+/// The same, while for `storm` from the checkpoint's start an address
+/// comes and goes on the laptop every few milliseconds: the network change
+/// notices that rock's relay subscribes to keep arriving while CRIU has it
+/// frozen, and CRIU refuses to dump a netlink socket holding one.
+fn checkpoint_on_laptop_amid(
+    net: &common::netns::Net,
+    sshd: &Sshd,
+    place: &Place,
+    storm: Duration,
+) -> PathBuf {
     let mut cmd = rock_command(sshd, ROCKD, &["-k", "-v"], "ssh");
     cmd.args(["rocktest", &counter()]);
     place.apply(&mut cmd);
@@ -746,11 +759,34 @@ fn checkpoint_on_laptop(net: &common::netns::Net, sshd: &Sshd, place: &Place) ->
     place.wait_lines("before", 10);
     let cp = place.path("cp");
     let cp_arg = cp.to_str().expect("utf-8");
+    let laptop = net.laptop.clone();
+    let storming = std::thread::spawn(move || {
+        let end = Instant::now() + storm;
+        let mut changes = 0;
+        while Instant::now() < end {
+            let op = if changes % 2 == 0 { "add" } else { "del" };
+            let _ = Command::new("ip")
+                .args(["-n", &laptop, "addr", op, "10.9.9.9/32", "dev", "lo"])
+                .status();
+            changes += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        changes
+    });
     let out = run_with_timeout(
         &mut in_net_only(&net.laptop, &place.rock(&["checkpoint", "--dir", cp_arg])),
         LIMIT,
     );
-    assert_exit(&out, 0, &text(&out));
+    let changes = storming.join().expect("the address storm");
+    assert_exit(
+        &out,
+        0,
+        &format!(
+            "{}
+({changes} address changes during it)",
+            text(&out)
+        ),
+    );
     let status = wait_exit(&mut rock, "rock -k after the checkpoint");
     assert_eq!(status.code(), Some(0), "{}", place.read("before.err"));
     cp
@@ -820,6 +856,35 @@ fn a_session_checkpointed_on_one_laptop_continues_on_another() {
     let from = SECOND_LAPTOP_ADDR.to_string();
     restored_session_ends_well(&net, &place, restore, "from the second laptop", |s| {
         s.contains(&from)
+    });
+}
+
+/// A checkpoint taken while the laptop's network keeps changing: CRIU
+/// refuses to dump the relay's network watch while a change notice waits
+/// in it, so `rock checkpoint` tries again once the relay has read it. The
+/// storm lasts a second; the checkpoint succeeds, and the session restored
+/// on the same laptop finishes with every line once.
+#[test]
+fn a_checkpoint_amid_network_changes_is_tried_again_until_it_holds() {
+    use common::netns::Net;
+    require_root("network namespaces and CRIU");
+    let net = Net::new();
+    let sshd = server_sshd(&net);
+    let place = Place::new();
+    let cp = checkpoint_on_laptop_amid(&net, &sshd, &place, Duration::from_secs(1));
+    let restore = in_net_only(
+        &net.laptop,
+        &place.rock(&["restore", cp.to_str().expect("utf-8")]),
+    )
+    .stdout(place.file("after"))
+    .stderr(place.file("after.err"))
+    .spawn()
+    .expect("start rock restore on the laptop");
+    // rockd listens on both families: ss shows [::ffff:10.1.0.2]:PORT.
+    let from = net.laptop_addr().to_string();
+    restored_session_ends_well(&net, &place, restore, "from the laptop", |s| {
+        s.lines()
+            .any(|l| l.starts_with("ESTAB") && l.contains(&from))
     });
 }
 

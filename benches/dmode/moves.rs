@@ -17,6 +17,9 @@
 //!
 //! Plain OpenSSH meets the blackholes too (TCP's retransmission brings it
 //! back) and one address change (after which it stands still for good).
+//! Before the changes, one-byte echo round trips between the namespaces
+//! (as the `echo` section, without the reference relay: its processes run
+//! outside them).
 
 use super::*;
 use common::netns::Net;
@@ -83,6 +86,38 @@ pub(crate) fn bench_moves(report: &mut Report) {
     let sshd = net.start_sshd(Sshd::builder());
     let mut rock: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     let mut plain: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+
+    // First the echo between the namespaces, nothing changing.
+    let mut echo: BTreeMap<Client, Vec<f64>> = BTreeMap::new();
+    for round in 0..ECHO_ROUNDS {
+        for who in Client::order(&[Client::Plain, Client::Rock], round) {
+            let trips = echo_session_via(&sshd, who, |c| net.on_laptop(&c));
+            println!(
+                "  echo between namespaces #{}: {} median {:.0} µs",
+                round + 1,
+                who.name(),
+                median(&trips)
+            );
+            echo.entry(who).or_default().extend(trips);
+        }
+    }
+    let (pe, re) = (&echo[&Client::Plain], &echo[&Client::Rock]);
+    let (pm, rm) = (median(pe), median(re));
+    let (p99, r99) = (quantile(pe, 0.99), quantile(re, 0.99));
+    report.row(
+        "echo RTT median between namespaces, µs",
+        format!("{pm:.0}"),
+        format!("{rm:.0}"),
+        format!("+{:.0} µs", rm - pm),
+        "≤ +50 µs",
+    );
+    report.row(
+        "echo RTT p99 between namespaces, µs",
+        format!("{p99:.0}"),
+        format!("{r99:.0}"),
+        format!("{:.2} ×", r99 / p99),
+        "≤ 2 ×",
+    );
 
     let stop = sshd.dir().join("stop-moves-rock");
     let mut s = Stream::start_via(&sshd, Client::Rock, &stop, |c| net.on_laptop(&c));

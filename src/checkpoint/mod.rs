@@ -279,6 +279,12 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<Checkpointed, Checkpoin
     };
     let mut attempt = 1;
     let dumped = loop {
+        if attempt > 1 {
+            // A fresh directory for each try: CRIU's files of the failed
+            // one, its log included, must not mix with the next.
+            let _ = std::fs::remove_dir_all(&dir);
+            image::create_dir(&dir)?;
+        }
         let dumped = if supervisor {
             hold_links(&meta.session_dir)
                 .and_then(|()| dump(&criu, &dir, &meta, options.leave_running))
@@ -292,7 +298,7 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<Checkpointed, Checkpoin
                 // CRIU left the session running; its relay reads the
                 // notice at its next turn.
                 attempt += 1;
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(DUMP_PAUSE);
             }
             dumped => break dumped,
         }
@@ -344,8 +350,11 @@ fn dump(
 }
 
 /// How many times a dump is tried when it only failed on a network
-/// change notice (see [`caught_a_network_notice`]).
-const DUMP_ATTEMPTS: u32 = 4;
+/// change notice (see [`caught_a_network_notice`]), [`DUMP_PAUSE`] apart:
+/// some seconds in all, for a burst of changes (an interface coming up
+/// brings several) to pass.
+const DUMP_ATTEMPTS: u32 = 10;
+const DUMP_PAUSE: Duration = Duration::from_millis(300);
 
 /// Whether a dump failed only because a relay's network watch (a netlink
 /// socket, `relay::NetWatch`) had a notice queued when CRIU froze it: CRIU

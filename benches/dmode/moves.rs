@@ -64,6 +64,15 @@ fn stall_after(
     Some(longest)
 }
 
+/// Blackholes the path for trial `i`'s length; returns the time from
+/// lifting it to the next line.
+fn through_blackhole(net: &Net, s: &mut Stream, i: usize) -> Option<Duration> {
+    let hole = net.blackhole_path();
+    thread::sleep(hole_length(i));
+    drop(hole);
+    s.first_after(Instant::now())
+}
+
 fn record(
     figures: &mut BTreeMap<&'static str, Vec<f64>>,
     what: &'static str,
@@ -152,11 +161,13 @@ pub(crate) fn bench_moves(report: &mut Report) {
         );
 
         flowing(&mut s);
-        let hole = net.blackhole_path();
-        thread::sleep(hole_length(i));
-        drop(hole);
-        let t = Instant::now();
-        record(&mut rock, "hole", "rock", i, s.first_after(t));
+        record(
+            &mut rock,
+            "hole",
+            "rock",
+            i,
+            through_blackhole(&net, &mut s, i),
+        );
     }
     flowing(&mut s);
     std::fs::write(&stop, "").expect("write the stop file");
@@ -172,11 +183,13 @@ pub(crate) fn bench_moves(report: &mut Report) {
     let mut p = Stream::start_via(&sshd, Client::Plain, &stop, |c| net.on_laptop(&c));
     for i in 0..MOVES {
         flowing(&mut p);
-        let hole = net.blackhole_path();
-        thread::sleep(hole_length(i));
-        drop(hole);
-        let t = Instant::now();
-        record(&mut plain, "hole", "ssh", i, p.first_after(t));
+        record(
+            &mut plain,
+            "hole",
+            "ssh",
+            i,
+            through_blackhole(&net, &mut p, i),
+        );
     }
     flowing(&mut p);
     let t = Instant::now();

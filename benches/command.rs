@@ -28,8 +28,14 @@
 //!   under rock, to an ordinary server, against plain; the first connection
 //!   to a destination (which pays for the probe) apart from the rest.
 //!
-//! Plain and rock take turns (AB, BA, …) `ROCK_BENCH_REPS` times (default
-//! 3), and the medians are printed. Arguments select sections:
+//! `redis`, `echo` and `connect` to a rock server also run a reference:
+//! the plain programs through two bare relay processes laid out like the
+//! two supervisors (loopback to a relay on the laptop, TCP to a relay on
+//! the server, loopback to the server; tokio copies on one thread, no
+//! protocol): what two extra processes on the path cost by themselves.
+//!
+//! Plain and rock (and the reference) take turns (AB, BA, … or ABC, BCA,
+//! …) `ROCK_BENCH_REPS` times (default 3), and the medians are printed. Arguments select sections:
 //! `cargo bench --bench command -- bulk echo`.
 
 #[path = "../tests/common/mod.rs"]
@@ -47,6 +53,10 @@ const ROCK_PORT: u16 = 4747;
 const SINK_PORT: u16 = 7100;
 const ECHO_PORT: u16 = 7101;
 const REDIS_PORT: u16 = 7102;
+/// The bare relays' port, in both namespaces.
+const RELAY_PORT: u16 = 7103;
+/// The first argument that makes this program a bare relay.
+const BARE_RELAY: &str = "--bare-relay";
 
 /// A sink on every address, port argv[1]: for each connection, prints the
 /// bytes read and the seconds from the first byte to the end.
@@ -135,11 +145,20 @@ fn fail(why: &str) -> ! {
     std::process::exit(1);
 }
 
-/// How a program runs: plainly, or under rock.
+/// How a program runs: plainly, under rock, or plainly through two bare
+/// relay processes laid out like the two supervisors (the reference).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Plain,
     Rock,
+    Relay,
+}
+
+impl Mode {
+    /// Where this mode's figures are kept in a `[_; 3]`.
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// The two namespaces and what runs in them.
@@ -170,7 +189,7 @@ impl Bench {
     /// `args` in namespace `ns`, under rock or not.
     fn command(&self, ns: &str, mode: Mode, args: &[&str]) -> Command {
         let mut command = match mode {
-            Mode::Plain => {
+            Mode::Plain | Mode::Relay => {
                 let mut c = Command::new(args[0]);
                 c.args(&args[1..]);
                 c
@@ -200,7 +219,7 @@ impl Bench {
         self.servers.push(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         let check = match mode {
-            Mode::Plain => format!("sport = :{port}"),
+            Mode::Plain | Mode::Relay => format!("sport = :{port}"),
             Mode::Rock => format!("sport = :{ROCK_PORT}"),
         };
         loop {
@@ -218,12 +237,68 @@ impl Bench {
                 // The rendezvous port is bound at the first listen; give
                 // the registration a moment.
                 thread::sleep(Duration::from_millis(200));
-                return self.servers.len() - 1;
+                let index = self.servers.len() - 1;
+                if mode == Mode::Relay {
+                    self.bare_relays(port);
+                }
+                return index;
             }
             if Instant::now() > deadline {
                 fail(&format!("{args:?} did not listen on {port}"));
             }
             thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The reference: a relay process in the server namespace that
+    /// carries each connection on its port [`RELAY_PORT`] to the server's
+    /// `port` on loopback, and one on the laptop that carries each
+    /// connection on its loopback port [`RELAY_PORT`] to the first —
+    /// rock's layout (program, loopback, supervisor, link, supervisor,
+    /// loopback, program) with bare copies for supervisors.
+    fn bare_relays(&mut self, port: u16) {
+        let exe = std::env::current_exe().unwrap_or_else(|e| fail(&format!("own path: {e}")));
+        let hops = [
+            (
+                &self.net.server,
+                format!("0.0.0.0:{RELAY_PORT}"),
+                format!("127.0.0.1:{port}"),
+            ),
+            (
+                &self.net.laptop,
+                format!("127.0.0.1:{RELAY_PORT}"),
+                format!("{}:{RELAY_PORT}", self.net.server_addr()),
+            ),
+        ];
+        for (ns, listen, target) in hops {
+            let mut relay = Command::new(&exe);
+            relay.args([BARE_RELAY, &listen, &target]);
+            let child = in_netns(ns, &relay)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| fail(&format!("start a bare relay: {e}")));
+            self.servers.push(child);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while in_netns(
+                ns,
+                Command::new("ss").args(["-Hltn", &format!("sport = :{RELAY_PORT}")]),
+            )
+            .output()
+            .is_ok_and(|out| out.stdout.is_empty())
+            {
+                if Instant::now() > deadline {
+                    fail("a bare relay did not listen");
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Where a client in `mode` connects to reach the server's `port`.
+    fn target(&self, mode: Mode, port: u16) -> (String, String) {
+        match mode {
+            Mode::Plain | Mode::Rock => (self.net.server_addr().to_string(), port.to_string()),
+            Mode::Relay => ("127.0.0.1".to_owned(), RELAY_PORT.to_string()),
         }
     }
 
@@ -311,6 +386,26 @@ fn order(round: usize) -> [Mode; 2] {
     } else {
         [Mode::Rock, Mode::Plain]
     }
+}
+
+/// The three modes in round `round`'s order, the reference among them.
+fn order3(round: usize) -> [Mode; 3] {
+    let mut modes = [Mode::Plain, Mode::Rock, Mode::Relay];
+    modes.rotate_left(round % 3);
+    modes
+}
+
+/// A row of the reference beside plain.
+fn reference_row(plain: f64, relay: f64, unit: &str, higher_is_better: bool) {
+    let ratio = if higher_is_better {
+        relay / plain
+    } else {
+        plain / relay
+    };
+    println!(
+        "{:<44} {:<17} {:<5} {relay:>10.1} {unit:<6} ratio {ratio:.2}",
+        "  reference: two bare relay processes", "", ""
+    );
 }
 
 fn row(what: &str, plain: f64, rock: f64, unit: &str, higher_is_better: bool) {
@@ -430,17 +525,16 @@ fn parse_sink(line: &str) -> (u64, f64) {
 
 /// redis-benchmark SET and GET with 20 clients.
 fn redis(bench: &mut Bench, reps: usize) {
-    let server = bench.net.server_addr().to_string();
-    let port = REDIS_PORT.to_string();
-    let mut rps: [[Vec<f64>; 2]; 2] = Default::default();
+    let mut rps: [[Vec<f64>; 3]; 2] = Default::default();
     for round in 0..reps {
-        for mode in order(round) {
+        for mode in order3(round) {
+            let (host, port) = bench.target(mode, REDIS_PORT);
             bench.server(
                 mode,
                 &[
                     "redis-server",
                     "--port",
-                    &port,
+                    &REDIS_PORT.to_string(),
                     "--save",
                     "",
                     "--appendonly",
@@ -455,7 +549,7 @@ fn redis(bench: &mut Bench, reps: usize) {
                 &[
                     "redis-benchmark",
                     "-h",
-                    &server,
+                    &host,
                     "-p",
                     &port,
                     "-c",
@@ -475,19 +569,21 @@ fn redis(bench: &mut Bench, reps: usize) {
                     .filter_map(|n| n.parse::<f64>().ok())
                     .next_back()
                     .unwrap_or_else(|| fail(&format!("no {test} figure in {out:?}")));
-                rps[i][(mode == Mode::Rock) as usize].push(value);
+                rps[i][mode.index()].push(value);
             }
             bench.stop_servers();
         }
     }
     for (i, test) in ["SET", "GET"].iter().enumerate() {
+        let [plain, rock, relay] = rps[i].clone().map(median);
         row(
             &format!("redis-benchmark {test}, 20 clients"),
-            median(rps[i][0].clone()),
-            median(rps[i][1].clone()),
+            plain,
+            rock,
             "req/s",
             true,
         );
+        reference_row(plain, relay, "req/s", true);
     }
 }
 
@@ -495,19 +591,20 @@ fn redis(bench: &mut Bench, reps: usize) {
 fn echo_and_connect(bench: &mut Bench, reps: usize, sections: &[String]) {
     let server = bench.net.server_addr().to_string();
     let port = ECHO_PORT.to_string();
-    let mut trips = [Vec::new(), Vec::new()];
-    let mut first = [Vec::new(), Vec::new()];
-    let mut then = [Vec::new(), Vec::new()];
+    let mut trips: [Vec<f64>; 3] = Default::default();
+    let mut first: [Vec<f64>; 3] = Default::default();
+    let mut then: [Vec<f64>; 3] = Default::default();
     for round in 0..reps {
-        for mode in order(round) {
+        for mode in order3(round) {
             bench.server(mode, &["python3", "-c", ECHO, &port], ECHO_PORT);
-            let m = (mode == Mode::Rock) as usize;
+            let (host, to) = bench.target(mode, ECHO_PORT);
+            let m = mode.index();
             if wants(sections, "echo") {
-                let out = bench.client(mode, &["python3", "-c", PING, &server, &port, "2000"]);
+                let out = bench.client(mode, &["python3", "-c", PING, &host, &to, "2000"]);
                 trips[m].push(out.trim().parse().unwrap_or(f64::NAN));
             }
             if wants(sections, "connect") {
-                let out = bench.client(mode, &["python3", "-c", CONNECTS, &server, &port, "101"]);
+                let out = bench.client(mode, &["python3", "-c", CONNECTS, &host, &to, "101"]);
                 let mut words = out
                     .split_whitespace()
                     .map(|w| w.parse().unwrap_or(f64::NAN));
@@ -518,25 +615,35 @@ fn echo_and_connect(bench: &mut Bench, reps: usize, sections: &[String]) {
         }
     }
     if wants(sections, "echo") {
-        let (plain, rock) = (median(trips[0].clone()), median(trips[1].clone()));
+        let [plain, rock, relay] = trips.map(median);
         row("echo, 1 byte round trip (mean)", plain, rock, "µs", false);
         println!("{:<44} {:.1} µs", "  added by rock", rock - plain);
+        reference_row(plain, relay, "µs", false);
+        println!(
+            "{:<44} {:.1} µs",
+            "  added by the bare relays",
+            relay - plain
+        );
     }
     if wants(sections, "connect") {
+        let [plain, rock, relay] = first.map(median);
         row(
             "new connection to a rock server, first",
-            median(first[0].clone()),
-            median(first[1].clone()),
+            plain,
+            rock,
             "µs",
             false,
         );
+        reference_row(plain, relay, "µs", false);
+        let [plain, rock, relay] = then.map(median);
         row(
             "new connection to a rock server, then",
-            median(then[0].clone()),
-            median(then[1].clone()),
+            plain,
+            rock,
             "µs",
             false,
         );
+        reference_row(plain, relay, "µs", false);
         // A client under rock to an ordinary server: the probe is refused
         // once, then the finding is cached.
         let mut ordinary_first = [Vec::new(), Vec::new()];
@@ -544,7 +651,7 @@ fn echo_and_connect(bench: &mut Bench, reps: usize, sections: &[String]) {
         for round in 0..reps {
             bench.server(Mode::Plain, &["python3", "-c", ECHO, &port], ECHO_PORT);
             for mode in order(round) {
-                let m = (mode == Mode::Rock) as usize;
+                let m = mode.index();
                 let out = bench.client(mode, &["python3", "-c", CONNECTS, &server, &port, "101"]);
                 let mut words = out
                     .split_whitespace()
@@ -575,7 +682,38 @@ fn wants(sections: &[String], name: &str) -> bool {
     sections.is_empty() || sections.iter().any(|s| s == name)
 }
 
+/// `--bare-relay LISTEN TARGET`: carries each connection to LISTEN to
+/// TARGET with bare tokio copies on one thread, as a supervisor would
+/// without the protocol; runs until killed.
+fn bare_relay(listen: &str, target: &str) -> ! {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&format!("a runtime: {e}")));
+    let result: std::io::Result<()> = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        loop {
+            let (mut conn, _) = listener.accept().await?;
+            let target = target.to_owned();
+            tokio::spawn(async move {
+                let Ok(mut onward) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let _ = (conn.set_nodelay(true), onward.set_nodelay(true));
+                let _ = tokio::io::copy_bidirectional(&mut conn, &mut onward).await;
+            });
+        }
+    });
+    fail(&format!("bare relay {listen} -> {target}: {result:?}"));
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, listen, target] = &args[..]
+        && flag == BARE_RELAY
+    {
+        bare_relay(listen, target);
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         fail("run as root: the benchmark makes network namespaces");

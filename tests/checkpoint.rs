@@ -11,6 +11,7 @@
 //! (`checkpoint figures:`, shown with `--nocapture`), not asserted.
 
 mod common;
+use common::text;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -109,15 +110,6 @@ fn counter() -> String {
     format!(
         "i=0; while [ $i -lt {LINES} ]; do i=$((i+1)); echo \"line $i\"; sleep 0.1; done; \
          echo end; exit 7"
-    )
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     )
 }
 

@@ -13,6 +13,7 @@
 //! parallel, so no test may firewall an address another one uses.
 
 mod common;
+use common::text;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -250,15 +251,6 @@ fn reset_ssh_link(sshd: &Sshd, port: u16) {
 }
 
 // ---- running rock ------------------------------------------------------
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// `rock --rockd <ours> --reconnect <mode> -d <program> -F <config>`.
 fn rock(sshd: &Sshd, mode: &str, program: &str) -> Command {

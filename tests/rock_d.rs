@@ -2,6 +2,7 @@
 //! real OpenSSH clients, and real kernel faults on the rock link.
 
 mod common;
+use common::text;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -17,15 +18,6 @@ use common::{ROCK, ROCKD, Sshd, assert_exit, require_root, rock_command, run_wit
 /// `rock --rockd <ours> [extra] -d <program> -F <fixture config> ...`.
 fn rock(sshd: &Sshd, extra: &[&str], program: &str) -> Command {
     rock_command(sshd, ROCKD, extra, program)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! supervisors nor another test's connections.
 
 mod common;
+use common::text;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -135,15 +136,6 @@ impl Setup {
         assert!(resumes(&out) >= 1, "no link was resumed: {context}");
         (out, context)
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// How many links of the client's rocks came back after a loss.

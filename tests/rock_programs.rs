@@ -7,6 +7,7 @@
 //! first). Both ends run under rock unless the test says otherwise.
 
 mod common;
+use common::text;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -83,15 +84,6 @@ impl Echo {
             .count();
         assert_eq!(made, rocks, "rocks made: {context}");
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! repositories by `git fsck` and their refs.
 
 mod common;
+use common::text;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -21,15 +22,6 @@ fn rock_d<S: AsRef<OsStr>>(args: &[S]) -> Command {
     let mut cmd = common::rock_base(ROCKD);
     cmd.arg("-d").args(args).stdin(Stdio::null());
     cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The ssh command that reaches the fixture as `rocktest`.

@@ -4,6 +4,7 @@
 //! loader cannot preload into is run with a line saying so.
 
 mod common;
+use common::text;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,15 +22,6 @@ fn rock(args: &[&str]) -> Output {
     run_with_timeout(
         Command::new(ROCK).args(args).stdin(Stdio::null()),
         Duration::from_secs(30),
-    )
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     )
 }
 

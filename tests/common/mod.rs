@@ -206,6 +206,16 @@ fn collect(mut from: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
+/// A finished command's status and output, for an assertion's message.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Asserts that a finished command exited with `code`, printing its output
 /// (and the caller's context) when it did not.
 #[track_caller]
@@ -213,10 +223,8 @@ pub fn assert_exit(output: &Output, code: i32, context: &str) {
     assert_eq!(
         output.status.code(),
         Some(code),
-        "{context}: expected exit code {code}, got {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
+        "{context}: expected exit code {code}, got {}",
+        text(output),
     );
 }
 

@@ -39,7 +39,9 @@
 //! relays (two processes running this program, handed to ssh by
 //! `ProxyUseFdpass` as rock is), laid out like rock and rockd but with no
 //! protocol, to show what two extra hops cost on this machine whoever
-//! makes them.
+//! makes them. The relays copy with blocking threads, or, with
+//! `ROCK_BENCH_RELAY=tokio`, with tokio copies on one thread: the event
+//! loop rock and rockd run on.
 //!
 //! During every run the CPU time used by processes outside this program's
 //! own process tree is read from `/proc`. A round in which others used more
@@ -515,7 +517,8 @@ fn client(sshd: &Sshd, who: Client, program: &str) -> Command {
 // second relay process over loopback TCP (as rock's link to rockd); the
 // second copies to sshd over TCP (as rockd). Blocking read and write with
 // 64 KiB buffers on a pair of threads per connection (no splice, no
-// event loop), TCP_NODELAY like rock's links. Processes of their own, as
+// event loop; `ROCK_BENCH_RELAY=tokio` makes them tokio copies on one
+// thread instead), TCP_NODELAY like rock's links. Processes of their own, as
 // rock and rockd are: a hop between processes costs more than one
 // between threads of one process (an address-space switch per wakeup),
 // and the reference should pay what rock pays for its layout.
@@ -600,6 +603,9 @@ fn relay_process(args: &[String]) -> ! {
     // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let port = |s: &str| -> u16 { s.parse().unwrap_or_else(|_| fail(&format!("bad port {s}"))) };
+    if std::env::var("ROCK_BENCH_RELAY").is_ok_and(|k| k == "tokio") {
+        tokio_relay_process(args, port);
+    }
     match args {
         [role, target] if role == "remote" => {
             let target = port(target);
@@ -632,6 +638,64 @@ fn relay_process(args: &[String]) -> ! {
         }
         _ => fail(&format!("{RELAY_PROCESS}: bad arguments {args:?}")),
     }
+    std::process::exit(0);
+}
+
+/// [`relay_process`] with tokio copies on one thread instead of blocking
+/// copy threads: the event loop rock's relays run on, without the protocol.
+fn tokio_relay_process(args: &[String], port: impl Fn(&str) -> u16) -> ! {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let announce = |line: &str| {
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    };
+    runtime.block_on(async {
+        match args {
+            [role, target] if role == "remote" => {
+                let target = port(target);
+                let remote = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                    .await
+                    .expect("bind the relay's port");
+                announce(
+                    &remote
+                        .local_addr()
+                        .expect("relay address")
+                        .port()
+                        .to_string(),
+                );
+                while let Ok((mut conn, _)) = remote.accept().await {
+                    tokio::spawn(async move {
+                        if let Ok(mut up) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                        {
+                            let _ = (conn.set_nodelay(true), up.set_nodelay(true));
+                            let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                        }
+                    });
+                }
+            }
+            [role, socket, remote] if role == "local" => {
+                let remote = port(remote);
+                let local =
+                    tokio::net::UnixListener::bind(socket).expect("bind the relay's socket");
+                announce("ready");
+                while let Ok((mut conn, _)) = local.accept().await {
+                    tokio::spawn(async move {
+                        if let Ok(mut link) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", remote)).await
+                        {
+                            let _ = link.set_nodelay(true);
+                            let _ = tokio::io::copy_bidirectional(&mut conn, &mut link).await;
+                        }
+                    });
+                }
+            }
+            _ => fail(&format!("{RELAY_PROCESS}: bad arguments {args:?}")),
+        }
+    });
     std::process::exit(0);
 }
 

@@ -243,8 +243,13 @@ fn proxy_command(path: &Path) -> String {
 /// Runs `rock -d <command>` and returns the command's exit status (given
 /// to the front already, if the terminal was given back early).
 pub async fn run(mut options: LaunchOptions) -> Result<i32, LaunchError> {
-    let version = resolve::openssh_version(&cmdline::transport_ssh(&options.command, &System))?;
-    let parsed = ParsedCommand::parse(&options.command, version)?;
+    let parsed = match ParsedCommand::parse_any_release(&options.command) {
+        Some(parsed) => parsed,
+        None => {
+            let ssh = cmdline::transport_ssh(&options.command, &System);
+            ParsedCommand::parse(&options.command, resolve::openssh_version(&ssh)?)?
+        }
+    };
     let mut resolve_args: Vec<OsString> = Vec::new();
     if let Some(user) = &options.user {
         resolve_args.extend(["-l".into(), user.into()]);

@@ -21,6 +21,12 @@ pub(super) const SCP_OPTS: &[u8] = b"12346ABCTdfOpqRrstvD:F:J:M:P:S:c:i:l:o:X:";
 pub(super) const SFTP_OPTS: &[u8] = b"1246AafhNpqrvCc:D:i:l:o:s:S:b:B:F:J:P:R:X:";
 
 impl OpensshVersion {
+    /// A release of each of ssh's option strings.
+    pub(super) const OPTION_SETS: [OpensshVersion; 2] = [
+        OpensshVersion { major: 9, minor: 3 },
+        OpensshVersion { major: 9, minor: 4 },
+    ];
+
     /// ssh's option string in this release.
     pub(super) fn ssh_opts(self) -> &'static [u8] {
         if self >= (OpensshVersion { major: 9, minor: 4 }) {
@@ -32,7 +38,7 @@ impl OpensshVersion {
 }
 
 /// One option as getopt(3) saw it, with where it sat in argv.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Opt {
     /// The option letter.
     pub(super) letter: u8,

@@ -118,7 +118,7 @@ impl std::fmt::Display for Program {
 }
 
 /// How rock's options reach the ssh the command starts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Transport {
     /// ssh, scp, sftp: as options right after `argv[0]`.
     Argv,
@@ -142,7 +142,7 @@ pub struct Transported {
 }
 
 /// The user's command after `rock -d`, understood.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedCommand {
     program: Program,
     argv: Vec<OsString>,
@@ -174,6 +174,24 @@ impl ParsedCommand {
     /// run ([`transport_ssh`]); only ssh's own options depend on it.
     pub fn parse(argv: &[OsString], version: OpensshVersion) -> Result<Self, CmdlineError> {
         Self::parse_in(argv, version, &System)
+    }
+
+    /// [`ParsedCommand::parse`] without knowing the ssh's release: the
+    /// command, when it reads the same under every release's options —
+    /// ssh's options differ only in `-P` (a flag before OpenSSH 9.4, a tag
+    /// since), and scp's and sftp's not at all. `None` when the release
+    /// matters (or the command is refused): then ask ssh (`ssh -V`, a
+    /// process start rock saves otherwise) and [`ParsedCommand::parse`].
+    /// Also `None` for git, whose reading runs git itself: reading it twice
+    /// would cost more than `ssh -V` saves.
+    pub fn parse_any_release(argv: &[OsString]) -> Option<Self> {
+        let program = Program::from_argv0(argv.first()?).ok()?;
+        if program == Program::Git {
+            return None;
+        }
+        let [oldest, newest] =
+            OpensshVersion::OPTION_SETS.map(|version| Self::parse_in(argv, version, &System).ok());
+        oldest.filter(|parsed| newest.as_ref() == Some(parsed))
     }
 
     /// [`ParsedCommand::parse`], with rsync's and git's environment and
@@ -353,6 +371,45 @@ mod tests {
             ParsedCommand::parse(&[], V9_2),
             Err(CmdlineError::Empty)
         ));
+    }
+
+    #[test]
+    fn a_command_that_reads_alike_under_every_release_needs_no_ssh_v() {
+        for words in [
+            &["ssh", "-v", "-p", "2222", "user@h", "uptime"][..],
+            &["scp", "-P", "2222", "file", "h:"],
+            &["sftp", "-P", "2222", "h"],
+            &["rsync", "-a", "-e", "ssh -p 2222", "d/", "h:d/"],
+        ] {
+            let quick = ParsedCommand::parse_any_release(&args(words));
+            assert_eq!(quick.as_ref(), Some(&ok(words)), "{words:?}");
+            assert_eq!(quick, ParsedCommand::parse(&args(words), V9_6).ok());
+        }
+        // ssh's -P takes a tag since 9.4 and was a flag before: the
+        // release decides, so ssh -V is asked.
+        for words in [
+            &["ssh", "-P", "tag", "h"][..],
+            &["ssh", "-vP", "h"],
+            &["rsync", "-a", "-e", "ssh -P tag", "d/", "h:d/"],
+        ] {
+            assert_eq!(
+                ParsedCommand::parse_any_release(&args(words)),
+                None,
+                "{words:?}"
+            );
+        }
+        // Refused whatever the release: the release is asked for, and the
+        // refusal comes from the full reading.
+        assert_eq!(
+            ParsedCommand::parse_any_release(&args(&["curl", "h"])),
+            None
+        );
+        assert_eq!(ParsedCommand::parse_any_release(&[]), None);
+        // git's reading runs git: not read twice.
+        assert_eq!(
+            ParsedCommand::parse_any_release(&args(&["git", "fetch", "h:r.git"])),
+            None
+        );
     }
 
     #[test]

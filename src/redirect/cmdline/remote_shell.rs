@@ -14,7 +14,7 @@ use super::shell::{self, Syntax};
 use super::surroundings::{Surroundings, VarsOf};
 
 /// A remote-shell command, read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct RemoteShell {
     /// How its text is split.
     syntax: Syntax,

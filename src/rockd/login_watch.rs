@@ -97,10 +97,28 @@ fn sshd_processes(uid: u32) -> impl Iterator<Item = u32> {
         .into_iter()
         .flatten()
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        // The name first, in one short read: this runs for every chunk
+        // sshd sends before the login, over every process of the host,
+        // and only sshd's few processes need their status read.
+        .filter(|&pid| named_sshd(pid))
         .filter(move |&pid| {
             std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .is_ok_and(|status| is_sshd_of(&status, uid))
         })
+}
+
+/// Whether process `pid` is named like sshd (`/proc/PID/comm`).
+fn named_sshd(pid: u32) -> bool {
+    let Ok(mut comm) = std::fs::File::open(format!("/proc/{pid}/comm")) else {
+        return false;
+    };
+    // A name is at most 15 bytes and a newline; one read returns it whole.
+    let mut name = [0u8; 64];
+    let Ok(n) = std::io::Read::read(&mut comm, &mut name) else {
+        return false;
+    };
+    let name = name[..n].strip_suffix(b"\n").unwrap_or(&name[..n]);
+    SSHD_NAMES.iter().any(|sshd| sshd.as_bytes() == name)
 }
 
 /// Whether a `/proc/PID/status` text is an sshd process of real uid `uid`.
@@ -230,6 +248,31 @@ mod tests {
         assert!(is_sshd_of(&STATUS.replace("sshd-session", "sshd"), 1000));
         assert!(!is_sshd_of("Name:\tsshd\n", 1000));
         assert!(!is_sshd_of("", 1000));
+    }
+
+    #[test]
+    fn sshd_processes_are_found_by_name_then_uid() {
+        // A process whose name is sshd's: `sleep` under that name.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let named = dir.path().join("sshd-session");
+        std::os::unix::fs::symlink("/bin/sleep", &named).expect("symlink");
+        let mut child = std::process::Command::new(&named)
+            .arg("30")
+            .spawn()
+            .expect("start sleep as sshd-session");
+        // Named so once it has exec'd.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !named_sshd(child.id()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let uid = own_uid().expect("own uid");
+        let found: Vec<u32> = sshd_processes(uid).collect();
+        let other_uid: Vec<u32> = sshd_processes(uid.wrapping_add(12_345)).collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&child.id()), "{found:?}");
+        assert!(!found.contains(&std::process::id()), "{found:?}");
+        assert!(!other_uid.contains(&child.id()), "{other_uid:?}");
     }
 
     /// A baseline that sees every sshd process of the uid as new, or none.

@@ -239,12 +239,7 @@ fn a_checkpointed_session_comes_back_with_every_line_once() {
     );
 
     let started = Instant::now();
-    let mut restore = place
-        .rock(&["restore", cp_arg])
-        .stdout(place.file("after"))
-        .stderr(place.file("after.err"))
-        .spawn()
-        .expect("start rock restore");
+    let mut restore = restore_in(&place, None, &[], &cp);
     let end = Instant::now() + LIMIT;
     while place.read("after").is_empty() {
         assert!(
@@ -500,12 +495,7 @@ fn a_rock_command_client_is_restored_and_its_rock_resumes() {
     let before = place.read("before");
     std::thread::sleep(Duration::from_secs(5));
 
-    let mut restore = place
-        .rock(&["restore", cp_arg])
-        .stdout(place.file("after"))
-        .stderr(place.file("after.err"))
-        .spawn()
-        .expect("start rock restore");
+    let mut restore = restore_in(&place, None, &[], &cp);
     place.wait_lines("after", 4);
     std::fs::write(&stop, b"").expect("write the stop file");
     let status = wait_exit(&mut restore, "rock restore");
@@ -689,6 +679,23 @@ fn an_scp_checkpointed_mid_copy_finishes_intact() {
     );
 }
 
+/// `rock restore [EXTRA] CHECKPOINT`, in network namespace `ns` if given
+/// (see [`in_net_only`]), started, its output in `after` and `after.err`.
+fn restore_in(place: &Place, ns: Option<&str>, extra: &[&str], checkpoint: &Path) -> Child {
+    let mut args = vec!["restore"];
+    args.extend_from_slice(extra);
+    args.push(checkpoint.to_str().expect("a UTF-8 checkpoint path"));
+    let mut restore = place.rock(&args);
+    if let Some(ns) = ns {
+        restore = in_net_only(ns, &restore);
+    }
+    restore
+        .stdout(place.file("after"))
+        .stderr(place.file("after.err"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start rock restore {extra:?} in {ns:?}: {e}"))
+}
+
 /// `cmd` in network namespace `ns` only (`nsenter --net`), keeping the
 /// mount namespace: `ip netns exec` would give each command a mount
 /// namespace of its own, which CRIU would then have to dump and rebuild.
@@ -836,14 +843,7 @@ fn a_session_checkpointed_on_one_laptop_continues_on_another() {
     let place = Place::new();
     let cp = checkpoint_on_laptop(&net, &sshd, &place);
     std::thread::sleep(Duration::from_secs(5));
-    let restore = in_net_only(
-        &laptop2,
-        &place.rock(&["restore", cp.to_str().expect("utf-8")]),
-    )
-    .stdout(place.file("after"))
-    .stderr(place.file("after.err"))
-    .spawn()
-    .expect("start rock restore on the second laptop");
+    let restore = restore_in(&place, Some(&laptop2), &[], &cp);
     // rockd listens on both families: ss shows [::ffff:10.3.0.2]:PORT.
     let from = SECOND_LAPTOP_ADDR.to_string();
     restored_session_ends_well(&net, &place, restore, "from the second laptop", |s| {
@@ -864,14 +864,7 @@ fn a_checkpoint_amid_network_changes_is_tried_again_until_it_holds() {
     let sshd = server_sshd(&net);
     let place = Place::new();
     let cp = checkpoint_on_laptop_amid(&net, &sshd, &place, Duration::from_secs(1));
-    let restore = in_net_only(
-        &net.laptop,
-        &place.rock(&["restore", cp.to_str().expect("utf-8")]),
-    )
-    .stdout(place.file("after"))
-    .stderr(place.file("after.err"))
-    .spawn()
-    .expect("start rock restore on the laptop");
+    let restore = restore_in(&place, Some(&net.laptop), &[], &cp);
     // rockd listens on both families: ss shows [::ffff:10.1.0.2]:PORT.
     let from = net.laptop_addr().to_string();
     restored_session_ends_well(&net, &place, restore, "from the laptop", |s| {
@@ -892,14 +885,7 @@ fn a_session_restored_onto_the_server_with_l_redials_localhost() {
     let sshd = server_sshd(&net);
     let place = Place::new();
     let cp = checkpoint_on_laptop(&net, &sshd, &place);
-    let restore = in_net_only(
-        &net.server,
-        &place.rock(&["restore", "-l", cp.to_str().expect("utf-8")]),
-    )
-    .stdout(place.file("after"))
-    .stderr(place.file("after.err"))
-    .spawn()
-    .expect("start rock restore -l on the server");
+    let restore = restore_in(&place, Some(&net.server), &["-l"], &cp);
     restored_session_ends_well(&net, &place, restore, "rock's on loopback", |sockets| {
         sockets.lines().any(|l| {
             l.starts_with("ESTAB")

@@ -35,7 +35,8 @@
 //! protocol): what two extra processes on the path cost by themselves.
 //!
 //! Plain and rock (and the reference) take turns (AB, BA, … or ABC, BCA,
-//! …) `ROCK_BENCH_REPS` times (default 3), and the medians are printed. Arguments select sections:
+//! …) `ROCK_BENCH_REPS` times (default 3), and the medians are printed.
+//! Arguments select sections:
 //! `cargo bench --bench command -- bulk echo`.
 
 #[path = "../tests/common/mod.rs"]

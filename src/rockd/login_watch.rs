@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use crate::boot::NO_LOGIN_NOTE;
 
 /// Chunks from sshd looked at, at most, before giving up (each look reads
-/// `/proc/*/status` once).
+/// every process's name, and the status of those named like sshd).
 pub const MAX_LOOKS: u32 = 64;
 
 /// The names sshd's post-authentication process has: `sshd`, and

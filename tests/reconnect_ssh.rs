@@ -163,13 +163,14 @@ fn wait_ssh_link(rock: u32, sshd: &Sshd) -> u16 {
         if let Some(port) = ssh_link(rock, sshd) {
             return port;
         }
+        let worker = common::rock_worker(rock);
         assert!(
             Instant::now() < end,
-            "rock has no SSH link to {}: {:#?}",
+            "rock (pid {worker}) has no SSH link to {}: {:#?}",
             sshd.addr(),
             connections()
                 .into_iter()
-                .filter(|c| of_pid(c, rock))
+                .filter(|c| of_pid(c, worker))
                 .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -806,9 +807,16 @@ fn a_host_profile_selects_ssh_mode_and_rockds_port_range() {
     .expect("write the profile");
     let mut cmd = rock_command(&sshd, ROCKD, &[], "ssh");
     cmd.env("XDG_CONFIG_HOME", home.path());
-    // Long enough for the test to look at rockd's listener and link on a
-    // loaded machine: rockd ends with the session.
-    let stream = Stream::start(&mut cmd, "echo one; sleep 5; echo two");
+    // The session lasts until the test has looked at rockd's listener and
+    // rock's link (rockd ends with the session): until `go` exists (the
+    // "remote" is this machine), a minute at most. A fixed 5 s was once
+    // too short for a loaded machine.
+    let go = home.path().join("go");
+    let script = format!(
+        "echo one; for i in $(seq 1200); do [ -e '{}' ] && break; sleep 0.05; done; echo two",
+        go.display()
+    );
+    let stream = Stream::start(&mut cmd, &script);
     let listening = listen_addr(rockd_pid(&sshd));
     assert_eq!(
         listening.ip(),
@@ -820,6 +828,7 @@ fn a_host_profile_selects_ssh_mode_and_rockds_port_range() {
         "rockd listens on {listening}, outside {first}-{last}"
     );
     wait_ssh_link(stream.pid(), &sshd);
+    std::fs::write(&go, b"").expect("write the go file");
     let (got, code, log) = stream.finish();
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(got, ["one", "two"]);

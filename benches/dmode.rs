@@ -72,7 +72,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
@@ -734,15 +734,6 @@ fn relay_socket(sshd: &Sshd) -> PathBuf {
         .clone()
 }
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Runs `cmd` to completion; panics unless it exits 0. Returns wall seconds.
 fn timed_run(cmd: &mut Command, limit: Duration, sshd: &Sshd) -> f64 {
     let t0 = Instant::now();
@@ -751,7 +742,7 @@ fn timed_run(cmd: &mut Command, limit: Duration, sshd: &Sshd) -> f64 {
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}\n--- sshd log ---\n{}",
-        describe(&out),
+        common::text(&out),
         sshd.log()
     );
     secs

@@ -666,15 +666,9 @@ fn tokio_relay_process(args: &[String], port: impl Fn(&str) -> u16) -> ! {
                         .port()
                         .to_string(),
                 );
-                while let Ok((mut conn, _)) = remote.accept().await {
-                    tokio::spawn(async move {
-                        if let Ok(mut up) =
-                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                        {
-                            let _ = (conn.set_nodelay(true), up.set_nodelay(true));
-                            let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
-                        }
-                    });
+                while let Ok((conn, _)) = remote.accept().await {
+                    let _ = conn.set_nodelay(true);
+                    tokio::spawn(copy_onward(conn, target));
                 }
             }
             [role, socket, remote] if role == "local" => {
@@ -682,21 +676,26 @@ fn tokio_relay_process(args: &[String], port: impl Fn(&str) -> u16) -> ! {
                 let local =
                     tokio::net::UnixListener::bind(socket).expect("bind the relay's socket");
                 announce("ready");
-                while let Ok((mut conn, _)) = local.accept().await {
-                    tokio::spawn(async move {
-                        if let Ok(mut link) =
-                            tokio::net::TcpStream::connect(("127.0.0.1", remote)).await
-                        {
-                            let _ = link.set_nodelay(true);
-                            let _ = tokio::io::copy_bidirectional(&mut conn, &mut link).await;
-                        }
-                    });
+                while let Ok((conn, _)) = local.accept().await {
+                    tokio::spawn(copy_onward(conn, remote));
                 }
             }
             _ => fail(&format!("{RELAY_PROCESS}: bad arguments {args:?}")),
         }
     });
     std::process::exit(0);
+}
+
+/// Copies both ways between `conn` and a new connection to `port` on
+/// loopback (TCP_NODELAY), until both directions ended.
+async fn copy_onward<S>(mut conn: S, port: u16)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Ok(mut onward) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        let _ = onward.set_nodelay(true);
+        let _ = tokio::io::copy_bidirectional(&mut conn, &mut onward).await;
+    }
 }
 
 /// Starts a reference relay process and returns it with the first line

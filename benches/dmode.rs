@@ -365,33 +365,125 @@ impl Quiet {
     }
 }
 
-/// Samples the CPU time of every process in our tree every 100 ms, for a
-/// breakdown of one run by program. This process's own share (the
-/// reference relays' threads, the sampler) shows as "bench".
+/// What one process has used so far: CPU ticks, read and write system
+/// calls (`/proc/PID/io`, every thread's) and context switches (every
+/// thread's `/proc/PID/task/TID/status`).
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    ticks: u64,
+    reads: u64,
+    writes: u64,
+    switches: u64,
+    /// Of which the scheduler took the CPU away (preemptions).
+    preempted: u64,
+    /// Nanoseconds spent runnable but waiting for a CPU.
+    waited: u64,
+}
+
+impl Usage {
+    fn of(p: &ProcStat) -> Usage {
+        let dir = PathBuf::from(format!("/proc/{}", p.pid));
+        let io = std::fs::read_to_string(dir.join("io")).unwrap_or_default();
+        let field = |text: &str, name: &str| -> u64 {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(name))
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum()
+        };
+        let (mut switches, mut preempted, mut waited) = (0, 0, 0);
+        if let Ok(tasks) = std::fs::read_dir(dir.join("task")) {
+            for task in tasks.flatten() {
+                let status =
+                    std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+                switches += field(&status, "voluntary_ctxt_switches:")
+                    + field(&status, "nonvoluntary_ctxt_switches:");
+                preempted += field(&status, "nonvoluntary_ctxt_switches:");
+                let sched =
+                    std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+                waited += sched
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        Usage {
+            ticks: p.own,
+            reads: field(&io, "syscr:"),
+            writes: field(&io, "syscw:"),
+            switches,
+            preempted,
+            waited,
+        }
+    }
+
+    fn max(self, o: Usage) -> Usage {
+        Usage {
+            ticks: self.ticks.max(o.ticks),
+            reads: self.reads.max(o.reads),
+            writes: self.writes.max(o.writes),
+            switches: self.switches.max(o.switches),
+            preempted: self.preempted.max(o.preempted),
+            waited: self.waited.max(o.waited),
+        }
+    }
+
+    fn since(self, base: Usage) -> Usage {
+        Usage {
+            ticks: self.ticks.saturating_sub(base.ticks),
+            reads: self.reads.saturating_sub(base.reads),
+            writes: self.writes.saturating_sub(base.writes),
+            switches: self.switches.saturating_sub(base.switches),
+            preempted: self.preempted.saturating_sub(base.preempted),
+            waited: self.waited.saturating_sub(base.waited),
+        }
+    }
+
+    fn add(&mut self, o: Usage) {
+        self.ticks += o.ticks;
+        self.reads += o.reads;
+        self.writes += o.writes;
+        self.switches += o.switches;
+        self.preempted += o.preempted;
+        self.waited += o.waited;
+    }
+}
+
+/// One program's share of a run.
+struct Share {
+    name: String,
+    cpu: f64,
+    usage: Usage,
+}
+
+/// Samples every process in our tree every 100 ms, for a breakdown of one
+/// run by program (the last 100 ms of a process that exits are missed).
+/// This process's own share (the reference relays, the sampler) shows as
+/// "bench".
 struct Sampler {
     stop: Arc<AtomicBool>,
-    handle: thread::JoinHandle<BTreeMap<u32, (String, u64)>>,
-    /// Ticks each process had already used when sampling started.
-    base: BTreeMap<u32, u64>,
+    handle: thread::JoinHandle<BTreeMap<u32, (String, Usage)>>,
+    /// What each process had already used when sampling started.
+    base: BTreeMap<u32, Usage>,
 }
 
 impl Sampler {
     fn start() -> Sampler {
         let base = our_tree(&processes())
             .iter()
-            .map(|p| (p.pid, p.own))
+            .map(|p| (p.pid, Usage::of(p)))
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = thread::spawn(move || {
-            let mut seen: BTreeMap<u32, (String, u64)> = BTreeMap::new();
+            let mut seen: BTreeMap<u32, (String, Usage)> = BTreeMap::new();
             loop {
                 for p in our_tree(&processes()) {
                     // The latest name: a child forked by us shows our
                     // name until it executes its program.
-                    let e = seen.entry(p.pid).or_insert((String::new(), 0));
+                    let e = seen.entry(p.pid).or_default();
                     e.0.clone_from(&p.comm);
-                    e.1 = e.1.max(p.own);
+                    e.1 = e.1.max(Usage::of(p));
                 }
                 if flag.load(Ordering::Relaxed) {
                     return seen;
@@ -402,8 +494,8 @@ impl Sampler {
         Sampler { stop, handle, base }
     }
 
-    /// CPU seconds per program name, busiest first.
-    fn finish(self) -> Vec<(String, f64)> {
+    /// Each program's share, busiest first.
+    fn finish(self) -> Vec<Share> {
         self.stop.store(true, Ordering::Relaxed);
         let seen = self.handle.join().expect("sampler thread");
         let me = std::process::id();
@@ -412,27 +504,55 @@ impl Sampler {
             .find(|p| p.pid == me)
             .map(|p| p.comm)
             .unwrap_or_default();
-        let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
-        for (pid, (name, ticks)) in seen {
-            let used = ticks.saturating_sub(self.base.get(&pid).copied().unwrap_or(0));
+        let mut by_name: BTreeMap<String, Usage> = BTreeMap::new();
+        for (pid, (name, usage)) in seen {
+            let used = usage.since(self.base.get(&pid).copied().unwrap_or_default());
             // This program: itself, or its ProxyCommand helper.
             let name = if name == exe { "bench".into() } else { name };
-            *by_name.entry(name).or_default() += used;
+            by_name.entry(name).or_default().add(used);
         }
-        let mut v: Vec<(String, f64)> = by_name
+        let mut v: Vec<Share> = by_name
             .into_iter()
-            .filter(|(_, t)| *t > 0)
-            .map(|(n, t)| (n, t as f64 / clk_tck()))
+            .filter(|(_, u)| u.ticks > 0)
+            .map(|(name, usage)| Share {
+                name,
+                cpu: usage.ticks as f64 / clk_tck(),
+                usage,
+            })
             .collect();
-        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v.sort_by(|a, b| b.cpu.total_cmp(&a.cpu));
         v
     }
 }
 
-fn breakdown(v: &[(String, f64)]) -> String {
-    let total: f64 = v.iter().map(|(_, s)| s).sum();
-    let parts: Vec<String> = v.iter().map(|(n, s)| format!("{n} {s:.2}")).collect();
-    format!("{total:.2} CPU s = {}", parts.join(" + "))
+/// "4.63 CPU s = sshd 1.59 + …", and per program the system calls and
+/// context switches per MiB moved.
+fn breakdown(v: &[Share], mib: f64) -> String {
+    let total: f64 = v.iter().map(|s| s.cpu).sum();
+    let parts: Vec<String> = v
+        .iter()
+        .map(|s| format!("{} {:.2}", s.name, s.cpu))
+        .collect();
+    let per = |n: u64| n as f64 / mib.max(1e-9);
+    let calls: Vec<String> = v
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {:.0}r/{:.0}w/{:.0}cs({:.0}p)/{:.2}ms",
+                s.name,
+                per(s.usage.reads),
+                per(s.usage.writes),
+                per(s.usage.switches),
+                per(s.usage.preempted),
+                per(s.usage.waited) / 1e6
+            )
+        })
+        .collect();
+    format!(
+        "{total:.2} CPU s = {}; per MiB: {}",
+        parts.join(" + "),
+        calls.join(", ")
+    )
 }
 
 // ---------------------------------------------------------------------
@@ -972,7 +1092,7 @@ fn bench_scp(sshd: &Sshd, opts: &Options, report: &mut Report) {
                 "warm-up {name} {} (to a file, sha256 checked): {:.0} MiB/s; {}",
                 who.name(),
                 mib / secs,
-                breakdown(&cpu)
+                breakdown(&cpu, mib)
             );
             println!("  {note}");
             report.notes.push(note);

@@ -572,7 +572,9 @@ impl Session {
         if self.closed.is_some() {
             return 0;
         }
-        self.stream.send.write(data)
+        let n = self.stream.send.write(data);
+        self.after_write();
+        n
     }
 
     /// Room to write up to `want` application bytes into, in place — the
@@ -590,6 +592,16 @@ impl Session {
     pub fn commit_write(&mut self, n: usize) {
         if self.closed.is_none() {
             self.stream.send.commit(n);
+            self.after_write();
+        }
+    }
+
+    /// The application wrote: once the send window is full, input that
+    /// waited for the application must be read for the acknowledgements
+    /// in it ([`Session::wants_input`]).
+    fn after_write(&mut self) {
+        if self.stream.send.capacity() == 0 && self.wants_input() {
+            self.resume_input();
         }
     }
 
@@ -1215,14 +1227,41 @@ impl Session {
                 flow.ack_due = Some(now + delay);
             }
         }
+        if self.current == Some(id)
+            && !self.wants_input()
+            && let Some(flow) = self.link_mut(id).and_then(Link::flow)
+        {
+            flow.rx_blocked = true;
+        }
         self.check_finished();
     }
 
-    /// The application read: resume input that waited for room.
+    /// The application read: resume input that waited for it.
     fn after_read(&mut self) {
-        if self.stream.recv.is_full() {
-            return self.check_finished();
+        if self.wants_input() {
+            self.resume_input();
+        } else {
+            self.check_finished();
         }
+    }
+
+    /// Whether the current link should be read now. While received bytes
+    /// wait for the application, it is slower than the link: what the
+    /// link brings next waits in the transport, where TCP pushes back on
+    /// the peer, instead of taking a copy and a wakeup into the receive
+    /// buffer for nothing. Except while our own bytes wait for the peer's
+    /// acknowledgements (the send window is full): those come on the link,
+    /// so it is read, into the receive buffer up to its bound — two
+    /// applications that each write before they read must not hold each
+    /// other up through us.
+    fn wants_input(&self) -> bool {
+        !self.stream.recv.is_full()
+            && (self.stream.recv.readable() == 0 || self.stream.send.capacity() == 0)
+    }
+
+    /// Reads the current link again if input waited ([`Flow::rx_blocked`]),
+    /// starting with what is queued.
+    fn resume_input(&mut self) {
         let now = self.now;
         let Some(id) = self.current else {
             return self.check_finished();

@@ -128,6 +128,91 @@ fn a_full_replay_buffer_pushes_back_and_drops_nothing() {
 }
 
 #[test]
+fn an_application_behind_leaves_the_rest_in_the_transport() {
+    // Room for everything in both buffers: only the policy keeps the
+    // receiver from reading it all into its own.
+    let config = Config {
+        replay_bound: 4 << 20,
+        receive_bound: 4 << 20,
+        ..Config::default()
+    };
+    let mut pair = Pair::new(config);
+    pair.connect();
+    let mut taken = 0;
+    for _ in 0..100 {
+        taken += pair.client.write(10_000);
+        pair.settle();
+    }
+    assert_eq!(taken, 1_000_000);
+    // The server's application took part of the first read and then no
+    // more: the link is left unread, so the bytes wait unacknowledged in
+    // the client's replay buffer and in the transport, not in the
+    // server's receive buffer.
+    let held = pair.server.session.readable();
+    assert!(
+        held > 0,
+        "the application took everything; nothing was tested"
+    );
+    assert!(
+        held <= crate::link::INPUT_CAP,
+        "the receive buffer took {held} bytes past one read"
+    );
+    let unacked = pair.client.session.stats().replay_buffered;
+    assert!(
+        unacked as u64 >= 1_000_000 - pair.server.delivered.len() as u64 - held as u64,
+        "only {unacked} bytes wait for acknowledgement"
+    );
+    // The link is not judged while it is left unread.
+    for _ in 0..30 {
+        pair.advance(Duration::from_secs(1));
+        pair.settle();
+    }
+    assert_eq!(pair.client.session.stats().links_established, 1);
+    assert_eq!(pair.server.session.stats().links_established, 1);
+    // Once the application reads, the rest follows, exactly once.
+    pair.settle_reading();
+    assert_eq!(pair.server.delivered.len(), 1_000_000);
+    pair.server.assert_delivered_prefix_of(&pair.client);
+    assert_eq!(pair.client.session.stats().replay_buffered, 0);
+}
+
+#[test]
+fn applications_that_write_before_they_read_still_get_their_acknowledgements() {
+    // Each side's application writes and never reads. Once a send window
+    // is full, its acknowledgements must be read even though the
+    // application is behind: each direction then holds its replay buffer
+    // and the peer's whole receive buffer, as before the link was left
+    // unread for a slow application.
+    let (replay, receive) = (64 << 10, 256 << 10);
+    let config = Config {
+        replay_bound: replay,
+        receive_bound: receive,
+        ..Config::default()
+    };
+    let mut pair = Pair::new(config);
+    pair.connect();
+    let (mut client, mut server) = (0, 0);
+    for _ in 0..200 {
+        client += pair.client.write(10_000);
+        server += pair.server.write(10_000);
+        pair.settle();
+    }
+    assert!(
+        client >= replay + receive && server >= replay + receive,
+        "took {client} and {server} bytes before pushing back; \
+         the replay and receive buffers hold {}",
+        replay + receive
+    );
+    assert_eq!(pair.client.session.write_capacity(), 0);
+    assert_eq!(pair.server.session.write_capacity(), 0);
+    pair.settle_reading();
+    pair.client.assert_delivered_prefix_of(&pair.server);
+    pair.server.assert_delivered_prefix_of(&pair.client);
+    assert_eq!(pair.client.delivered.len(), server);
+    assert_eq!(pair.server.delivered.len(), client);
+}
+
+#[test]
 fn heartbeats_measure_rtt_and_a_silent_link_is_declared_dead_in_time() {
     let config = Config::default();
     let mut pair = Pair::new(config.clone());

@@ -856,8 +856,18 @@ fn relay_socket(sshd: &Sshd) -> PathBuf {
 /// Runs `cmd` to completion; panics unless it exits 0. Returns wall seconds.
 fn timed_run(cmd: &mut Command, limit: Duration, sshd: &Sshd) -> f64 {
     let t0 = Instant::now();
-    let out = common::run_with_timeout(cmd, limit);
+    let (out, exited) = common::run_with_timeout_exit(cmd, limit);
     let secs = t0.elapsed().as_secs_f64();
+    // Timed to the end of its output, as a user waits for it; say so
+    // when something the command left behind kept that open.
+    let held = exited.elapsed();
+    if held > Duration::from_millis(20) {
+        println!(
+            "    ({} exited {:.0} ms before its output closed)",
+            cmd.get_program().to_string_lossy(),
+            held.as_secs_f64() * 1e3
+        );
+    }
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}\n--- sshd log ---\n{}",

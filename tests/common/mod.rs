@@ -147,6 +147,12 @@ fn user_name(uid: libc::uid_t) -> Option<String> {
 /// not hang the suite. Stdout and stderr are captured; stdin is left as the
 /// command has it (the fixture's commands read from `/dev/null`).
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    run_with_timeout_exit(cmd, timeout).0
+}
+
+/// [`run_with_timeout`], and when the command itself exited (its output
+/// may stay open longer, held by a descendant).
+pub fn run_with_timeout_exit(cmd: &mut Command, timeout: Duration) -> (Output, Instant) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -181,10 +187,11 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
         }
         thread::sleep(Duration::from_millis(10));
     };
+    let exited = Instant::now();
     // A grandchild that inherited the pipes could keep them open; don't wait
     // for it forever.
     let wait = Duration::from_secs(10);
-    Output {
+    let output = Output {
         status,
         stdout: stdout
             .recv_timeout(wait)
@@ -192,7 +199,8 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
         stderr: stderr
             .recv_timeout(wait)
             .expect("stderr still open after the command exited"),
-    }
+    };
+    (output, exited)
 }
 
 /// Reads `from` to its end on a thread and sends everything at once.

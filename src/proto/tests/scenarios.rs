@@ -91,22 +91,28 @@ fn a_fin_sent_before_the_cut_is_delivered_once_after_the_resume() {
     );
 }
 
-#[test]
-fn a_full_replay_buffer_pushes_back_and_drops_nothing() {
-    let config = Config {
-        replay_bound: 64 << 10,
-        receive_bound: 32 << 10,
-        ..Config::default()
-    };
+/// A linked pair whose client application writes 100 × 10 000 bytes to a
+/// server application that reads nothing; and how many the client's
+/// engine took.
+fn written_unread(config: Config) -> (Pair, usize) {
     let mut pair = Pair::new(config);
     pair.connect();
-    // The server's application does not read: the client must stop taking
-    // bytes once its replay buffer is full.
     let mut taken = 0;
     for _ in 0..100 {
         taken += pair.client.write(10_000);
         pair.settle();
     }
+    (pair, taken)
+}
+
+#[test]
+fn a_full_replay_buffer_pushes_back_and_drops_nothing() {
+    // The client must stop taking bytes once its replay buffer is full.
+    let (mut pair, taken) = written_unread(Config {
+        replay_bound: 64 << 10,
+        receive_bound: 32 << 10,
+        ..Config::default()
+    });
     assert!(taken < 1_000_000, "backpressure never came");
     assert_eq!(pair.client.session.write_capacity(), 0);
     let stats = pair.client.session.stats();
@@ -131,18 +137,11 @@ fn a_full_replay_buffer_pushes_back_and_drops_nothing() {
 fn an_application_behind_leaves_the_rest_in_the_transport() {
     // Room for everything in both buffers: only the policy keeps the
     // receiver from reading it all into its own.
-    let config = Config {
+    let (mut pair, taken) = written_unread(Config {
         replay_bound: 4 << 20,
         receive_bound: 4 << 20,
         ..Config::default()
-    };
-    let mut pair = Pair::new(config);
-    pair.connect();
-    let mut taken = 0;
-    for _ in 0..100 {
-        taken += pair.client.write(10_000);
-        pair.settle();
-    }
+    });
     assert_eq!(taken, 1_000_000);
     // The server's application took part of the first read and then no
     // more: the link is left unread, so the bytes wait unacknowledged in

@@ -366,8 +366,9 @@ impl Quiet {
 }
 
 /// What one process has used so far: CPU ticks, read and write system
-/// calls (`/proc/PID/io`, every thread's) and context switches (every
-/// thread's `/proc/PID/task/TID/status`).
+/// calls (`/proc/PID/io`, every thread's), context switches (every
+/// thread's `/proc/PID/task/TID/status`) and run-queue wait (their
+/// `schedstat`).
 #[derive(Clone, Copy, Default)]
 struct Usage {
     ticks: u64,
@@ -395,9 +396,9 @@ impl Usage {
             for task in tasks.flatten() {
                 let status =
                     std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-                switches += field(&status, "voluntary_ctxt_switches:")
-                    + field(&status, "nonvoluntary_ctxt_switches:");
-                preempted += field(&status, "nonvoluntary_ctxt_switches:");
+                let forced = field(&status, "nonvoluntary_ctxt_switches:");
+                switches += field(&status, "voluntary_ctxt_switches:") + forced;
+                preempted += forced;
                 let sched =
                     std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
                 waited += sched
@@ -452,8 +453,14 @@ impl Usage {
 /// One program's share of a run.
 struct Share {
     name: String,
-    cpu: f64,
     usage: Usage,
+}
+
+impl Share {
+    /// CPU seconds.
+    fn cpu(&self) -> f64 {
+        self.usage.ticks as f64 / clk_tck()
+    }
 }
 
 /// Samples every process in our tree every 100 ms, for a breakdown of one
@@ -514,13 +521,9 @@ impl Sampler {
         let mut v: Vec<Share> = by_name
             .into_iter()
             .filter(|(_, u)| u.ticks > 0)
-            .map(|(name, usage)| Share {
-                name,
-                cpu: usage.ticks as f64 / clk_tck(),
-                usage,
-            })
+            .map(|(name, usage)| Share { name, usage })
             .collect();
-        v.sort_by(|a, b| b.cpu.total_cmp(&a.cpu));
+        v.sort_by(|a, b| b.cpu().total_cmp(&a.cpu()));
         v
     }
 }
@@ -528,10 +531,10 @@ impl Sampler {
 /// "4.63 CPU s = sshd 1.59 + …", and per program the system calls and
 /// context switches per MiB moved.
 fn breakdown(v: &[Share], mib: f64) -> String {
-    let total: f64 = v.iter().map(|s| s.cpu).sum();
+    let total: f64 = v.iter().map(|s| s.cpu()).sum();
     let parts: Vec<String> = v
         .iter()
-        .map(|s| format!("{} {:.2}", s.name, s.cpu))
+        .map(|s| format!("{} {:.2}", s.name, s.cpu()))
         .collect();
     let per = |n: u64| n as f64 / mib.max(1e-9);
     let calls: Vec<String> = v
